@@ -1,0 +1,70 @@
+"""`JobSpec`: the whole job, and the rules that tie its sections together."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pydantic import Field, PrivateAttr, model_validator
+
+from resnetctl.spec.base import StrictModel
+from resnetctl.spec.data import CifarPipeline, DataSpec, ImageNetPipeline
+from resnetctl.spec.model import ModelSpec
+from resnetctl.spec.runtime import CheckpointSpec, FailureSpec, ResourcesSpec
+from resnetctl.spec.tracking import TrackingSpec
+from resnetctl.spec.train import TrainSpec
+
+# The input each model family was trained with in the paper.
+FAMILY_PIPELINES = {"imagenet": ImageNetPipeline, "cifar": CifarPipeline}
+
+
+class JobSpec(StrictModel):
+    """A training job: one YAML file, validated before anything starts."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Job name: letters, digits, `.`, `_`, `-`; names the Ray run and MLflow run.",
+    )
+    description: str = Field("", description="Free text shown in listings.")
+    model: ModelSpec = Field(description="The network.")
+    data: DataSpec = Field(description="The data set and input pipeline.")
+    train: TrainSpec = Field(description="Optimisation.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Placement.")
+    checkpoint: CheckpointSpec = Field(
+        default_factory=CheckpointSpec, description="Checkpointing and resume."
+    )
+    failure: FailureSpec = Field(default_factory=FailureSpec, description="Fault tolerance.")
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="MLflow tracking.")
+
+    # Set by the loader: maps a field path to `file:line` (or the `--set` that wrote it).
+    _locator: Callable[[tuple[str | int, ...]], str] | None = PrivateAttr(None)
+
+    def where(self, *path: str | int) -> str:
+        """Where the field at `path` was written, for error messages."""
+        return self._locator(tuple(path)) if self._locator else "<spec>"
+
+    @model_validator(mode="after")
+    def _cross_section(self) -> JobSpec:
+        workers = self.resources.workers
+        train = self.train
+        if train.global_batch_size is not None and train.global_batch_size % workers:
+            raise ValueError(
+                f"train.global_batch_size {train.global_batch_size} is not divisible by "
+                f"resources.workers {workers}"
+            )
+        if train.precision == "fp16" and not self.resources.use_gpu:
+            raise ValueError("train.precision fp16 needs GPUs (resources.use_gpu); use bf16 on CPU")
+        if self.data.device == "gpu" and not self.resources.use_gpu:
+            raise ValueError("data.device gpu needs resources.use_gpu: true")
+        if self.data.pipeline is None:
+            object.__setattr__(
+                self.data, "pipeline", FAMILY_PIPELINES[self.model.family or "imagenet"]()
+            )
+        return self
+
+    @property
+    def pipeline(self) -> ImageNetPipeline | CifarPipeline:
+        """The resolved input pipeline."""
+        assert self.data.pipeline is not None
+        return self.data.pipeline

@@ -1,0 +1,242 @@
+"""Read a job spec from YAML, apply `--set` overrides, validate, and report errors as
+`file:line: dotted.field: message`."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from resnetctl.spec.errors import SpecError, SpecIssue
+from resnetctl.spec.job import JobSpec
+
+Path_ = tuple[str | int, ...]
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass
+class _Source:
+    """The text a spec came from, with the line of every key, and the overridden paths."""
+
+    name: str
+    lines: dict[Path_, int] = field(default_factory=dict)
+    overrides: dict[Path_, str] = field(default_factory=dict)
+
+    def where(self, loc: Path_) -> str:
+        """`file:line` of the deepest known prefix of loc, or the override that set it."""
+        for end in range(len(loc), -1, -1):
+            if loc[:end] in self.overrides:
+                return f"--set {self.overrides[loc[:end]]}"
+            if loc[:end] in self.lines:
+                return f"{self.name}:{self.lines[loc[:end]]}"
+        return f"{self.name}:1"
+
+
+def parse_overrides(items: Sequence[str]) -> list[tuple[Path_, Any, str]]:
+    """Parse `dotted.key=value` strings; values are YAML scalars or flow collections."""
+    parsed = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise SpecError.single(
+                f"--set {item}", "expected dotted.key=value, for example train.epochs=1"
+            )
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise SpecError.single(f"--set {item}", f"value is not valid YAML: {exc}") from None
+        path = tuple(int(p) if p.isdigit() else p for p in key.split("."))
+        parsed.append((path, value, item))
+    return parsed
+
+
+def load_spec(
+    path: str | os.PathLike[str], overrides: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> JobSpec:
+    """Load, interpolate `${VAR}` / `${VAR:-default}`, override and validate a job spec file.
+
+    Raises `SpecError` naming file, line and field for every problem.
+    """
+    file = Path(path)
+    if not file.is_file():
+        what = "is a directory, not a file" if file.is_dir() else "no such file"
+        raise SpecError.single(str(file), what)
+    text = file.read_text(encoding="utf-8")
+    return load_spec_text(text, str(file), overrides, env)
+
+
+def load_spec_text(
+    text: str,
+    name: str = "<spec>",
+    overrides: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> JobSpec:
+    """Like `load_spec`, from text already read; `name` is used in messages."""
+    source = _Source(name)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError.single(where, f"YAML syntax error: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError.single(f"{name}:1", "the spec must be a mapping of sections")
+    if node is not None:
+        _record_lines(node, (), source.lines)
+    for key_path, value, item in parse_overrides(overrides):
+        _assign(data, key_path, value, item)
+        source.overrides[key_path] = item
+    data = _interpolate(data, (), source, os.environ if env is None else env)
+    try:
+        spec = JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError([_issue(err, source) for err in exc.errors()]) from None
+    spec._locator = source.where
+    return spec
+
+
+def dump_spec(spec: JobSpec) -> str:
+    """The fully resolved spec as YAML, which `load_spec` accepts back unchanged."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def _record_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            child = (*path, key_node.value)
+            lines[child] = key_node.start_mark.line + 1
+            _record_lines(value_node, child, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            child = (*path, index)
+            lines[child] = item.start_mark.line + 1
+            _record_lines(item, child, lines)
+
+
+def _assign(data: dict[str, Any], path: Path_, value: Any, item: str) -> None:
+    target: Any = data
+    for depth, part in enumerate(path[:-1]):
+        nxt = target.get(part) if isinstance(target, dict) else None
+        if nxt is None:
+            nxt = target[part] = {}
+        if not isinstance(nxt, dict | list):
+            dotted = ".".join(map(str, path[: depth + 1]))
+            raise SpecError.single(f"--set {item}", f"{dotted} is a value, not a section")
+        target = nxt
+    last = path[-1]
+    if isinstance(target, list):
+        if not isinstance(last, int) or last >= len(target):
+            raise SpecError.single(f"--set {item}", f"index {last} is outside the list")
+    target[last] = value
+
+
+def _interpolate(value: Any, path: Path_, source: _Source, env: Mapping[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, (*path, k), source, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, (*path, i), source, env) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        var, default = match.group(1), match.group(2)
+        if var in env and env[var] != "":
+            return env[var]
+        if default is not None:
+            return default
+        dotted = ".".join(map(str, path))
+        raise SpecError.single(
+            source.where(path),
+            f"environment variable {var} is not set; export it or pass --set {dotted}=VALUE",
+            dotted,
+        )
+
+    return _ENV.sub(substitute, value)
+
+
+def _issue(err: Mapping[str, Any], source: _Source) -> SpecIssue:
+    loc: Path_ = tuple(err["loc"])
+    clean, fields = _walk(loc)
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        key = str(loc[-1])
+        message = f"unknown key {key!r}"
+        close = difflib.get_close_matches(key, fields or [], n=1, cutoff=0.6)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        elif fields:
+            message += f"; expected one of: {', '.join(fields)}"
+    elif err["type"] == "missing":
+        message = "required field is missing"
+    elif "input" in err and err["type"] not in ("model_type", "union_tag_invalid"):
+        inp = err["input"]
+        if not isinstance(inp, dict | list):
+            message += f" (got {inp!r})"
+    field_path = ".".join(map(str, clean))
+    # A cross-field rule fails on a whole section; point at the first field its message names.
+    for named in re.findall(r"\b[a-z_]+(?:\.[a-z_0-9]+)+\b", message):
+        parts = tuple(named.split("."))
+        if parts in source.lines or parts in source.overrides:
+            return SpecIssue(source.where(parts), named, message)
+    return SpecIssue(source.where(tuple(clean)), field_path, message)
+
+
+def _walk(loc: Path_) -> tuple[list[str | int], list[str] | None]:
+    """Drop pydantic's union-tag entries from loc and find the fields allowed where it ends."""
+    model: Any = JobSpec
+    clean: list[str | int] = []
+    parent_fields: list[str] | None = None
+    for part in loc:
+        candidates = _models_in(model)
+        if isinstance(part, str) and len(candidates) > 1:
+            tagged = [m for m in candidates if _tag(m) == part]
+            if tagged:  # a discriminated union: pydantic puts the tag in the location
+                model = tagged[0]
+                continue
+        clean.append(part)
+        current = candidates[0] if len(candidates) == 1 else None
+        parent_fields = list(current.model_fields) if current is not None else None
+        if current is not None and isinstance(part, str) and part in current.model_fields:
+            model = current.model_fields[part].annotation
+        elif isinstance(part, int):
+            model = _item_type(model)
+        else:
+            model = None
+    return clean, parent_fields
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _models_in(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        found: list[type[BaseModel]] = []
+        for arg in typing.get_args(annotation):
+            found.extend(_models_in(arg))
+        return found
+    return []
+
+
+def _item_type(annotation: Any) -> Any:
+    args = typing.get_args(annotation)
+    return args[0] if args else None
+
+
+def _tag(model: type[BaseModel]) -> str | None:
+    kind = model.model_fields.get("kind")
+    return kind.default if kind is not None else None

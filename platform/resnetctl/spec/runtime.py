@@ -1,0 +1,62 @@
+"""`resources`, `checkpoint` and `failure`: how a run is placed and kept alive."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from resnetctl.spec.base import StrictModel
+from resnetctl.spec.metrics import MetricName, default_mode
+
+
+class ResourcesSpec(StrictModel):
+    """Workers and what each one holds. One DDP process per worker."""
+
+    workers: int = Field(1, ge=1, le=4096, description="Number of DDP workers (processes).")
+    use_gpu: bool = Field(False, description="Give each worker GPUs and use NCCL; else gloo on CPU.")
+    cpus_per_worker: float = Field(1.0, gt=0.0, le=256, description="CPUs reserved per worker.")
+    gpus_per_worker: float = Field(
+        1.0, ge=0.0, le=16, description="GPUs per worker when use_gpu (one DDP rank per GPU)."
+    )
+
+    @model_validator(mode="after")
+    def _gpu_consistency(self) -> ResourcesSpec:
+        if self.use_gpu and self.gpus_per_worker <= 0:
+            raise ValueError("gpus_per_worker must be > 0 when use_gpu is true")
+        return self
+
+    @property
+    def device(self) -> Literal["gpu", "cpu"]:
+        """The workers' device kind."""
+        return "gpu" if self.use_gpu else "cpu"
+
+
+class CheckpointSpec(StrictModel):
+    """When checkpoints are written, how many are kept and how they are ranked."""
+
+    every_n_epochs: int = Field(1, ge=1, description="Write a checkpoint every N epochs.")
+    keep: int | None = Field(
+        2, ge=1, description="Checkpoints kept (best by `metric`); null keeps all."
+    )
+    metric: MetricName = Field("val_top1_error", description="Metric that ranks checkpoints.")
+    mode: Literal["min", "max"] | None = Field(
+        None, description="Whether lower or higher `metric` is better; default: the metric's own."
+    )
+    resume_from: str | None = Field(
+        None, description="A checkpoint directory, or a run name under storage, to resume from."
+    )
+
+    @model_validator(mode="after")
+    def _mode(self) -> CheckpointSpec:
+        if self.mode is None:
+            object.__setattr__(self, "mode", default_mode(self.metric))
+        return self
+
+
+class FailureSpec(StrictModel):
+    """How many worker-group failures a run survives (Ray Train restarts the group)."""
+
+    max_failures: int = Field(
+        0, ge=-1, description="Worker-group restarts allowed; -1 retries forever."
+    )

@@ -1,0 +1,128 @@
+"""The JSON schema and the field reference, both generated from the `JobSpec` models."""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from resnetctl.spec.job import JobSpec
+
+SCHEMA_ID = "https://resnetctl.dev/schema/job-spec.json"
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of a job spec file (what editors use to complete and check YAML)."""
+    schema = JobSpec.model_json_schema(mode="validation")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
+
+
+def json_schema_text() -> str:
+    """The schema as committed in `docs/job-spec.schema.json`."""
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def markdown_reference() -> str:
+    """`docs/job-spec.md`: every field with its type, default, constraints and description."""
+    lines = [
+        "# Job spec reference",
+        "",
+        "Generated from the `JobSpec` models by `resnetctl schema --markdown`; a test fails when",
+        "this file is stale. Every section rejects unknown keys. Strings may use `${VAR}` or",
+        "`${VAR:-default}` to read environment variables; any field can be overridden on the",
+        "command line with `--set dotted.path=value`.",
+        "",
+    ]
+    _section(JobSpec, "", lines, level=2)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _section(
+    model: type[BaseModel], prefix: str, lines: list[str], level: int, suffix: str = ""
+) -> None:
+    title = prefix.rstrip(".") or "top level"
+    lines += [f"{'#' * level} `{title}`{suffix}", "", _doc(model), ""]
+    lines += ["| field | type | default | constraints | description |", "|---|---|---|---|---|"]
+    nested: list[tuple[str, list[type[BaseModel]]]] = []
+    for name, info in model.model_fields.items():
+        models = _models_in(info.annotation)
+        lines.append(
+            f"| `{prefix}{name}` | {_type_name(info.annotation)} | {_default(info)} | "
+            f"{_constraints(info)} | {(info.description or '').replace('|', '/')} |"
+        )
+        if models:
+            nested.append((f"{prefix}{name}.", models))
+    lines.append("")
+    for child_prefix, models in nested:
+        for child in models:
+            kind = child.model_fields.get("kind")
+            suffix = f" (kind: {kind.default})" if kind is not None and len(models) > 1 else ""
+            _section(child, child_prefix, lines, level + 1, suffix)
+
+
+def _doc(model: type[BaseModel]) -> str:
+    return " ".join((model.__doc__ or "").split())
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        found.extend(_models_in(arg))
+    return found
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return " \\| ".join(f"`{a}`" for a in typing.get_args(annotation))
+    if origin is typing.Annotated:
+        return _type_name(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return " \\| ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(annotation))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    if annotation is type(None):
+        return "null"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        kind = annotation.model_fields.get("kind")
+        return f"`kind: {kind.default}`" if kind is not None else "section"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _default(info: FieldInfo) -> str:
+    if info.default_factory is not None:
+        value = info.default_factory()  # type: ignore[call-arg]
+        if isinstance(value, BaseModel):
+            return "see below"
+        return f"`{json.dumps(value)}`"
+    if info.default is PydanticUndefined:
+        return "**required**"
+    value = info.default
+    if isinstance(value, tuple):
+        value = list(value)
+    return f"`{json.dumps(value, default=str)}`"
+
+
+def _constraints(info: FieldInfo) -> str:
+    symbols = {
+        "ge": ">=", "gt": ">", "le": "<=", "lt": "<",
+        "min_length": "min length", "max_length": "max length",
+    }
+    parts = []
+    for meta in info.metadata:
+        for attr, symbol in symbols.items():
+            value = getattr(meta, attr, None)
+            if value is not None:
+                parts.append(f"{symbol} {value}")
+        pattern = getattr(meta, "pattern", None)
+        if pattern:
+            parts.append(f"pattern `{pattern}`")
+    return ", ".join(parts)

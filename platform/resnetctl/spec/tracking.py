@@ -1,0 +1,31 @@
+"""`tracking`: where MLflow records the run."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from resnetctl.spec.base import StrictModel
+
+
+class TrackingSpec(StrictModel):
+    """MLflow destination and labels of the run."""
+
+    uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; default: $MLFLOW_TRACKING_URI, else a sqlite store "
+        "`mlflow.db` with artifacts in `mlartifacts/` in the working directory.",
+    )
+    experiment: str = Field("resnetctl", min_length=1, description="MLflow experiment name.")
+    run_name: str | None = Field(None, min_length=1, description="Run name; default: the job name.")
+    tags: dict[str, str] = Field(default_factory=dict, description="Extra tags on the run.")
+
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, uri: str | None) -> str | None:
+        if uri is None:
+            return None
+        scheme = uri.split(":", 1)[0] if ":" in uri else "file"
+        known = {"http", "https", "sqlite", "file", "databricks", "postgresql", "mysql", "mssql"}
+        if scheme not in known:
+            raise ValueError(f"unsupported scheme {scheme!r} in {uri!r}; use one of {sorted(known)}")
+        return uri

@@ -1,0 +1,177 @@
+"""`train`: length, batch, optimiser, schedule and numerics of a run."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from resnetctl.spec.base import StrictModel
+from resnetctl.spec.metrics import MetricName
+
+Unit = Literal["epoch", "iteration"]
+
+
+class SGDSpec(StrictModel):
+    """SGD with momentum, the paper's optimiser."""
+
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="Momentum.")
+    weight_decay: float = Field(1e-4, ge=0.0, le=0.1, description="L2 weight decay.")
+    nesterov: bool = Field(False, description="Nesterov momentum.")
+    no_weight_decay_on_bn: bool = Field(
+        False, description="Exempt BN parameters and biases from weight decay (modern recipes)."
+    )
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> SGDSpec:
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov needs momentum > 0")
+        return self
+
+
+class StepSchedule(StrictModel):
+    """Divide the learning rate by 1/gamma at fixed milestones (the paper's CIFAR recipe)."""
+
+    kind: Literal["step"] = Field("step", description="Selects this variant.")
+    milestones: list[Annotated[int, Field(ge=1)]] = Field(
+        description="Epochs or iterations (see unit) at which the rate is multiplied by gamma."
+    )
+    unit: Unit = Field("epoch", description="Unit of the milestones.")
+    gamma: float = Field(0.1, gt=0.0, lt=1.0, description="Multiplier at each milestone.")
+
+    @model_validator(mode="after")
+    def _increasing(self) -> StepSchedule:
+        if not self.milestones:
+            raise ValueError("milestones must not be empty")
+        if any(b <= a for a, b in zip(self.milestones, self.milestones[1:])):
+            raise ValueError(f"milestones {self.milestones} must be strictly increasing")
+        return self
+
+
+class PlateauSchedule(StrictModel):
+    """Divide the rate by 10 when a metric stops improving (the paper's ImageNet recipe)."""
+
+    kind: Literal["plateau"] = Field("plateau", description="Selects this variant.")
+    metric: MetricName = Field("val_top1_error", description="Metric watched for a plateau.")
+    factor: float = Field(0.1, gt=0.0, lt=1.0, description="Multiplier when a plateau is found.")
+    patience: int = Field(5, ge=0, description="Epochs without improvement before dividing.")
+    threshold: float = Field(1e-3, ge=0.0, description="Relative change that counts as improvement.")
+    min_lr: float = Field(0.0, ge=0.0, description="Lower bound on the rate.")
+
+
+class CosineSchedule(StrictModel):
+    """Cosine decay to min_lr over the run, per iteration."""
+
+    kind: Literal["cosine"] = Field("cosine", description="Selects this variant.")
+    min_lr: float = Field(0.0, ge=0.0, description="Rate at the end of the run.")
+
+
+class ConstantSchedule(StrictModel):
+    """A fixed rate (after warm-up)."""
+
+    kind: Literal["constant"] = Field("constant", description="Selects this variant.")
+
+
+Schedule = Annotated[
+    StepSchedule | PlateauSchedule | CosineSchedule | ConstantSchedule,
+    Field(discriminator="kind"),
+]
+
+
+class WarmupSpec(StrictModel):
+    """Start below the base rate; the paper warms ResNet-110 at lr 0.01 for ~400 iterations."""
+
+    length: int = Field(0, ge=0, description="Warm-up length in `unit`s; 0 disables warm-up.")
+    unit: Unit = Field("iteration", description="Unit of length.")
+    start_factor: float = Field(
+        0.1, gt=0.0, le=1.0, description="Rate at the start, as a fraction of the base rate."
+    )
+    mode: Literal["linear", "constant"] = Field(
+        "linear",
+        description="`linear` ramps to the base rate; `constant` holds start_factor (the paper).",
+    )
+
+
+class TrainSpec(StrictModel):
+    """How long and how a run trains."""
+
+    epochs: int | None = Field(None, ge=1, description="Training length in epochs.")
+    iterations: int | None = Field(None, ge=1, description="Training length in iterations.")
+    global_batch_size: int | None = Field(
+        None, ge=1, description="Images per step over all workers (divisible by workers)."
+    )
+    batch_size_per_worker: int | None = Field(None, ge=1, description="Images per step per worker.")
+    base_lr: float = Field(
+        0.1, gt=0.0, le=100.0, description="Learning rate for a global batch of lr_reference_batch."
+    )
+    lr_reference_batch: int = Field(
+        256,
+        ge=1,
+        description="Linear scaling rule (Goyal et al.): lr = base_lr * global_batch / this.",
+    )
+    optimizer: SGDSpec = Field(default_factory=SGDSpec, description="SGD settings.")
+    schedule: Schedule = Field(
+        default_factory=PlateauSchedule, description="Learning-rate schedule after warm-up."
+    )
+    warmup: WarmupSpec = Field(default_factory=WarmupSpec, description="Learning-rate warm-up.")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Label smoothing epsilon.")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="Autocast dtype; fp16 uses a gradient scaler and needs GPUs."
+    )
+    channels_last: bool = Field(False, description="NHWC memory format (faster on tensor cores).")
+    sync_bn: bool = Field(False, description="Synchronise BN statistics across workers.")
+    seed: int = Field(0, ge=0, description="Seed of weights, shuffling and augmentation.")
+    log_every_n_steps: int | None = Field(
+        None, ge=1, description="Also log train loss and lr every N steps (besides every epoch)."
+    )
+    max_nonfinite_steps: int = Field(
+        0,
+        ge=0,
+        description="Consecutive non-finite losses tolerated before the run stops with an error.",
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> TrainSpec:
+        if (self.epochs is None) == (self.iterations is None):
+            raise ValueError("set exactly one of `epochs` and `iterations`")
+        if (self.global_batch_size is None) == (self.batch_size_per_worker is None):
+            raise ValueError("set exactly one of `global_batch_size` and `batch_size_per_worker`")
+        length, unit = self.length
+        if self.warmup.length and self.warmup.unit == unit and self.warmup.length >= length:
+            raise ValueError(
+                f"warmup.length {self.warmup.length} {unit}s is not shorter than the run "
+                f"({length} {unit}s)"
+            )
+        schedule = self.schedule
+        if isinstance(schedule, StepSchedule) and schedule.unit == unit:
+            outside = [m for m in schedule.milestones if m >= length]
+            if outside:
+                raise ValueError(
+                    f"schedule.milestones {outside} lie outside the run of {length} {unit}s"
+                )
+        if isinstance(schedule, PlateauSchedule) and self.iterations is not None:
+            raise ValueError("the plateau schedule is evaluated per epoch: set `epochs`")
+        return self
+
+    @property
+    def length(self) -> tuple[int, Unit]:
+        """The run's length and its unit."""
+        if self.epochs is not None:
+            return self.epochs, "epoch"
+        assert self.iterations is not None
+        return self.iterations, "iteration"
+
+    def global_batch(self, workers: int) -> int:
+        """Images per optimiser step over all workers."""
+        if self.global_batch_size is not None:
+            return self.global_batch_size
+        assert self.batch_size_per_worker is not None
+        return self.batch_size_per_worker * workers
+
+    def per_worker_batch(self, workers: int) -> int:
+        """Images per step on one worker."""
+        return self.global_batch(workers) // workers
+
+    def scaled_lr(self, workers: int) -> float:
+        """The peak rate after the linear scaling rule."""
+        return self.base_lr * self.global_batch(workers) / self.lr_reference_batch
