@@ -73,6 +73,10 @@ class ModelSpec(StrictModel):
                 raise ValueError(f"variant: {self.variant!r} contradicts name {name!r}")
         if info.plain and self.shortcut is not None:
             raise ValueError(f"shortcut: plain net {name!r} has no shortcuts")
+        if info.plain and self.zero_init_residual:
+            raise ValueError(
+                f"zero_init_residual: plain net {name!r} has no residual branch to zero"
+            )
         # Write the resolution back so the dumped spec says exactly what trains.
         values = {
             "name": name,

@@ -1,0 +1,66 @@
+"""What every command shares: the two consoles, exit codes, option aliases, spec loading."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+# Data goes to stdout; logs, progress and errors to stderr, so `--json | jq` always works.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+EXIT_OK = 0
+EXIT_JOB_FAILED = 1
+EXIT_USAGE = 2
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Override a spec field by dotted path, e.g. --set train.epochs=1 (repeatable).",
+    ),
+]
+SpecFile = Annotated[
+    Path, typer.Argument(metavar="FILE", help="Job spec YAML file.", show_default=False)
+]
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print an error on stderr and exit with `code` (2: usage or spec error, 1: job failed)."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def spec_errors() -> Iterator[None]:
+    """Turn `SpecError`s into one stderr line per issue and exit code 2."""
+    from resnetctl.spec import SpecError
+
+    try:
+        yield
+    except SpecError as exc:
+        report_issues(exc)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def report_issues(exc: Exception) -> None:
+    """One stderr line per issue of a `SpecError` (or the exception's text)."""
+    for issue in getattr(exc, "issues", [exc]):
+        err.print(f"[bold red]error:[/] {escape(str(issue))}", highlight=False)
+
+
+def print_json(payload: Any) -> None:
+    """Write JSON on stdout (no rich markup or wrapping)."""
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    sys.stdout.flush()
