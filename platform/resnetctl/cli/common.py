@@ -16,6 +16,8 @@ from rich.markup import escape
 # Data goes to stdout; logs, progress and errors to stderr, so `--json | jq` always works.
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+if not out.is_terminal:  # piped tables would otherwise be cut to 80 columns
+    out.width = max(out.width, 132)
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1

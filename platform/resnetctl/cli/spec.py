@@ -1,0 +1,68 @@
+"""`resnetctl validate` and `resnetctl schema`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from resnetctl.cli.common import (
+    EXIT_USAGE,
+    JsonOption,
+    SetOption,
+    err,
+    out,
+    print_json,
+    report_issues,
+)
+
+
+def validate(
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Job spec files.")],
+    overrides: SetOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Validate job specs; exit 0 when all are valid, 2 otherwise, naming file:line: field.
+
+    Example: resnetctl validate jobs/*.yaml --set train.epochs=1
+    """
+    from resnetctl.spec import SpecError, load_spec
+
+    results = []
+    for file in files:
+        try:
+            spec = load_spec(file, overrides or [])
+        except SpecError as exc:
+            results.append({"file": str(file), "valid": False, "errors": [str(i) for i in exc.issues]})
+            report_issues(exc)
+            continue
+        results.append({"file": str(file), "valid": True, "name": spec.name, "model": spec.model.name})
+        if not json_:
+            out.print(f"[green]ok[/] {file} ({spec.name}: {spec.model.name})", highlight=False)
+    if json_:
+        print_json(results)
+    if not all(r["valid"] for r in results):
+        raise typer.Exit(EXIT_USAGE)
+
+
+def schema(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="The field reference (docs/job-spec.md) instead.")
+    ] = False,
+) -> None:
+    """Print the job spec's JSON schema, generated from the models (or its Markdown reference).
+
+    Example: resnetctl schema -o docs/job-spec.schema.json
+    """
+    from resnetctl.spec.schema import json_schema_text, markdown_reference
+
+    text = markdown_reference() if markdown else json_schema_text()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}", highlight=False)
