@@ -1,0 +1,243 @@
+"""The Ray Train worker function, and the Ray-free loop it runs.
+
+Resume contract: a run continues at the epoch after the checkpoint's epoch, with the schedule,
+optimiser, scaler, step counter and RNG states of that checkpoint. A restarted worker group takes
+Ray's latest checkpoint (`ray.train.get_checkpoint()`); a new run can start from a checkpoint
+directory (`config["resume_checkpoint"]`, or `checkpoint.resume_from` when it is a directory).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import tempfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from resnetctl.spec import JobSpec
+from resnetctl.train.checkpoint import (
+    is_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    unwrap,
+)
+from resnetctl.train.runner import NonFiniteLossError, Placement, Runner, StepCallback
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROGRESS_EVERY = 10
+
+
+class Session(Protocol):
+    """What the loop needs from its host (Ray Train, or a test double)."""
+
+    def checkpoint_dir(self) -> AbstractContextManager[str | None]:
+        """A local directory holding the checkpoint to resume from, or None."""
+        ...
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None, name: str) -> None:
+        """Report an epoch's metrics (all ranks) and, from rank 0, a checkpoint directory."""
+        ...
+
+
+class RaySession:
+    """`Session` over Ray Train V2's worker API."""
+
+    @contextmanager
+    def checkpoint_dir(self) -> Iterator[str | None]:
+        """The latest checkpoint Ray Train restored this worker group with, as a directory."""
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            yield None
+            return
+        with checkpoint.as_directory() as directory:
+            yield directory
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None, name: str) -> None:
+        """`ray.train.report`, with the checkpoint directory (rank 0) under the name `name`."""
+        import ray.train
+
+        checkpoint = None if checkpoint_dir is None else ray.train.Checkpoint.from_directory(
+            checkpoint_dir
+        )
+        # Every rank reports (Ray Train V2 synchronises on it); only rank 0 carries files.
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
+
+
+def progress_callback(progress: Any) -> StepCallback | None:
+    """Wrap a progress handle (a `ray.util.queue.Queue`, anything with `put_nowait`, or a
+    callable) into a callback that never blocks or fails training."""
+    if progress is None:
+        return None
+    put = getattr(progress, "put_nowait", None) or progress
+    if not callable(put):
+        raise TypeError(f"progress handle {progress!r} has no put_nowait and is not callable")
+    state = {"alive": True}
+
+    def send(update: dict[str, Any]) -> None:
+        if not state["alive"]:
+            return
+        try:
+            put(update)
+        except queue.Full:  # ray.util.queue.Full derives from it; a slow reader drops updates
+            pass
+        except Exception as exc:  # the reader went away: progress is optional, training is not
+            state["alive"] = False
+            log.warning("progress updates stopped: %s", exc)
+
+    return send
+
+
+def parameter_checksum(model: Any) -> float:
+    """Sum of all parameters in float64: equal on every rank exactly when DDP kept the replicas
+    in step, so the controller can detect a silent divergence from the reports alone."""
+    import torch
+
+    with torch.no_grad():
+        return float(sum(p.detach().double().sum() for p in unwrap(model).parameters()))
+
+
+def checkpoint_name(epoch: int) -> str:
+    """Directory name of the checkpoint written after `epoch`."""
+    return f"epoch_{epoch:04d}"
+
+
+def should_checkpoint(spec: JobSpec, epoch: int, last: bool) -> bool:
+    """Checkpoints every `checkpoint.every_n_epochs` epochs and always after the last one."""
+    return last or epoch % spec.checkpoint.every_n_epochs == 0
+
+
+def _resume_source(spec: JobSpec, resume_checkpoint: str | None) -> str | None:
+    if resume_checkpoint:
+        return resume_checkpoint
+    given = spec.checkpoint.resume_from
+    if given and is_checkpoint(given):
+        return given
+    return None
+
+
+def resume(runner: Runner, session: Session, resume_checkpoint: str | None = None) -> str | None:
+    """Load the run's latest checkpoint (from the session) or the given directory into the
+    runner. Returns where it came from, or None for a fresh start."""
+    with session.checkpoint_dir() as directory:
+        if directory is not None:
+            _load(runner, directory)
+            return "ray"
+    source = _resume_source(runner.spec, resume_checkpoint)
+    if source is None:
+        return None
+    _load(runner, source)
+    return str(source)
+
+
+def _load(runner: Runner, directory: str | os.PathLike[str]) -> None:
+    state, _ = load_checkpoint(directory, map_location=runner.device)
+    runner.load_state_dict(state)
+
+
+def _meta(runner: Runner, metrics: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "epoch": runner.epoch,
+        "step": runner.step,
+        "metrics": metrics,
+        "model": runner.spec.model.name,
+        "job": runner.spec.name,
+        "world_size": runner.placement.world_size,
+        "global_batch": runner.spec.train.global_batch(runner.placement.world_size),
+    }
+
+
+def _report(
+    runner: Runner, session: Session, metrics: dict[str, Any], with_checkpoint: bool
+) -> None:
+    name = checkpoint_name(runner.epoch)
+    if not with_checkpoint:
+        session.report(metrics, None, name)
+        return
+    state = runner.state_dict()  # a collective: every rank takes part
+    if runner.placement.rank != 0:
+        session.report(metrics, None, name)
+        return
+    with tempfile.TemporaryDirectory(prefix="resnetctl-ckpt-") as tmp:
+        save_checkpoint(Path(tmp), state, _meta(runner, metrics))
+        session.report(metrics, tmp, name)
+
+
+def run_training(
+    spec: JobSpec,
+    placement: Placement,
+    session: Session,
+    *,
+    progress: Any = None,
+    resume_checkpoint: str | None = None,
+    runner: Runner | None = None,
+) -> dict[str, Any] | None:
+    """Train to the end of the run, reporting every epoch; returns the last epoch's metrics
+    (None when the checkpoint was already at the end)."""
+    runner = runner or Runner(spec, placement)
+    source = resume(runner, session, resume_checkpoint)
+    rank0 = placement.rank == 0
+    if rank0 and source is not None:
+        log.info(
+            "resumed from %s at epoch %d, step %d: continuing with epoch %d",
+            source, runner.epoch, runner.step, runner.epoch + 1,
+        )
+    on_step = progress_callback(progress) if rank0 else None
+    every = spec.train.log_every_n_steps or DEFAULT_PROGRESS_EVERY
+    metrics: dict[str, Any] | None = None
+    while not runner.finished:
+        epoch = runner.epoch + 1
+        epoch_metrics = runner.run_epoch(epoch, on_step=on_step, every=every)
+        # Metrics are reduced over ranks, so every rank takes this decision alike.
+        if not math.isfinite(epoch_metrics["val_loss"]):
+            raise NonFiniteLossError(epoch, 0, runner.step, 0, 0, what="validation loss")
+        metrics = {
+            **epoch_metrics,
+            "epoch": epoch,
+            "step": runner.step,
+            "param_checksum": parameter_checksum(runner.model),
+        }
+        last = runner.finished
+        _report(runner, session, metrics, should_checkpoint(spec, epoch, last))
+    if rank0 and metrics is None:
+        log.info("nothing to train: the checkpoint is at step %d of %d", runner.step,
+                 runner.total_steps)
+    return metrics
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train worker entry point.
+
+    `config`: `{"spec": JobSpec.model_dump(mode="json"), "progress": optional queue or callable,
+    "resume_checkpoint": optional checkpoint directory}`.
+    """
+    import ray.train
+    import ray.train.torch
+
+    spec = JobSpec.model_validate(config["spec"])
+    context = ray.train.get_context()
+    device = ray.train.torch.get_device()
+
+    def wrap(model: Any) -> Any:
+        return ray.train.torch.prepare_model(model, move_to_device=device)
+
+    placement = Placement(
+        rank=context.get_world_rank(),
+        world_size=context.get_world_size(),
+        local_rank=context.get_local_rank(),
+        device=device,
+        wrap_model=wrap,
+    )
+    run_training(
+        spec,
+        placement,
+        RaySession(),
+        progress=config.get("progress"),
+        resume_checkpoint=config.get("resume_checkpoint"),
+    )

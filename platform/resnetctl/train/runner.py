@@ -1,0 +1,445 @@
+"""The per-worker training engine: model, data, optimiser, schedule and one epoch at a time.
+
+`Runner` knows nothing about Ray beyond an optional model wrapper, so it runs the same under
+Ray Train, under a plain `torch.distributed` process group (tests) or in a single process.
+Every method that talks to the other ranks says so; all ranks must call those together.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Callable, Iterable, Sized
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from resnetctl.spec import JobSpec
+from resnetctl.spec.metrics import EPOCH_METRICS
+from resnetctl.train.checkpoint import capture_rng_state, restore_rng_state, unwrap
+from resnetctl.train.metrics import EpochMeter, Throughput
+from resnetctl.train.optim import build_optimizer, set_lr
+from resnetctl.train.schedules import LRSchedule, build_schedule
+
+log = logging.getLogger(__name__)
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+Loader = Iterable[Batch]
+ModelWrapper = Callable[[nn.Module], nn.Module]
+StepCallback = Callable[[dict[str, Any]], None]
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised on every rank when the loss stayed non-finite for too many consecutive steps,
+    or when the validation loss is not finite (a checkpoint of such weights is worthless)."""
+
+    def __init__(
+        self, epoch: int, step: int, global_step: int, streak: int, limit: int, what: str = "loss"
+    ) -> None:
+        self.epoch = epoch
+        self.step = step
+        self.global_step = global_step
+        self.streak = streak
+        self.limit = limit
+        self.what = what
+        if what == "loss":
+            detail = (
+                f"non-finite loss at epoch {epoch}, step {step} (global step {global_step}): "
+                f"{streak} consecutive non-finite losses, train.max_nonfinite_steps is {limit}."
+            )
+        else:
+            detail = f"non-finite {what} at epoch {epoch} (global step {global_step})."
+        super().__init__(f"{detail} Lower train.base_lr, add warm-up, or use fp32.")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Ray ships worker exceptions to the controller by pickling; keep the arguments.
+        args = (self.epoch, self.step, self.global_step, self.streak, self.limit, self.what)
+        return (type(self), args)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where this worker sits: its ranks, its device, and how to wrap the model for DDP."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    # Under Ray this is `ray.train.torch.prepare_model`; None means plain DDP when world > 1.
+    wrap_model: ModelWrapper | None = None
+
+    @property
+    def distributed(self) -> bool:
+        """Whether gradients are averaged over several processes."""
+        return self.world_size > 1
+
+    @classmethod
+    def from_process_group(cls, use_gpu: bool = False) -> Placement:
+        """The placement of this process in the initialised default process group (or a
+        single-process placement when there is none)."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return cls()
+        rank, world = dist.get_rank(), dist.get_world_size()
+        local = rank % max(1, torch.cuda.device_count()) if use_gpu else 0
+        device = torch.device("cuda", local) if use_gpu else torch.device("cpu")
+        return cls(rank=rank, world_size=world, local_rank=local, device=device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and Python's random."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _all_reduce(tensor: torch.Tensor, op: dist.ReduceOp.RedOpType) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor, op=op)
+    return tensor
+
+
+class Runner:
+    """Trains one model on one worker. Build it, optionally `load_state_dict`, then call
+    `run_epoch(epoch)` for epoch = `self.epoch + 1`, ... until `finished`.
+
+    `model`, `train_loader` and `val_loader` may be injected (tests); otherwise they come from
+    the model registry and `resnetctl.data`.
+    """
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        placement: Placement | None = None,
+        *,
+        model: nn.Module | None = None,
+        train_loader: Loader | None = None,
+        val_loader: Loader | None = None,
+    ) -> None:
+        self.spec = spec
+        self.placement = placement or Placement()
+        self.device = self.placement.device
+        self.epoch = 0  # last completed epoch
+        self.step = 0  # optimiser steps taken (global, identical on all ranks)
+        self._nonfinite_streak = 0
+        self.ten_crop = False  # validation batches are N x 10 x C x H x W
+        self._setup(model, train_loader, val_loader)
+
+    # ----------------------------------------------------------------------------- setup
+
+    def _setup(
+        self, model: nn.Module | None, train_loader: Loader | None, val_loader: Loader | None
+    ) -> None:
+        train = self.spec.train
+        # The same seed on every rank gives identical initial weights before DDP's broadcast.
+        seed_everything(train.seed)
+        if train_loader is None or val_loader is None:
+            train_loader, val_loader, num_classes = self._build_loaders()
+        else:
+            num_classes = self.spec.model.num_classes or 0
+            if model is None and not num_classes:
+                raise ValueError("injected loaders without a model need spec.model.num_classes")
+        self.train_loader: Loader = train_loader
+        self.val_loader: Loader = val_loader
+        self.model = self._build_model(model, num_classes)
+        self.steps_per_epoch = self._agreed_steps_per_epoch()
+        self.total_steps = self._total_steps()
+        self.peak_lr = train.scaled_lr(self.placement.world_size)
+        self.optimizer = build_optimizer(unwrap(self.model), train.optimizer, self.peak_lr)
+        self.schedule: LRSchedule = build_schedule(train, self.peak_lr, self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=train.precision == "fp16")
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=train.label_smoothing)
+        # Validation loss without smoothing, so it compares across recipes.
+        self.val_criterion = nn.CrossEntropyLoss()
+        # Ranks differ from here on, so that any stochastic layer draws different numbers.
+        seed_everything(train.seed + 1_000_003 * self.placement.rank)
+
+    def _build_loaders(self) -> tuple[Loader, Loader, int]:
+        from resnetctl.data import (
+            build_loader,
+            build_ten_crop_loader,
+            prepare_dataset,
+            resolve_device,
+        )
+
+        layout = self._prepare_dataset(prepare_dataset)
+        place = self.placement
+        data_device = resolve_device(self.spec.data.device, self.device.type == "cuda")
+        on_gpu = data_device == "gpu"
+        common: dict[str, Any] = {
+            "batch_size": self.spec.train.per_worker_batch(place.world_size),
+            "shard_id": place.rank,
+            "num_shards": place.world_size,
+            "device": data_device,
+            "device_id": self.device.index if on_gpu else None,
+        }
+        train = build_loader(
+            self.spec.data, layout, "train", seed=self.spec.train.seed,
+            channels_last=self.spec.train.channels_last, **common,
+        )
+        pipeline = self.spec.pipeline
+        if pipeline.kind == "imagenet" and pipeline.ten_crop:
+            self.ten_crop = True
+            val = build_ten_crop_loader(self.spec.data, layout, **common)
+        else:
+            val = build_loader(
+                self.spec.data, layout, "val", seed=self.spec.train.seed,
+                channels_last=self.spec.train.channels_last, **common,
+            )
+        return train, val, len(layout.classes)
+
+    def _prepare_dataset(self, prepare: Callable[[Any], Any]) -> Any:
+        """Prepare the data set on local rank 0 first so ranks of a node do not race to write
+        the same cached files, then everywhere (a cache hit for the others)."""
+        if not self.placement.distributed or not dist.is_initialized():
+            return prepare(self.spec.data)
+        layout = prepare(self.spec.data) if self.placement.local_rank == 0 else None
+        dist.barrier()
+        return layout if layout is not None else prepare(self.spec.data)
+
+    def _build_model(self, model: nn.Module | None, num_classes: int) -> nn.Module:
+        if model is None:
+            from resnetctl.models import create_model
+
+            name = self.spec.model.name
+            assert name is not None, "ModelSpec resolves its name during validation"
+            model = create_model(name, **self.spec.model.create_options(num_classes))
+        model = self._maybe_sync_bn(model)
+        model = model.to(self.device)
+        if self.spec.train.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return self._wrap(model)
+
+    def _maybe_sync_bn(self, model: nn.Module) -> nn.Module:
+        if not (self.spec.train.sync_bn and self.placement.distributed):
+            return model
+        if self.device.type == "cpu":
+            # torch's SyncBatchNorm only runs on accelerators; per-rank BN is the fallback.
+            if self.placement.rank == 0:
+                log.warning("train.sync_bn ignored: SyncBatchNorm needs GPUs")
+            return model
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        place = self.placement
+        if place.wrap_model is not None:
+            return place.wrap_model(model)
+        if not place.distributed:
+            return model
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
+
+    def _agreed_steps_per_epoch(self) -> int:
+        """Steps per epoch, the minimum over ranks: a rank with one more batch than the others
+        would wait forever in DDP's all-reduce."""
+        if not isinstance(self.train_loader, Sized):
+            raise TypeError("the training loader must define len()")
+        steps = torch.tensor([len(self.train_loader)], dtype=torch.int64, device=self.device)
+        steps = int(_all_reduce(steps, dist.ReduceOp.MIN).item())
+        if steps < 1:
+            raise ValueError(
+                "the training shard of some rank is smaller than one batch: lower the batch size "
+                "or the number of workers"
+            )
+        return steps
+
+    def _total_steps(self) -> int:
+        length, unit = self.spec.train.length
+        return length * self.steps_per_epoch if unit == "epoch" else length
+
+    # --------------------------------------------------------------------------- progress
+
+    @property
+    def last_epoch(self) -> int:
+        """The number of the run's final epoch (the last one may be partial in iteration mode)."""
+        return math.ceil(self.total_steps / self.steps_per_epoch)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has trained for its full length."""
+        return self.step >= self.total_steps
+
+    def lr(self) -> float:
+        """The rate of the next optimiser step."""
+        return self.schedule.lr(self.step)
+
+    # ------------------------------------------------------------------------------ train
+
+    def _autocast(self) -> AbstractContextManager[Any]:
+        dtype = AUTOCAST_DTYPES.get(self.spec.train.precision)
+        if dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _to_device(self, images: torch.Tensor, labels: torch.Tensor) -> Batch:
+        images = images.to(self.device, non_blocking=True)
+        if self.spec.train.channels_last and images.dim() == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        # Raw DALI iterators hand labels back as int32 of shape (N, 1); accept both.
+        labels = labels.to(self.device, non_blocking=True).view(-1).long()
+        return images, labels
+
+    def _global_loss(self, loss: torch.Tensor) -> tuple[bool, float]:
+        """(all ranks finite, mean loss over ranks): one small all-reduce, so every rank
+        takes the same decision about a non-finite loss and none is left waiting."""
+        value = loss.detach().float()
+        finite = torch.isfinite(value)
+        packed = torch.stack([(~finite).float(), torch.where(finite, value, 0.0)])
+        packed = _all_reduce(packed, dist.ReduceOp.SUM)
+        bad, total = packed.tolist()
+        return bad == 0, total / self.placement.world_size
+
+    def _check_nonfinite(self, finite: bool, epoch: int, step_in_epoch: int) -> None:
+        if finite:
+            self._nonfinite_streak = 0
+            return
+        self._nonfinite_streak += 1
+        limit = self.spec.train.max_nonfinite_steps
+        if self._nonfinite_streak > limit:
+            raise NonFiniteLossError(
+                epoch, step_in_epoch, self.step + 1, self._nonfinite_streak, limit
+            )
+        if self.placement.rank == 0:
+            log.warning("non-finite loss at epoch %d step %d: step skipped", epoch, step_in_epoch)
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int,
+                   step_in_epoch: int, meter: EpochMeter) -> float:
+        """One optimiser step (a collective). Returns the loss averaged over the ranks."""
+        images, labels = self._to_device(images, labels)
+        set_lr(self.optimizer, self.lr())
+        with self._autocast():
+            logits = self.model(images)
+        loss = self.criterion(logits.float(), labels)
+        finite, global_loss = self._global_loss(loss)
+        self._check_nonfinite(finite, epoch, step_in_epoch)
+        # Backward runs on non-finite steps too: DDP expects every forward to be followed by
+        # a backward on all ranks.
+        self.scaler.scale(loss).backward()
+        if finite or self.scaler.is_enabled():
+            # The fp16 scaler detects inf/NaN gradients itself and skips those steps.
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if finite:
+            meter.update(loss, logits, labels)
+        self.step += 1
+        return global_loss
+
+    def train_epoch(self, epoch: int, on_step: StepCallback | None = None,
+                    every: int = 10) -> dict[str, float]:
+        """Train epoch `epoch` (1-based; a collective). `on_step`, if given, receives a progress
+        dict every `every` steps. Returns train_loss/top1/top5 error, lr and images_per_second.
+        """
+        self.model.train()
+        meter = EpochMeter(self.device)
+        timer = Throughput()
+        steps = min(self.steps_per_epoch, self.total_steps - self.step)
+        lr = self.lr()
+        set_epoch = getattr(self.train_loader, "set_epoch", None)
+        if callable(set_epoch):
+            # The loader's shuffle and augmentation depend on the 0-based epoch alone, so a
+            # resumed run sees the batches an uninterrupted run would have seen.
+            set_epoch(epoch - 1)
+        iterator = iter(self.train_loader)
+        for i in range(1, steps + 1):
+            images, labels = next(iterator)
+            lr = self.lr()
+            loss = self.train_step(images, labels, epoch, i, meter)
+            if on_step is not None and (i % every == 0 or i == steps):
+                seen = i * self.spec.train.global_batch(self.placement.world_size)
+                on_step({
+                    "epoch": epoch, "step": i, "steps": steps, "global_step": self.step,
+                    "images_per_second": timer.images_per_second(seen), "loss": loss, "lr": lr,
+                })
+        close = getattr(iterator, "close", None)
+        if callable(close):  # a partial last epoch: free the loader's pipeline now
+            close()
+        metrics = meter.compute("train")
+        metrics["lr"] = lr
+        metrics["images_per_second"] = timer.images_per_second(meter.global_samples)
+        return metrics
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Evaluate on this rank's validation shard and sum over the ranks (a collective).
+
+        Uses the unwrapped model: shards may differ in length, and DDP's forward could
+        otherwise start a collective on one rank only.
+        """
+        model = unwrap(self.model)
+        model.eval()
+        meter = EpochMeter(self.device)
+        for images, labels in self.val_loader:
+            images, labels = self._to_device(images, labels)
+            with self._autocast():
+                logits = self._eval_logits(model, images)
+            meter.update(self.val_criterion(logits, labels), logits, labels)
+        return meter.compute("val")
+
+    def _eval_logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        if not self.ten_crop:
+            return model(images).float()
+        from resnetctl.data import ten_crop_scores
+
+        # Log of the averaged probabilities: cross-entropy of these is the NLL of the
+        # 10-crop prediction, and top-k ranks are those of the averaged probabilities.
+        return ten_crop_scores(model, images).float().clamp_min(1e-12).log()
+
+    def run_epoch(self, epoch: int, on_step: StepCallback | None = None,
+                  every: int = 10) -> dict[str, float]:
+        """Train and validate one epoch, update the plateau state, and return exactly the
+        metrics of `EPOCH_METRICS` (a collective)."""
+        timer = Throughput()
+        metrics = self.train_epoch(epoch, on_step=on_step, every=every)
+        metrics.update(self.validate())
+        metrics["epoch_seconds"] = timer.seconds()
+        self.schedule.on_epoch_end(metrics)
+        self.epoch = epoch
+        return {key: float(metrics[key]) for key in EPOCH_METRICS}
+
+    # ------------------------------------------------------------------------------ state
+
+    def _gather_rng(self) -> list[dict[str, Any]]:
+        state = capture_rng_state()
+        if not (self.placement.distributed and dist.is_initialized()):
+            return [state]
+        gathered: list[Any] = [None] * self.placement.world_size
+        dist.all_gather_object(gathered, state)
+        return gathered
+
+    def state_dict(self) -> dict[str, Any]:
+        """The full training state (a collective: gathers every rank's RNG state)."""
+        return {
+            "model": unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "world_size": self.placement.world_size,
+            "rng": self._gather_rng(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()` output. RNG states are restored per rank when the world size
+        is unchanged; otherwise each rank is reseeded from the seed, rank and epoch."""
+        unwrap(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch = int(state["epoch"])
+        self.step = int(state["step"])
+        rng = state.get("rng") or []
+        if len(rng) == self.placement.world_size:
+            restore_rng_state(rng[self.placement.rank])
+        else:
+            seed_everything(self.spec.train.seed + 1_000_003 * self.placement.rank + self.epoch)

@@ -1,0 +1,45 @@
+"""Run a function in N gloo processes on this machine (torch.multiprocessing spawn)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+# Short enough that a broken test fails instead of waiting out gloo's 30-minute default.
+TIMEOUT = timedelta(seconds=60)
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _entry(rank: int, world: int, port: int, fn: Callable[..., Any], out: Path,
+           args: tuple[Any, ...]) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+        timeout=TIMEOUT,
+    )
+    try:
+        result = fn(rank, world, *args)
+        torch.save(result, out / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def run_distributed(fn: Callable[..., Any], world: int, out: Path, *args: Any) -> list[Any]:
+    """Call `fn(rank, world, *args)` in `world` processes of one gloo group; return each rank's
+    result (saved with torch.save into `out`). `fn` must be importable (module level)."""
+    out.mkdir(parents=True, exist_ok=True)
+    mp.spawn(_entry, args=(world, free_port(), fn, out, args), nprocs=world, join=True)
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(world)]
