@@ -45,8 +45,10 @@ def test_imagenet_job_without_data_variable_names_it(cli, monkeypatch) -> None:
     monkeypatch.delenv("RESNETCTL_IMAGENET", raising=False)
     outcome = cli("validate", str(JOBS / "r50.yaml"))
     assert outcome.code == 2
-    assert "r50.yaml:17: data.source.root: environment variable RESNETCTL_IMAGENET is not set" \
+    assert (
+        "r50.yaml:17: data.source.root: environment variable RESNETCTL_IMAGENET is not set"
         in outcome.stderr
+    )
     assert "--set data.source.root=VALUE" in outcome.stderr
 
 
@@ -60,7 +62,10 @@ def test_schema_command_prints_generated_schema(cli, tmp_path: Path) -> None:
 
 def test_python_dash_m_and_version() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "resnetctl", "--version"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "resnetctl", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0 and done.stdout.startswith("resnetctl ")
 

@@ -48,9 +48,14 @@ def test_good_spec_resolves_family_defaults(tmp_path: Path) -> None:
 
 
 def test_family_and_depth_resolve_to_registry_name(tmp_path: Path) -> None:
-    text = GOOD.replace("  name: cifar_resnet20", "  family: imagenet\n  depth: 34\n  variant: plain")
-    text = text.replace("kind: cifar\n    crop: 16", "kind: imagenet\n    crop: 16\n"
-                        "    scale_range: [16, 24]\n    val_resize: 16\n    val_crop: 16")
+    text = GOOD.replace(
+        "  name: cifar_resnet20", "  family: imagenet\n  depth: 34\n  variant: plain"
+    )
+    text = text.replace(
+        "kind: cifar\n    crop: 16",
+        "kind: imagenet\n    crop: 16\n"
+        "    scale_range: [16, 24]\n    val_resize: 16\n    val_crop: 16",
+    )
     spec = load_spec(write(tmp_path, text))
     assert spec.model.name == "plain34" and spec.model.shortcut is None
 
@@ -128,7 +133,10 @@ def test_out_of_range(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as exc:
         load_spec(path)
     (message,) = issues(exc)
-    assert message.startswith(f"{path}:16: resources.workers:") and "greater than or equal to 1" in message
+    assert (
+        message.startswith(f"{path}:16: resources.workers:")
+        and "greater than or equal to 1" in message
+    )
 
 
 def test_depth_the_family_does_not_have(tmp_path: Path) -> None:
@@ -152,7 +160,9 @@ def test_batch_not_divisible_by_workers(tmp_path: Path) -> None:
 def test_milestones_outside_run(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        GOOD.replace("  epochs: 2", "  epochs: 2\n  schedule:\n    kind: step\n    milestones: [1, 5]"),
+        GOOD.replace(
+            "  epochs: 2", "  epochs: 2\n  schedule:\n    kind: step\n    milestones: [1, 5]"
+        ),
     )
     with pytest.raises(SpecError) as exc:
         load_spec(path)
@@ -162,7 +172,8 @@ def test_milestones_outside_run(tmp_path: Path) -> None:
 
 def test_warmup_not_shorter_than_run(tmp_path: Path) -> None:
     path = write(
-        tmp_path, GOOD.replace("  epochs: 2", "  epochs: 2\n  warmup:\n    length: 2\n    unit: epoch")
+        tmp_path,
+        GOOD.replace("  epochs: 2", "  epochs: 2\n  warmup:\n    length: 2\n    unit: epoch"),
     )
     with pytest.raises(SpecError) as exc:
         load_spec(path)
@@ -194,7 +205,9 @@ def test_environment_variable_missing_names_variable_and_line(tmp_path: Path) ->
     with pytest.raises(SpecError) as exc:
         load_spec(path, env={})
     (message,) = issues(exc)
-    assert message.startswith(f"{path}:7: data.source.root: environment variable MY_DATA is not set")
+    assert message.startswith(
+        f"{path}:7: data.source.root: environment variable MY_DATA is not set"
+    )
     spec = load_spec(path, env={"MY_DATA": str(tmp_path)})
     assert spec.data.source.root == tmp_path
     spec = load_spec(path, ["data.source.root=/elsewhere"], env={})

@@ -10,8 +10,10 @@ from resnetctl.spec import JobSpec
 from resnetctl.spec.schema import json_schema, json_schema_text, markdown_reference
 from tests.conftest import ROOT
 
-REGENERATE = "regenerate with: resnetctl schema -o docs/job-spec.schema.json; " \
+REGENERATE = (
+    "regenerate with: resnetctl schema -o docs/job-spec.schema.json; "
     "resnetctl schema --markdown -o docs/job-spec.md"
+)
 
 
 def test_committed_schema_is_current() -> None:

@@ -38,7 +38,10 @@ class DigitsSource(StrictModel):
         32, ge=8, le=256, description="Side of the written images; the 8x8 scans are upsampled."
     )
     val_fraction: float = Field(
-        0.2, gt=0.0, lt=1.0, description="Share of each class held out for validation (fixed split)."
+        0.2,
+        gt=0.0,
+        lt=1.0,
+        description="Share of each class held out for validation (fixed split).",
     )
     cache_dir: Path | None = Field(
         None,
@@ -71,9 +74,15 @@ DataSource = Annotated[
 class ColorAugment(StrictModel):
     """Colour augmentation strengths; 0 turns a component off."""
 
-    brightness: float = Field(0.4, ge=0.0, le=1.0, description="Brightness jitter, factor in [1-b, 1+b].")
-    contrast: float = Field(0.4, ge=0.0, le=1.0, description="Contrast jitter, factor in [1-c, 1+c].")
-    saturation: float = Field(0.4, ge=0.0, le=1.0, description="Saturation jitter, factor in [1-s, 1+s].")
+    brightness: float = Field(
+        0.4, ge=0.0, le=1.0, description="Brightness jitter, factor in [1-b, 1+b]."
+    )
+    contrast: float = Field(
+        0.4, ge=0.0, le=1.0, description="Contrast jitter, factor in [1-c, 1+c]."
+    )
+    saturation: float = Field(
+        0.4, ge=0.0, le=1.0, description="Saturation jitter, factor in [1-s, 1+s]."
+    )
     pca_lighting: float = Field(
         0.1,
         ge=0.0,
@@ -94,8 +103,9 @@ class ImageNetPipeline(StrictModel):
     kind: Literal["imagenet"] = Field("imagenet", description="Selects this variant.")
     train_crop: Literal["scale", "random_resized_crop"] = Field(
         "scale",
-        description="`scale`: shorter side resized to a random size in scale_range, then a random "
-        "crop (the paper). `random_resized_crop`: Inception-style area/aspect crop (modern recipes).",
+        description="`scale`: shorter side resized to a random size in scale_range, then a "
+        "random crop (the paper). `random_resized_crop`: Inception-style area/aspect crop "
+        "(modern recipes).",
     )
     scale_range: tuple[PositiveInt, PositiveInt] = Field(
         (256, 480), description="Range of the random shorter side for `scale` crops, in pixels."
@@ -121,7 +131,9 @@ class ImageNetPipeline(StrictModel):
     def _check_sizes(self) -> ImageNetPipeline:
         lo, hi = self.scale_range
         if lo > hi:
-            raise ValueError(f"scale_range {list(self.scale_range)}: lower bound exceeds upper bound")
+            raise ValueError(
+                f"scale_range {list(self.scale_range)}: lower bound exceeds upper bound"
+            )
         if self.train_crop == "scale" and self.crop > lo:
             raise ValueError(
                 f"crop {self.crop} is larger than the smallest scale {lo}: the crop would not fit"

@@ -55,6 +55,8 @@ class JobSpec(StrictModel):
             )
         if train.precision == "fp16" and not self.resources.use_gpu:
             raise ValueError("train.precision fp16 needs GPUs (resources.use_gpu); use bf16 on CPU")
+        if train.sync_bn and not self.resources.use_gpu:
+            raise ValueError("train.sync_bn needs GPUs: torch's SyncBatchNorm has no CPU kernel")
         if self.data.device == "gpu" and not self.resources.use_gpu:
             raise ValueError("data.device gpu needs resources.use_gpu: true")
         if self.data.pipeline is None:

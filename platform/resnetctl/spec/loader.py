@@ -60,7 +60,9 @@ def parse_overrides(items: Sequence[str]) -> list[tuple[Path_, Any, str]]:
 
 
 def load_spec(
-    path: str | os.PathLike[str], overrides: Sequence[str] = (), env: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    overrides: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> JobSpec:
     """Load, interpolate `${VAR}` / `${VAR:-default}`, override and validate a job spec file.
 

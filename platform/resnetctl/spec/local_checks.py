@@ -43,7 +43,8 @@ def check_local(spec: JobSpec, *, cuda_devices: int | None = None) -> None:
                     SpecIssue(
                         where,
                         "data.source.root",
-                        f"data folder {folder} has no class sub-folders (expected {folder}/<class>/*)",
+                        f"data folder {folder} has no class sub-folders "
+                        f"(expected {folder}/<class>/*)",
                     )
                 )
     if issues:

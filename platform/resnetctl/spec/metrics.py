@@ -20,8 +20,15 @@ EPOCH_METRICS: tuple[str, ...] = get_args(MetricName)
 
 # Metrics for which lower is better; used to default the ranking mode.
 LOWER_IS_BETTER = frozenset(
-    {"train_loss", "train_top1_error", "train_top5_error", "val_loss", "val_top1_error",
-     "val_top5_error", "epoch_seconds"}
+    {
+        "train_loss",
+        "train_top1_error",
+        "train_top5_error",
+        "val_loss",
+        "val_top1_error",
+        "val_top5_error",
+        "epoch_seconds",
+    }
 )
 
 

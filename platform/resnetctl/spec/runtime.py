@@ -14,7 +14,9 @@ class ResourcesSpec(StrictModel):
     """Workers and what each one holds. One DDP process per worker."""
 
     workers: int = Field(1, ge=1, le=4096, description="Number of DDP workers (processes).")
-    use_gpu: bool = Field(False, description="Give each worker GPUs and use NCCL; else gloo on CPU.")
+    use_gpu: bool = Field(
+        False, description="Give each worker GPUs and use NCCL; else gloo on CPU."
+    )
     cpus_per_worker: float = Field(1.0, gt=0.0, le=256, description="CPUs reserved per worker.")
     gpus_per_worker: float = Field(
         1.0, ge=0.0, le=16, description="GPUs per worker when use_gpu (one DDP rank per GPU)."
@@ -59,4 +61,11 @@ class FailureSpec(StrictModel):
 
     max_failures: int = Field(
         0, ge=-1, description="Worker-group restarts allowed; -1 retries forever."
+    )
+    collective_timeout_s: int = Field(
+        600,
+        ge=10,
+        le=7200,
+        description="Seconds a DDP collective may wait for a peer before the group is failed "
+        "(torch's 30-minute default leaves survivors hanging after a worker dies).",
     )

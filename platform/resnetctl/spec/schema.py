@@ -113,8 +113,12 @@ def _default(info: FieldInfo) -> str:
 
 def _constraints(info: FieldInfo) -> str:
     symbols = {
-        "ge": ">=", "gt": ">", "le": "<=", "lt": "<",
-        "min_length": "min length", "max_length": "max length",
+        "ge": ">=",
+        "gt": ">",
+        "le": "<=",
+        "lt": "<",
+        "min_length": "min length",
+        "max_length": "max length",
     }
     parts = []
     for meta in info.metadata:

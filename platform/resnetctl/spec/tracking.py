@@ -27,5 +27,7 @@ class TrackingSpec(StrictModel):
         scheme = uri.split(":", 1)[0] if ":" in uri else "file"
         known = {"http", "https", "sqlite", "file", "databricks", "postgresql", "mysql", "mssql"}
         if scheme not in known:
-            raise ValueError(f"unsupported scheme {scheme!r} in {uri!r}; use one of {sorted(known)}")
+            raise ValueError(
+                f"unsupported scheme {scheme!r} in {uri!r}; use one of {sorted(known)}"
+            )
         return uri

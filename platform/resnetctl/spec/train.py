@@ -43,7 +43,7 @@ class StepSchedule(StrictModel):
     def _increasing(self) -> StepSchedule:
         if not self.milestones:
             raise ValueError("milestones must not be empty")
-        if any(b <= a for a, b in zip(self.milestones, self.milestones[1:])):
+        if any(b <= a for a, b in zip(self.milestones, self.milestones[1:], strict=False)):
             raise ValueError(f"milestones {self.milestones} must be strictly increasing")
         return self
 
@@ -55,7 +55,9 @@ class PlateauSchedule(StrictModel):
     metric: MetricName = Field("val_top1_error", description="Metric watched for a plateau.")
     factor: float = Field(0.1, gt=0.0, lt=1.0, description="Multiplier when a plateau is found.")
     patience: int = Field(5, ge=0, description="Epochs without improvement before dividing.")
-    threshold: float = Field(1e-3, ge=0.0, description="Relative change that counts as improvement.")
+    threshold: float = Field(
+        1e-3, ge=0.0, description="Relative change that counts as improvement."
+    )
     min_lr: float = Field(0.0, ge=0.0, description="Lower bound on the rate.")
 
 

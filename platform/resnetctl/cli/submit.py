@@ -1,0 +1,123 @@
+"""`resnetctl submit`: validate a job spec and run it (or just plan it with --dry-run)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from resnetctl.cli.common import (
+    EXIT_JOB_FAILED,
+    JsonOption,
+    SetOption,
+    SpecFile,
+    err,
+    fail,
+    out,
+    print_json,
+    spec_errors,
+)
+
+
+def submit(
+    file: SpecFile,
+    overrides: SetOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and print the plan; train nothing.")
+    ] = False,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            envvar="RAY_ADDRESS",
+            help="Ray cluster to submit to (http://HEAD:8265); default: an embedded local Ray.",
+        ),
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", metavar="RUN", help="Continue this run (name or checkpoint dir)."),
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Run a training job described by FILE.
+
+    Examples:
+
+      resnetctl submit jobs/quickstart.yaml
+
+      resnetctl submit jobs/r50.yaml --dry-run --set data.source.root=/data/imagenet
+
+      resnetctl submit jobs/cifar-r56.yaml --set train.epochs=1 --json
+    """
+    from resnetctl.spec import dump_spec, load_spec
+    from resnetctl.spec.local_checks import check_local
+
+    with spec_errors():
+        extra = list(overrides or [])
+        if resume:
+            extra.append(f"checkpoint.resume_from={resume}")
+        spec = load_spec(file, extra)
+        if not address:
+            check_local(spec)
+    if dry_run:
+        _print_plan(spec, dump_spec(spec), json_)
+        return
+    if address:
+        fail("submitting to a Ray cluster (--address / RAY_ADDRESS) is not available yet")
+    from resnetctl.launch.local import LaunchError, run_local
+
+    # Ray prints worker and raylet logs on stdout; during the run they belong with the logs on
+    # stderr, so that stdout holds only the summary (and `--json | jq` works).
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            summary = run_local(spec, spec_file=os.fspath(file))
+    except LaunchError as exc:
+        fail(str(exc))
+    if json_:
+        print_json(summary.as_dict())
+    else:
+        summary.render(out)
+    if not summary.succeeded:
+        raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def _print_plan(spec, resolved_yaml: str, json_: bool) -> None:  # type: ignore[no-untyped-def]
+    from resnetctl.data import DataError
+    from resnetctl.launch.plan import make_plan
+    from resnetctl.units import human
+
+    try:
+        plan = make_plan(spec)
+    except DataError as exc:
+        fail(f"{spec.where('data', 'source')}: data.source: {exc}")
+    if json_:
+        print_json({"spec": spec.model_dump(mode="json"), "plan": plan.as_dict()})
+        return
+    err.print("[bold]resolved spec[/]")
+    typer.echo(resolved_yaml)
+    table = Table(title=f"plan: {plan.name}", show_header=False)
+    rows = [
+        ("model", plan.model),
+        ("parameters", f"{plan.params:,} ({human(plan.params)})"),
+        (
+            "multiply-adds / image",
+            f"{plan.macs_per_image:,} ({human(plan.macs_per_image)}) at "
+            f"{plan.input_size}x{plan.input_size}",
+        ),
+        ("classes", str(plan.num_classes)),
+        ("workers", f"{plan.workers} x {plan.device}"),
+        ("batch", f"{plan.per_worker_batch} per worker, {plan.global_batch} global"),
+        ("peak learning rate", f"{plan.peak_lr:g}"),
+        ("images", f"{plan.train_images:,} train, {plan.val_images:,} val"),
+        ("steps per epoch", f"{plan.steps_per_epoch:,}"),
+        ("epochs", f"{plan.epochs:g}"),
+        ("total steps", f"{plan.total_steps:,}"),
+        ("training FLOPs", f"{plan.training_flops:.3e} ({human(plan.training_flops)})"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    out.print(table)

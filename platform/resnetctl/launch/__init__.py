@@ -1,0 +1,1 @@
+"""Turning a validated `JobSpec` into a running job: the plan, and the Ray launchers."""

@@ -1,0 +1,268 @@
+"""Run a job on Ray from this process: an embedded local Ray, or a cluster this process is
+part of (the Ray Jobs entrypoint runs the same function on the head node)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from resnetctl.launch.progress import ProgressView
+from resnetctl.launch.runs import (
+    RunRecord,
+    new_run_name,
+    resolve_resume,
+    storage_root,
+)
+from resnetctl.spec import JobSpec, dump_spec
+from resnetctl.spec.metrics import EPOCH_METRICS
+from resnetctl.tracking.store import check_reachable, default_artifact_root, resolve_tracking_uri
+
+
+@dataclass
+class RunSummary:
+    """The outcome of a job, printed as a table or JSON."""
+
+    succeeded: bool
+    run_name: str
+    mlflow_run_id: str
+    mlflow_url: str
+    storage_path: str
+    seconds: float
+    epochs_completed: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    best_checkpoint: str | None = None
+    model_uri: str | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    def render(self, console: Console) -> None:
+        """The summary table."""
+        table = Table(
+            title=f"{'finished' if self.succeeded else 'FAILED'}: {self.run_name}",
+            show_header=False,
+        )
+        rows: list[tuple[str, str]] = [("epochs", str(self.epochs_completed))]
+        rows += [(key, f"{value:.4g}") for key, value in self.metrics.items()]
+        rows += [
+            ("seconds", f"{self.seconds:.1f}"),
+            ("mlflow run", self.mlflow_run_id),
+            ("mlflow url", self.mlflow_url),
+            ("checkpoints", self.storage_path),
+        ]
+        if self.error:
+            rows.append(("error", self.error))
+        for key, value in rows:
+            table.add_row(key, value)
+        console.print(table)
+
+
+class LaunchError(RuntimeError):
+    """The job could not be started (tracking, resume target, resources)."""
+
+
+def run_local(spec: JobSpec, *, spec_file: str | None = None) -> RunSummary:
+    """Train `spec` with Ray Train from this process and track it in MLflow.
+
+    Without RAY_ADDRESS an embedded Ray sized to this machine is started and stopped.
+    """
+    from resnetctl.tracking.run import JobRun
+    from resnetctl.tracking.store import TrackingError
+
+    started = time.monotonic()
+    uri = resolve_tracking_uri(spec)
+    try:
+        check_reachable(uri)
+    except TrackingError as exc:
+        raise LaunchError(str(exc)) from None
+    storage = storage_root()
+    resume_checkpoint, record = _resume_target(spec, storage)
+    resolved = dump_spec(spec)
+    if record is not None and record.mlflow_uri == uri:
+        run = JobRun(uri, record.mlflow_run_id)
+        run.client.update_run(run.run_id, status="RUNNING")
+        run_name = record.run_name
+    else:
+        run_name = new_run_name(spec.name)
+        run = JobRun.start(
+            spec,
+            uri,
+            resolved_yaml=resolved,
+            artifact_root=default_artifact_root(uri),
+            extra_tags={
+                "resnetctl.run_name": run_name,
+                **({"resnetctl.spec_file": spec_file} if spec_file else {}),
+            },
+        )
+        RunRecord(run_name, spec.name, uri, run.run_id).save(storage)
+    owns_ray = _ensure_ray(spec)
+    try:
+        run.set_tags({"ray.job_id": _ray_job_id()})
+        error = _fit(spec, run, run_name, storage, resume_checkpoint)
+        summary = _finish(spec, run, run_name, storage, error, started)
+    except BaseException:
+        run.end("KILLED")
+        raise
+    finally:
+        if owns_ray:
+            import ray
+
+            ray.shutdown()
+    return summary
+
+
+def _resume_target(spec: JobSpec, storage: Path) -> tuple[Path | None, RunRecord | None]:
+    target = spec.checkpoint.resume_from
+    if not target:
+        return None, None
+    try:
+        return resolve_resume(target, storage)
+    except FileNotFoundError as exc:
+        raise LaunchError(f"{spec.where('checkpoint', 'resume_from')}: {exc}") from None
+
+
+def _ensure_ray(spec: JobSpec) -> bool:
+    """Join RAY_ADDRESS's cluster or start an embedded Ray; True if this process started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return False
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    needed = spec.resources.workers * spec.resources.cpus_per_worker
+    if needed > (cpus or 1):
+        raise LaunchError(
+            f"{spec.where('resources', 'workers')}: resources: the job needs {needed:g} CPUs "
+            f"({spec.resources.workers} workers x {spec.resources.cpus_per_worker:g}) but this "
+            f"machine has {cpus}; lower resources.workers or cpus_per_worker"
+        )
+    ray.init(
+        num_cpus=cpus,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        log_to_driver=True,
+        logging_level="WARNING",
+    )
+    return True
+
+
+def _ray_job_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_job_id()
+
+
+def _fit(
+    spec: JobSpec, run: Any, run_name: str, storage: Path, resume: Path | None
+) -> BaseException | None:
+    """Fit the trainer in a thread while this one draws progress; returns the failure, if any."""
+    from ray.util.queue import Queue
+
+    from resnetctl.launch.trainer import build_trainer
+    from resnetctl.tracking.callback import EpochMetricsCallback
+
+    progress_queue = Queue(maxsize=256)
+    config: dict[str, Any] = {
+        "spec": spec.model_dump(mode="json"),
+        "progress": progress_queue,
+        "resume_checkpoint": str(resume) if resume else None,
+    }
+    trainer = build_trainer(
+        spec,
+        run_name=run_name,
+        storage_path=storage,
+        loop_config=config,
+        callbacks=[EpochMetricsCallback(run.uri, run.run_id, run.logged_epochs())],
+    )
+    outcome: dict[str, Any] = {}
+
+    def fit() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as exc:  # reported in the summary, not lost in a thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=fit, name="resnetctl-fit", daemon=True)
+    worker.start()
+    with ProgressView(spec.train.length) as view:
+        while worker.is_alive():
+            view.drain(progress_queue)
+            worker.join(timeout=0.5)
+        view.drain(progress_queue)
+    result = outcome.get("result")
+    return outcome.get("error") or (getattr(result, "error", None) if result else None)
+
+
+def _finish(
+    spec: JobSpec,
+    run: Any,
+    run_name: str,
+    storage: Path,
+    error: BaseException | None,
+    started: float,
+) -> RunSummary:
+    from resnetctl.launch.runs import best_checkpoint, latest_checkpoint
+
+    history = {key: run.client.get_metric_history(run.run_id, key) for key in EPOCH_METRICS}
+    final = {k: sorted(v, key=lambda m: m.step)[-1].value for k, v in history.items() if v}
+    epochs = len(history["val_top1_error"])
+    # Ranked from the checkpoints' own metadata: it survives a failed fit() that has no Result.
+    best = best_checkpoint(
+        storage / run_name, spec.checkpoint.metric, spec.checkpoint.mode or "min"
+    )
+    if best is not None:
+        run.log_checkpoint(best, "best")
+    model_uri = None
+    last = latest_checkpoint(storage / run_name)
+    if error is None and last is not None:
+        model_uri = run.log_model(_load_model(spec, last), spec.pipeline.crop)
+    if epochs:
+        run.log_curves(spec.name)
+    run.end("FINISHED" if error is None else "FAILED")
+    return RunSummary(
+        succeeded=error is None,
+        run_name=run_name,
+        mlflow_run_id=run.run_id,
+        mlflow_url=run.url,
+        storage_path=str(storage / run_name),
+        seconds=time.monotonic() - started,
+        epochs_completed=epochs,
+        metrics=final,
+        best_checkpoint=str(best) if best else None,
+        model_uri=model_uri,
+        error=_describe(error) if error else None,
+    )
+
+
+def _load_model(spec: JobSpec, checkpoint: Path) -> Any:
+    """The trained network from a checkpoint, rebuilt from the registry."""
+    from resnetctl.models import create_model
+    from resnetctl.train.checkpoint import load_checkpoint
+
+    state, meta = load_checkpoint(checkpoint)
+    weights = state["model"]
+    num_classes = int(weights["fc.weight"].shape[0])
+    model = create_model(spec.model.name, **spec.model.create_options(num_classes))
+    model.load_state_dict(weights)
+    return model.eval()
+
+
+def _describe(error: BaseException) -> str:
+    # Ray wraps worker exceptions; the innermost message is the one a user can act on.
+    seen = error
+    while getattr(seen, "__cause__", None) is not None:
+        seen = seen.__cause__  # type: ignore[assignment]
+    text = str(seen).strip().splitlines()
+    return f"{type(seen).__name__}: {text[-1] if text else ''}"

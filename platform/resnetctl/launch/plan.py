@@ -1,0 +1,83 @@
+"""The figures of a job before it runs: model size, batches, steps and training FLOPs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from resnetctl.spec import JobSpec
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What a job will do, computed from its spec, the model registry and the data set."""
+
+    name: str
+    model: str
+    params: int
+    macs_per_image: int
+    input_size: int
+    num_classes: int
+    workers: int
+    device: str
+    per_worker_batch: int
+    global_batch: int
+    peak_lr: float
+    train_images: int
+    val_images: int
+    steps_per_epoch: int
+    epochs: float
+    total_steps: int
+    training_flops: float
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+def steps_per_epoch(train_images: int, per_worker_batch: int, workers: int) -> int:
+    """Optimiser steps per epoch: every rank runs the same number of full batches of its shard
+    (a rank with an extra step would wait forever in DDP's allreduce)."""
+    return max(1, (train_images // workers) // per_worker_batch)
+
+
+def make_plan(spec: JobSpec) -> JobPlan:
+    """Compute the plan; prepares (and caches) the data set to count its images."""
+    import torch
+
+    from resnetctl.data import prepare_dataset
+    from resnetctl.models import count_macs, count_parameters, create_model
+
+    layout = prepare_dataset(spec.data)
+    num_classes = spec.model.num_classes or len(layout.classes)
+    with torch.device("meta"):  # shapes only: counting needs no weights or arithmetic
+        model = create_model(spec.model.name, **spec.model.create_options(num_classes))
+    size = spec.pipeline.crop
+    params = count_parameters(model)
+    macs = count_macs(model, size)
+    workers = spec.resources.workers
+    per_worker = spec.train.per_worker_batch(workers)
+    global_batch = spec.train.global_batch(workers)
+    per_epoch = steps_per_epoch(layout.num_train, per_worker, workers)
+    length, unit = spec.train.length
+    total = length * per_epoch if unit == "epoch" else length
+    # Forward is 2 FLOPs per multiply-add; backward costs about twice the forward.
+    flops = 3 * 2 * macs * global_batch * total
+    return JobPlan(
+        name=spec.name,
+        model=spec.model.name or "",
+        params=params,
+        macs_per_image=macs,
+        input_size=size,
+        num_classes=num_classes,
+        workers=workers,
+        device=spec.resources.device,
+        per_worker_batch=per_worker,
+        global_batch=global_batch,
+        peak_lr=spec.train.scaled_lr(workers),
+        train_images=layout.num_train,
+        val_images=layout.num_val,
+        steps_per_epoch=per_epoch,
+        epochs=length if unit == "epoch" else total / per_epoch,
+        total_steps=total,
+        training_flops=float(flops),
+    )

@@ -1,0 +1,52 @@
+"""Build Ray Train's `TorchTrainer` from a `JobSpec`: one function, no side effects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from resnetctl.spec import JobSpec
+
+
+def build_trainer(
+    spec: JobSpec,
+    *,
+    run_name: str,
+    storage_path: Path,
+    loop_config: dict[str, Any],
+    callbacks: list[Any] = (),  # type: ignore[assignment]
+) -> Any:
+    """A `TorchTrainer` for `spec`: NCCL on GPUs, gloo on CPUs; checkpoints kept and ranked as
+    the spec says; `failure.max_failures` worker-group restarts."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from resnetctl.train.loop import train_loop_per_worker
+
+    res = spec.resources
+    resources: dict[str, float] = {"CPU": res.cpus_per_worker}
+    if res.use_gpu:
+        resources["GPU"] = res.gpus_per_worker
+    ckpt = spec.checkpoint
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        torch_config=TorchConfig(
+            backend="nccl" if res.use_gpu else "gloo",
+            timeout_s=spec.failure.collective_timeout_s,
+        ),
+        scaling_config=ScalingConfig(
+            num_workers=res.workers, use_gpu=res.use_gpu, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=str(storage_path),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=ckpt.keep,
+                checkpoint_score_attribute=ckpt.metric,
+                checkpoint_score_order=ckpt.mode,
+            ),
+            failure_config=FailureConfig(max_failures=spec.failure.max_failures),
+            callbacks=list(callbacks),
+        ),
+    )

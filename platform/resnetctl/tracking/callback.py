@@ -1,0 +1,53 @@
+"""Per-epoch metrics into MLflow, from the Ray Train controller.
+
+The controller sees every `ray.train.report` once, after all ranks reported, so it is the one
+writer of per-epoch metrics; workers never hold MLflow credentials or connections.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ray.train import UserCallback
+
+from resnetctl.spec.metrics import EPOCH_METRICS
+
+
+class EpochMetricsCallback(UserCallback):
+    """Log rank 0's epoch metrics with the epoch as step, each epoch at most once."""
+
+    def __init__(self, uri: str, run_id: str, logged_epochs: set[int] | None = None):
+        self.uri = uri
+        self.run_id = run_id
+        # Epochs replayed after a restore from an older checkpoint are not logged twice.
+        self.logged = set(logged_epochs or ())
+        self._client: Any = None
+
+    def after_report(
+        self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any
+    ) -> None:
+        """Called by Ray Train after every rank reported an epoch."""
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric
+
+        if not metrics or "epoch" not in metrics[0]:
+            return
+        epoch = int(metrics[0]["epoch"])
+        if epoch in self.logged:
+            return
+        if self._client is None:
+            self._client = MlflowClient(self.uri)
+        now = int(time.time() * 1000)
+        batch = [
+            Metric(key, float(metrics[0][key]), now, epoch)
+            for key in EPOCH_METRICS
+            if key in metrics[0]
+        ]
+        checksums = [float(m["param_checksum"]) for m in metrics if "param_checksum" in m]
+        if len(checksums) == len(metrics) > 0:
+            # Non-zero means the DDP replicas diverged: their gradients were not averaged.
+            spread = max(checksums) - min(checksums)
+            batch.append(Metric("ranks_param_max_diff", spread, now, epoch))
+        self._client.log_batch(self.run_id, metrics=batch)
+        self.logged.add(epoch)

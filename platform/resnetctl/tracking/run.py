@@ -1,0 +1,186 @@
+"""The MLflow run of a job: created and closed by the launcher, fed per epoch by the Ray Train
+controller. Exactly one process writes at a time, so concurrent writers never race."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from resnetctl.spec import JobSpec
+
+MAX_PARAMS_PER_BATCH = 100  # MLflow's limit per log_batch call
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """`{"train": {"epochs": 3}}` -> `{"train.epochs": "3"}`; lists stay whole."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{path}."))
+        else:
+            flat[path] = "" if value is None else str(value)
+    return flat
+
+
+def environment_tags() -> dict[str, str]:
+    """Versions, hardware and git commit, as run tags."""
+    import mlflow
+    import ray
+    import torch
+
+    import resnetctl
+
+    tags = {
+        "resnetctl.version": resnetctl.__version__,
+        "torch.version": torch.__version__,
+        "ray.version": ray.__version__,
+        "mlflow.version": mlflow.__version__,
+        "python.version": platform.python_version(),
+        "host.platform": platform.platform(),
+        "host.cpus": str(_cpu_count()),
+        "host.gpus": ", ".join(
+            torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
+        )
+        or "none",
+    }
+    try:
+        from nvidia.dali import __version__ as dali_version
+
+        tags["dali.version"] = dali_version
+    except ImportError:
+        pass
+    commit = _git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _git_commit() -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+class JobRun:
+    """Driver-side handle on the MLflow run of one job."""
+
+    def __init__(self, uri: str, run_id: str):
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        self.run_id = run_id
+        self.client = MlflowClient(uri)
+
+    @classmethod
+    def start(
+        cls,
+        spec: JobSpec,
+        uri: str,
+        *,
+        resolved_yaml: str,
+        artifact_root: str | None,
+        extra_tags: Mapping[str, str] = (),  # type: ignore[assignment]
+    ) -> JobRun:
+        """Create the experiment if needed and the run; log params, tags and the spec."""
+        from mlflow import MlflowClient
+        from mlflow.entities import Param
+
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name(spec.tracking.experiment)
+        if experiment is None:
+            experiment_id = client.create_experiment(
+                spec.tracking.experiment, artifact_location=artifact_root
+            )
+        else:
+            experiment_id = experiment.experiment_id
+        tags = {**environment_tags(), **dict(extra_tags), **spec.tracking.tags}
+        tags["resnetctl.job"] = spec.name
+        run = client.create_run(
+            experiment_id, run_name=spec.tracking.run_name or spec.name, tags=tags
+        )
+        run_id = run.info.run_id
+        params = [Param(k, v[:6000]) for k, v in flatten(spec.model_dump(mode="json")).items()]
+        for start in range(0, len(params), MAX_PARAMS_PER_BATCH):
+            client.log_batch(run_id, params=params[start : start + MAX_PARAMS_PER_BATCH])
+        job_run = cls(uri, run_id)
+        job_run.log_text(resolved_yaml, "spec/resolved.yaml")
+        return job_run
+
+    @property
+    def url(self) -> str:
+        """Where the run is seen in the MLflow UI (for a server URI), else the store."""
+        run = self.client.get_run(self.run_id)
+        if self.uri.startswith(("http://", "https://")):
+            return (
+                f"{self.uri.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{self.run_id}"
+            )
+        return f"{self.uri} (run {self.run_id}; view with `resnetctl ui`)"
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Store `text` as the artifact `artifact_file`."""
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Add tags to the run."""
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, value)
+
+    def logged_epochs(self) -> set[int]:
+        """Epochs that already have metrics (so a resumed job does not log them twice)."""
+        history = self.client.get_metric_history(self.run_id, "val_top1_error")
+        return {m.step for m in history}
+
+    def log_checkpoint(self, directory: str | Path, name: str = "best") -> None:
+        """Copy a checkpoint directory into the run's artifacts under checkpoints/<name>."""
+        self.client.log_artifacts(self.run_id, str(directory), f"checkpoints/{name}")
+
+    def log_model(self, model: Any, input_size: int) -> str:
+        """Log the trained module with `mlflow.pytorch.log_model` (pickle format, so it reloads
+        as the same nn.Module); returns the model URI."""
+        import mlflow
+        import mlflow.pytorch
+        import torch
+
+        mlflow.set_tracking_uri(self.uri)
+        requirements = [f"torch=={torch.__version__.split('+')[0]}", "resnetctl"]
+        with mlflow.start_run(run_id=self.run_id):
+            info = mlflow.pytorch.log_model(
+                model,
+                name="model",
+                serialization_format="pickle",
+                pip_requirements=requirements,
+            )
+        return info.model_uri
+
+    def log_curves(self, title: str) -> None:
+        """Plot train and val top-1 error against epoch (the paper's Fig. 4) and log it."""
+        from resnetctl.tracking.plots import plot_error_curves
+
+        history = {
+            key: [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, key)]
+            for key in ("train_top1_error", "val_top1_error")
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "error_curves.png"
+            plot_error_curves({title: history}, path)
+            self.client.log_artifact(self.run_id, str(path), "plots")
+
+    def end(self, status: str) -> None:
+        """Close the run as FINISHED, FAILED or KILLED."""
+        self.client.set_terminated(self.run_id, status, end_time=int(time.time() * 1000))

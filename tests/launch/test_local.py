@@ -1,0 +1,136 @@
+"""`resnetctl submit` on the embedded local Ray: DDP on 2 CPU workers, MLflow, checkpoints,
+resume, fault tolerance. Each test starts a real Ray; they are the slow part of the suite."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import psutil
+import pytest
+
+from resnetctl.spec.metrics import EPOCH_METRICS
+from tests.launch.conftest import metric_history, mlflow_runs, summary, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def _artifacts(workdir: Path, run_id: str, path: str = "") -> set[str]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    found: set[str] = set()
+    for item in client.list_artifacts(run_id, path):
+        if item.is_dir:
+            found |= _artifacts(workdir, run_id, item.path)
+        else:
+            found.add(item.path)
+    return found
+
+
+def test_two_worker_run_is_tracked_end_to_end(submit, workdir: Path) -> None:
+    code, out, err = submit("job.yaml", "--json").wait()
+    assert code == 0, err[-3000:]
+    result = summary(out)
+    assert result["succeeded"] and result["epochs_completed"] == 3
+    (run,) = mlflow_runs(workdir)
+    assert run.info.run_id == result["mlflow_run_id"] and run.info.status == "FINISHED"
+    for key in EPOCH_METRICS:
+        assert [step for step, _ in metric_history(workdir, run.info.run_id, key)] == [1, 2, 3], key
+    # DDP averaged gradients: after every epoch both ranks hold the same parameters.
+    assert metric_history(workdir, run.info.run_id, "ranks_param_max_diff") == [
+        (1, 0.0),
+        (2, 0.0),
+        (3, 0.0),
+    ]
+    assert run.data.params["train.batch_size_per_worker"] == "8"
+    assert run.data.params["model.name"] == "cifar_resnet8"
+    assert run.data.tags["resnetctl.job"] == "tiny" and "torch.version" in run.data.tags
+    files = _artifacts(workdir, run.info.run_id)
+    assert "spec/resolved.yaml" in files
+    assert "plots/error_curves.png" in files
+    assert "checkpoints/best/state.pt" in files and "checkpoints/best/meta.json" in files
+    assert result["model_uri"] and result["model_uri"].startswith("models:/")
+    import mlflow.pytorch
+
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    model = mlflow.pytorch.load_model(result["model_uri"])
+    assert model.fc.out_features == 4
+
+
+def test_killed_worker_is_replaced_and_run_resumes(submit, workdir: Path) -> None:
+    job = submit("job.yaml", "--json", "--set", "train.epochs=4")
+
+    def first_epoch_logged() -> bool:
+        runs = mlflow_runs(workdir)
+        return bool(runs) and bool(metric_history(workdir, runs[0].info.run_id, "val_loss"))
+
+    assert wait_for(first_epoch_logged, timeout=240), job.stderr.read_text()[-3000:]
+    workers = [
+        p
+        for p in psutil.Process(job.process.pid).children(recursive=True)
+        if "RayTrainWorker" in " ".join(p.cmdline())
+    ]
+    assert workers, "no Ray Train worker process found"
+    os.kill(workers[-1].pid, signal.SIGKILL)
+    code, out, err = job.wait()
+    assert code == 0, err[-3000:]
+    (run,) = mlflow_runs(workdir)
+    steps = [s for s, _ in metric_history(workdir, run.info.run_id, "val_top1_error")]
+    assert steps == [1, 2, 3, 4]  # every epoch once: none lost, none logged twice
+    assert summary(out)["epochs_completed"] == 4
+
+
+def test_resume_continues_at_next_epoch(submit, workdir: Path) -> None:
+    code, out, err = submit("job.yaml", "--json", "--set", "train.epochs=2").wait()
+    assert code == 0, err[-3000:]
+    first = summary(out)
+    code, out, err = submit(
+        "job.yaml", "--json", "--resume", first["run_name"], "--set", "train.epochs=3"
+    ).wait()
+    assert code == 0, err[-3000:]
+    second = summary(out)
+    assert second["mlflow_run_id"] == first["mlflow_run_id"]
+    (run,) = mlflow_runs(workdir)
+    assert [s for s, _ in metric_history(workdir, run.info.run_id, "train_loss")] == [1, 2, 3]
+    assert "resumed from" in err and "continuing with epoch 3" in err
+
+
+def test_nan_loss_fails_clearly_and_keeps_last_good_checkpoint(submit, workdir: Path) -> None:
+    # Epoch 1 at lr 0.1 (a constant warm-up), then 100 x 16 / 1 = 1600: the loss blows up.
+    code, out, err = submit(
+        "job.yaml",
+        "--json",
+        "--set",
+        "train.base_lr=100",
+        "--set",
+        "train.lr_reference_batch=1",
+        "--set",
+        "train.warmup={length: 1, unit: epoch, start_factor: 0.0000625, mode: constant}",
+        "--set",
+        "train.optimizer.weight_decay=0.1",
+        "--set",
+        "train.epochs=6",
+        "--set",
+        "failure.max_failures=0",
+    ).wait()
+    assert code == 1
+    result = summary(out)
+    assert not result["succeeded"] and "NonFiniteLossError" in result["error"]
+    assert "non-finite" in result["error"] and "at epoch" in result["error"]
+    assert 1 <= result["epochs_completed"] < 6
+    # The kept checkpoint is the last good one: epoch 1, trained at lr 0.1.
+    best = Path(result["best_checkpoint"])
+    assert best.name == "epoch_0001" and (best / "state.pt").is_file()
+    (run,) = mlflow_runs(workdir)
+    assert run.info.status == "FAILED"
+
+
+def test_unreachable_tracking_uri_fails_before_training(submit, workdir: Path) -> None:
+    code, out, err = submit("job.yaml", "--set", "tracking.uri=http://127.0.0.1:9").wait(120)
+    assert code == 2
+    assert "MLflow tracking server http://127.0.0.1:9 is unreachable" in err
+    # Nothing was started or stored: no run directory, no MLflow run.
+    assert not any(Path(os.environ["RESNETCTL_STORAGE"]).iterdir())
+    assert not (workdir / "mlflow.db").exists()
