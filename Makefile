@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 quickstart: $(STAMP)
-	$(BIN)/resnetctl models
+	$(BIN)/resnetctl submit jobs/quickstart.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -118,3 +118,167 @@ def wait_for(predicate, timeout: float, interval: float = 1.0) -> bool:
             return True
         time.sleep(interval)
     return False
+
+
+# ---- a real two-node Ray cluster and an MLflow server, both on 127.0.0.1 -------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _http_up(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(url, timeout=2)  # noqa: S310 (loopback only)
+    except urllib.error.HTTPError:
+        return True  # it answered (perhaps 401 without a token): the server is up
+    except OSError:
+        return False
+    return True
+
+
+class Processes:
+    """Processes started in sessions of their own, each killed with its whole group."""
+
+    def __init__(self, logs: Path):
+        self.logs = logs
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log = (self.logs / f"{name}.log").open("wb")
+        self.started.append(
+            subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
+            )
+        )
+
+    def stop(self) -> None:
+        for process in reversed(self.started):
+            _kill_group(process)  # type: ignore[arg-type]
+
+
+@dataclass
+class Cluster:
+    """A running two-node Ray cluster and MLflow server."""
+
+    dashboard: str
+    gcs: str
+    mlflow: str
+    logs: Path
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """`ray start --head` and a second `ray start --address` (one CPU each) and an MLflow
+    server, all bound to 127.0.0.1 on free ports; every process is killed by process group
+    afterwards, also when a test fails."""
+    import tempfile
+
+    bin_dir = Path(sys.executable).parent
+    logs = tmp_path_factory.mktemp("cluster-logs")
+    # Ray's Unix sockets live under the temp dir: keep its path short.
+    temp_dir = Path(tempfile.mkdtemp(prefix="rcj-", dir="/tmp"))
+    gcs_port, dash_port, mlflow_port = free_port(), free_port(), free_port()
+    processes = Processes(logs)
+    # The nodes run jobs with the `python` on their PATH: this venv's, as a cluster's image would.
+    env = {"RAY_AUTH_MODE": "token", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    try:
+        processes.start(
+            "mlflow",
+            [
+                str(bin_dir / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{logs / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(logs / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(mlflow_port),
+                "--workers",
+                "1",
+            ],
+        )
+        processes.start(
+            "head",
+            [
+                str(bin_dir / "ray"),
+                "start",
+                "--head",
+                "--block",
+                "--node-ip-address=127.0.0.1",
+                f"--port={gcs_port}",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dash_port}",
+                "--num-cpus=1",
+                f"--temp-dir={temp_dir}",
+                f"--ray-client-server-port={free_port()}",
+                f"--dashboard-agent-listen-port={free_port()}",
+            ],
+            env,
+        )
+        dashboard = f"http://127.0.0.1:{dash_port}"
+        assert wait_for(lambda: _http_up(f"{dashboard}/api/version"), 90), "Ray head did not start"
+        processes.start(
+            "worker",
+            [
+                str(bin_dir / "ray"),
+                "start",
+                "--block",
+                f"--address=127.0.0.1:{gcs_port}",
+                "--node-ip-address=127.0.0.1",
+                "--num-cpus=1",
+                f"--dashboard-agent-listen-port={free_port()}",
+            ],
+            env,
+        )
+        mlflow = f"http://127.0.0.1:{mlflow_port}"
+        assert wait_for(lambda: _http_up(f"{mlflow}/health"), 90), "MLflow server did not start"
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+        def two_nodes() -> bool:
+            return _alive_nodes(f"127.0.0.1:{gcs_port}") == 2
+
+        assert wait_for(two_nodes, 60, interval=2), "second node did not join"
+        yield Cluster(dashboard, f"127.0.0.1:{gcs_port}", mlflow, logs)
+    finally:
+        processes.stop()
+        os.environ.pop("RAY_AUTH_MODE", None)
+        import shutil
+
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _alive_nodes(gcs: str) -> int:
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ray"),
+            "list",
+            "nodes",
+            f"--address={gcs}",
+            "--filter",
+            "state=ALIVE",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "RAY_AUTH_MODE": "token"},
+    )
+    try:
+        return len(json.loads(done.stdout))
+    except ValueError:
+        return 0

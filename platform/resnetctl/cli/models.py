@@ -12,9 +12,7 @@ from resnetctl.units import human
 
 
 def models(
-    family: Annotated[
-        str | None, typer.Option(help="Only this family: imagenet or cifar.")
-    ] = None,
+    family: Annotated[str | None, typer.Option(help="Only this family: imagenet or cifar.")] = None,
     json_: JsonOption = False,
 ) -> None:
     """List the model registry: family, depth, block, shortcut, parameters and multiply-adds

@@ -34,10 +34,14 @@ def validate(
         try:
             spec = load_spec(file, overrides or [])
         except SpecError as exc:
-            results.append({"file": str(file), "valid": False, "errors": [str(i) for i in exc.issues]})
+            results.append(
+                {"file": str(file), "valid": False, "errors": [str(i) for i in exc.issues]}
+            )
             report_issues(exc)
             continue
-        results.append({"file": str(file), "valid": True, "name": spec.name, "model": spec.model.name})
+        results.append(
+            {"file": str(file), "valid": True, "name": spec.name, "model": spec.model.name}
+        )
         if not json_:
             out.print(f"[green]ok[/] {file} ({spec.name}: {spec.model.name})", highlight=False)
     if json_:

@@ -41,6 +41,18 @@ def submit(
         str | None,
         typer.Option("--resume", metavar="RUN", help="Continue this run (name or checkpoint dir)."),
     ] = None,
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", help="With a cluster --address: print the job id and return."),
+    ] = False,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            help="With --address: checkpoint storage path shared by the cluster's nodes "
+            "(default ~/resnetctl/runs on the cluster).",
+        ),
+    ] = None,
     json_: JsonOption = False,
 ) -> None:
     """Run a training job described by FILE.
@@ -52,6 +64,8 @@ def submit(
       resnetctl submit jobs/r50.yaml --dry-run --set data.source.root=/data/imagenet
 
       resnetctl submit jobs/cifar-r56.yaml --set train.epochs=1 --json
+
+      resnetctl submit jobs/r50.yaml --address http://127.0.0.1:8265 --no-wait
     """
     from resnetctl.spec import dump_spec, load_spec
     from resnetctl.spec.local_checks import check_local
@@ -66,8 +80,11 @@ def submit(
     if dry_run:
         _print_plan(spec, dump_spec(spec), json_)
         return
-    if address:
-        fail("submitting to a Ray cluster (--address / RAY_ADDRESS) is not available yet")
+    if address and address.startswith(("http://", "https://")):
+        _submit_remote(spec, address, os.fspath(file), no_wait, storage, json_)
+        return
+    if address:  # a GCS address (host:port, auto): join that cluster as its driver
+        os.environ["RAY_ADDRESS"] = address
     from resnetctl.launch.local import LaunchError, run_local
 
     # Ray prints worker and raylet logs on stdout; during the run they belong with the logs on
@@ -121,3 +138,35 @@ def _print_plan(spec, resolved_yaml: str, json_: bool) -> None:  # type: ignore[
     for key, value in rows:
         table.add_row(key, value)
     out.print(table)
+
+
+def _submit_remote(
+    spec, address: str, spec_file: str, no_wait: bool, storage: str | None, json_: bool
+) -> None:  # type: ignore[no-untyped-def]
+    from resnetctl.cli.jobs import exit_for_state
+    from resnetctl.launch import remote
+
+    try:
+        job_id = remote.submit(spec, address, storage=storage, spec_file=spec_file)
+    except remote.RemoteError as exc:
+        fail(str(exc))
+    err.print(
+        f"submitted {job_id} to {address}\n"
+        f"  resnetctl status {job_id} --address {address}\n"
+        f"  resnetctl logs {job_id} --follow --address {address}\n"
+        f"  resnetctl stop {job_id} --address {address}",
+        highlight=False,
+    )
+    if no_wait:
+        if json_:
+            print_json({"job_id": job_id, "address": address})
+        else:
+            out.print(job_id, highlight=False)
+        return
+    remote.logs(address, job_id, follow=True, out=sys.stderr)
+    job = remote.info(address, job_id)
+    if json_:
+        print_json(job.as_dict())
+    else:
+        out.print(f"{job.job_id}: {job.state}", highlight=False)
+    exit_for_state(job.state)

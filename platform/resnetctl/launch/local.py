@@ -75,7 +75,6 @@ def run_local(spec: JobSpec, *, spec_file: str | None = None) -> RunSummary:
 
     Without RAY_ADDRESS an embedded Ray sized to this machine is started and stopped.
     """
-    from resnetctl.tracking.run import JobRun
     from resnetctl.tracking.store import TrackingError
 
     started = time.monotonic()
@@ -86,38 +85,51 @@ def run_local(spec: JobSpec, *, spec_file: str | None = None) -> RunSummary:
         raise LaunchError(str(exc)) from None
     storage = storage_root()
     resume_checkpoint, record = _resume_target(spec, storage)
-    resolved = dump_spec(spec)
-    if record is not None and record.mlflow_uri == uri:
-        run = JobRun(uri, record.mlflow_run_id)
-        run.client.update_run(run.run_id, status="RUNNING")
-        run_name = record.run_name
-    else:
-        run_name = new_run_name(spec.name)
-        run = JobRun.start(
-            spec,
-            uri,
-            resolved_yaml=resolved,
-            artifact_root=default_artifact_root(uri),
-            extra_tags={
-                "resnetctl.run_name": run_name,
-                **({"resnetctl.spec_file": spec_file} if spec_file else {}),
-            },
-        )
-        RunRecord(run_name, spec.name, uri, run.run_id).save(storage)
-    owns_ray = _ensure_ray(spec)
+    owns_ray = _ensure_ray(spec)  # before any run exists: a job that cannot start leaves none
+    run = None
     try:
+        run, run_name = _open_run(spec, uri, storage, record, spec_file)
         run.set_tags({"ray.job_id": _ray_job_id()})
         error = _fit(spec, run, run_name, storage, resume_checkpoint)
-        summary = _finish(spec, run, run_name, storage, error, started)
+        return _finish(spec, run, run_name, storage, error, started)
     except BaseException:
-        run.end("KILLED")
+        if run is not None:
+            run.end("KILLED")
         raise
     finally:
         if owns_ray:
             import ray
 
             ray.shutdown()
-    return summary
+
+
+def _open_run(
+    spec: JobSpec, uri: str, storage: Path, record: RunRecord | None, spec_file: str | None
+) -> tuple[Any, str]:
+    """The MLflow run to write to: the resumed run's own, or a new one; and the run name.
+
+    Inside a Ray job submitted by `resnetctl submit --address`, the run is named after the
+    submission id (RESNETCTL_RUN_NAME) so that `resnetctl list` and MLflow agree.
+    """
+    from resnetctl.tracking.run import JobRun
+
+    if record is not None and record.mlflow_uri == uri:
+        run = JobRun(uri, record.mlflow_run_id)
+        run.client.update_run(run.run_id, status="RUNNING")
+        return run, record.run_name
+    run_name = os.environ.get("RESNETCTL_RUN_NAME") or new_run_name(spec.name)
+    tags = {"resnetctl.run_name": run_name}
+    if spec_file:
+        tags["resnetctl.spec_file"] = spec_file
+    run = JobRun.start(
+        spec,
+        uri,
+        resolved_yaml=dump_spec(spec),
+        artifact_root=default_artifact_root(uri),
+        extra_tags=tags,
+    )
+    RunRecord(run_name, spec.name, uri, run.run_id).save(storage)
+    return run, run_name
 
 
 def _resume_target(spec: JobSpec, storage: Path) -> tuple[Path | None, RunRecord | None]:
@@ -131,31 +143,41 @@ def _resume_target(spec: JobSpec, storage: Path) -> tuple[Path | None, RunRecord
 
 
 def _ensure_ray(spec: JobSpec) -> bool:
-    """Join RAY_ADDRESS's cluster or start an embedded Ray; True if this process started it."""
+    """Join RAY_ADDRESS's cluster or start an embedded Ray; True if this process started it.
+
+    Either way, return only when the cluster has room for every worker: an embedded Ray never
+    grows, so it fails at once; a cluster gets `resources.placement_timeout_s` and an
+    autoscaler request.
+    """
     import ray
 
-    if ray.is_initialized():
-        return False
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
-        return False
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    needed = spec.resources.workers * spec.resources.cpus_per_worker
-    if needed > (cpus or 1):
-        raise LaunchError(
-            f"{spec.where('resources', 'workers')}: resources: the job needs {needed:g} CPUs "
-            f"({spec.resources.workers} workers x {spec.resources.cpus_per_worker:g}) but this "
-            f"machine has {cpus}; lower resources.workers or cpus_per_worker"
-        )
-    ray.init(
-        num_cpus=cpus,
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        log_to_driver=True,
-        logging_level="WARNING",
-    )
-    return True
+    from resnetctl.launch.capacity import CapacityError, autoscaler_request, wait_for_capacity
+
+    owns = False
+    if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, log_to_driver=True)
+        else:
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+            ray.init(
+                num_cpus=cpus or os.cpu_count(),
+                include_dashboard=True,
+                dashboard_host="127.0.0.1",
+                log_to_driver=True,
+                logging_level="WARNING",
+            )
+            owns = True
+    try:
+        if owns:
+            wait_for_capacity(spec, timeout=0)
+        else:
+            wait_for_capacity(spec, request=autoscaler_request)
+    except CapacityError as exc:
+        if owns:
+            ray.shutdown()
+        raise LaunchError(f"{spec.where('resources', 'workers')}: {exc}") from None
+    return owns
 
 
 def _ray_job_id() -> str:

@@ -16,7 +16,7 @@ CHECKPOINT_META = "meta.json"
 
 def storage_root() -> Path:
     """`$RESNETCTL_STORAGE`, else `.resnetctl/runs` in the working directory, absolute."""
-    return Path(os.environ.get("RESNETCTL_STORAGE", ".resnetctl/runs")).resolve()
+    return Path(os.environ.get("RESNETCTL_STORAGE", ".resnetctl/runs")).expanduser().resolve()
 
 
 def new_run_name(job: str) -> str:

@@ -24,9 +24,6 @@ def build_trainer(
     from resnetctl.train.loop import train_loop_per_worker
 
     res = spec.resources
-    resources: dict[str, float] = {"CPU": res.cpus_per_worker}
-    if res.use_gpu:
-        resources["GPU"] = res.gpus_per_worker
     ckpt = spec.checkpoint
     return TorchTrainer(
         train_loop_per_worker,
@@ -36,7 +33,7 @@ def build_trainer(
             timeout_s=spec.failure.collective_timeout_s,
         ),
         scaling_config=ScalingConfig(
-            num_workers=res.workers, use_gpu=res.use_gpu, resources_per_worker=resources
+            num_workers=res.workers, use_gpu=res.use_gpu, resources_per_worker=res.worker_bundle()
         ),
         run_config=RunConfig(
             name=run_name,

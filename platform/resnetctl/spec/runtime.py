@@ -21,6 +21,20 @@ class ResourcesSpec(StrictModel):
     gpus_per_worker: float = Field(
         1.0, ge=0.0, le=16, description="GPUs per worker when use_gpu (one DDP rank per GPU)."
     )
+    placement_timeout_s: int = Field(
+        300,
+        ge=1,
+        le=86_400,
+        description="On a cluster: seconds to wait (asking the autoscaler) for room for every "
+        "worker before the job fails with a clear error instead of hanging.",
+    )
+
+    def worker_bundle(self) -> dict[str, float]:
+        """The Ray resources of one worker."""
+        bundle = {"CPU": self.cpus_per_worker}
+        if self.use_gpu:
+            bundle["GPU"] = self.gpus_per_worker
+        return bundle
 
     @model_validator(mode="after")
     def _gpu_consistency(self) -> ResourcesSpec:

@@ -29,7 +29,7 @@ class EpochMetricsCallback(UserCallback):
     ) -> None:
         """Called by Ray Train after every rank reported an epoch."""
         from mlflow import MlflowClient
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric, RunTag
 
         if not metrics or "epoch" not in metrics[0]:
             return
@@ -49,5 +49,7 @@ class EpochMetricsCallback(UserCallback):
             # Non-zero means the DDP replicas diverged: their gradients were not averaged.
             spread = max(checksums) - min(checksums)
             batch.append(Metric("ranks_param_max_diff", spread, now, epoch))
-        self._client.log_batch(self.run_id, metrics=batch)
+        nodes = sorted({str(m["node_id"]) for m in metrics if m.get("node_id")})
+        tags = [RunTag("ray.worker_nodes", ",".join(nodes))] if nodes else []
+        self._client.log_batch(self.run_id, metrics=batch, tags=tags)
         self.logged.add(epoch)

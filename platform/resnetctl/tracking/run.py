@@ -3,11 +3,13 @@ controller. Exactly one process writes at a time, so concurrent writers never ra
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,20 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+@contextlib.contextmanager
+def _working_directory(path: str) -> Iterator[None]:
+    try:
+        previous: str | None = os.getcwd()
+    except FileNotFoundError:
+        previous = None
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        if previous is not None and os.path.isdir(previous):
+            os.chdir(previous)
 
 
 class JobRun:
@@ -159,13 +175,16 @@ class JobRun:
 
         mlflow.set_tracking_uri(self.uri)
         requirements = [f"torch=={torch.__version__.split('+')[0]}", "resnetctl"]
-        with mlflow.start_run(run_id=self.run_id):
-            info = mlflow.pytorch.log_model(
-                model,
-                name="model",
-                serialization_format="pickle",
-                pip_requirements=requirements,
-            )
+        # MLflow inspects the working directory (project detection); inside a Ray job that
+        # directory may already be gone once the workers exit, so log from a fresh one.
+        with tempfile.TemporaryDirectory() as scratch, _working_directory(scratch):
+            with mlflow.start_run(run_id=self.run_id):
+                info = mlflow.pytorch.log_model(
+                    model,
+                    name="model",
+                    serialization_format="pickle",
+                    pip_requirements=requirements,
+                )
         return info.model_uri
 
     def log_curves(self, title: str) -> None:

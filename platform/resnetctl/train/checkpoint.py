@@ -59,15 +59,14 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
     npy = state["numpy"]
     keys = npy["keys"].numpy().astype(np.uint32)
-    np.random.set_state(
-        (npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"])
-    )
+    np.random.set_state((npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))
     py = state["python"]
     random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
 
 
-def save_checkpoint(directory: str | os.PathLike[str], state: dict[str, Any],
-                    meta: dict[str, Any]) -> Path:
+def save_checkpoint(
+    directory: str | os.PathLike[str], state: dict[str, Any], meta: dict[str, Any]
+) -> Path:
     """Write `state.pt` and `meta.json` into `directory` (created if needed).
 
     Files are written under a temporary name and renamed so that a crash mid-write never

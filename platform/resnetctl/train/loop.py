@@ -63,9 +63,11 @@ class RaySession:
         """`ray.train.report`, with the checkpoint directory (rank 0) under the name `name`."""
         import ray.train
 
-        checkpoint = None if checkpoint_dir is None else ray.train.Checkpoint.from_directory(
-            checkpoint_dir
+        checkpoint = (
+            None if checkpoint_dir is None else ray.train.Checkpoint.from_directory(checkpoint_dir)
         )
+        # Which node each rank ran on travels with the report: the controller records it.
+        metrics = {**metrics, "node_id": ray.get_runtime_context().get_node_id()}
         # Every rank reports (Ray Train V2 synchronises on it); only rank 0 carries files.
         ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
 
@@ -186,7 +188,10 @@ def run_training(
     if rank0 and source is not None:
         log.info(
             "resumed from %s at epoch %d, step %d: continuing with epoch %d",
-            source, runner.epoch, runner.step, runner.epoch + 1,
+            source,
+            runner.epoch,
+            runner.step,
+            runner.epoch + 1,
         )
     on_step = progress_callback(progress) if rank0 else None
     every = spec.train.log_every_n_steps or DEFAULT_PROGRESS_EVERY
@@ -206,8 +211,9 @@ def run_training(
         last = runner.finished
         _report(runner, session, metrics, should_checkpoint(spec, epoch, last))
     if rank0 and metrics is None:
-        log.info("nothing to train: the checkpoint is at step %d of %d", runner.step,
-                 runner.total_steps)
+        log.info(
+            "nothing to train: the checkpoint is at step %d of %d", runner.step, runner.total_steps
+        )
     return metrics
 
 

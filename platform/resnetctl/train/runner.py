@@ -182,8 +182,12 @@ class Runner:
             "device_id": self.device.index if on_gpu else None,
         }
         train = build_loader(
-            self.spec.data, layout, "train", seed=self.spec.train.seed,
-            channels_last=self.spec.train.channels_last, **common,
+            self.spec.data,
+            layout,
+            "train",
+            seed=self.spec.train.seed,
+            channels_last=self.spec.train.channels_last,
+            **common,
         )
         pipeline = self.spec.pipeline
         if pipeline.kind == "imagenet" and pipeline.ten_crop:
@@ -191,8 +195,12 @@ class Runner:
             val = build_ten_crop_loader(self.spec.data, layout, **common)
         else:
             val = build_loader(
-                self.spec.data, layout, "val", seed=self.spec.train.seed,
-                channels_last=self.spec.train.channels_last, **common,
+                self.spec.data,
+                layout,
+                "val",
+                seed=self.spec.train.seed,
+                channels_last=self.spec.train.channels_last,
+                **common,
             )
         return train, val, len(layout.classes)
 
@@ -310,8 +318,14 @@ class Runner:
         if self.placement.rank == 0:
             log.warning("non-finite loss at epoch %d step %d: step skipped", epoch, step_in_epoch)
 
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int,
-                   step_in_epoch: int, meter: EpochMeter) -> float:
+    def train_step(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        epoch: int,
+        step_in_epoch: int,
+        meter: EpochMeter,
+    ) -> float:
         """One optimiser step (a collective). Returns the loss averaged over the ranks."""
         images, labels = self._to_device(images, labels)
         set_lr(self.optimizer, self.lr())
@@ -333,8 +347,9 @@ class Runner:
         self.step += 1
         return global_loss
 
-    def train_epoch(self, epoch: int, on_step: StepCallback | None = None,
-                    every: int = 10) -> dict[str, float]:
+    def train_epoch(
+        self, epoch: int, on_step: StepCallback | None = None, every: int = 10
+    ) -> dict[str, float]:
         """Train epoch `epoch` (1-based; a collective). `on_step`, if given, receives a progress
         dict every `every` steps. Returns train_loss/top1/top5 error, lr and images_per_second.
         """
@@ -355,10 +370,17 @@ class Runner:
             loss = self.train_step(images, labels, epoch, i, meter)
             if on_step is not None and (i % every == 0 or i == steps):
                 seen = i * self.spec.train.global_batch(self.placement.world_size)
-                on_step({
-                    "epoch": epoch, "step": i, "steps": steps, "global_step": self.step,
-                    "images_per_second": timer.images_per_second(seen), "loss": loss, "lr": lr,
-                })
+                on_step(
+                    {
+                        "epoch": epoch,
+                        "step": i,
+                        "steps": steps,
+                        "global_step": self.step,
+                        "images_per_second": timer.images_per_second(seen),
+                        "loss": loss,
+                        "lr": lr,
+                    }
+                )
         close = getattr(iterator, "close", None)
         if callable(close):  # a partial last epoch: free the loader's pipeline now
             close()
@@ -393,8 +415,9 @@ class Runner:
         # 10-crop prediction, and top-k ranks are those of the averaged probabilities.
         return ten_crop_scores(model, images).float().clamp_min(1e-12).log()
 
-    def run_epoch(self, epoch: int, on_step: StepCallback | None = None,
-                  every: int = 10) -> dict[str, float]:
+    def run_epoch(
+        self, epoch: int, on_step: StepCallback | None = None, every: int = 10
+    ) -> dict[str, float]:
         """Train and validate one epoch, update the plateau state, and return exactly the
         metrics of `EPOCH_METRICS` (a collective)."""
         timer = Throughput()

@@ -1,0 +1,124 @@
+"""`resnetctl status|logs|stop|list`: jobs on a Ray cluster, over the Ray Jobs API."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from resnetctl.cli.common import EXIT_JOB_FAILED, JsonOption, fail, out, print_json
+
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        envvar="RAY_ADDRESS",
+        help="Ray dashboard address of the cluster, e.g. http://127.0.0.1:8265.",
+    ),
+]
+JobId = Annotated[str, typer.Argument(metavar="JOB_ID", help="Submission id printed by submit.")]
+
+
+def _address(address: str | None) -> str:
+    if not address:
+        fail("no cluster address: pass --address http://HEAD:8265 or set RAY_ADDRESS")
+    return address
+
+
+def status(job_id: JobId, address: AddressOption = None, json_: JsonOption = False) -> None:
+    """Show a job's state (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED).
+
+    Example: resnetctl status quickstart-20261122-080000 --address http://127.0.0.1:8265
+    """
+    from resnetctl.launch.remote import RemoteError, info
+
+    try:
+        job = info(_address(address), job_id)
+    except RemoteError as exc:
+        fail(str(exc))
+    if json_:
+        print_json(job.as_dict())
+    else:
+        out.print(
+            f"{job.job_id}: {job.state}" + (f" ({job.message})" if job.message else ""),
+            highlight=False,
+        )
+
+
+def logs(
+    job_id: JobId,
+    address: AddressOption = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream until it ends.")] = False,
+) -> None:
+    """Print a job's logs; --follow streams them until the job ends.
+
+    Example: resnetctl logs quickstart-20261122-080000 -f
+    """
+    from resnetctl.launch.remote import RemoteError
+    from resnetctl.launch.remote import logs as job_logs
+
+    try:
+        job_logs(_address(address), job_id, follow=follow, out=sys.stdout)
+    except RemoteError as exc:
+        fail(str(exc))
+
+
+def stop(job_id: JobId, address: AddressOption = None, json_: JsonOption = False) -> None:
+    """Stop a running job and wait until it has ended.
+
+    Example: resnetctl stop quickstart-20261122-080000
+    """
+    from resnetctl.launch.remote import RemoteError
+    from resnetctl.launch.remote import stop as stop_job
+
+    try:
+        job = stop_job(_address(address), job_id)
+    except RemoteError as exc:
+        fail(str(exc))
+    if json_:
+        print_json(job.as_dict())
+    else:
+        out.print(f"{job.job_id}: {job.state}", highlight=False)
+
+
+def list_(address: AddressOption = None, json_: JsonOption = False) -> None:
+    """List resnetctl jobs on the cluster: id, spec, state, start, duration, MLflow run.
+
+    Example: resnetctl list --json
+    """
+    from resnetctl.launch.remote import RemoteError, list_jobs
+    from resnetctl.tracking.lookup import run_for_job
+
+    try:
+        jobs = list_jobs(_address(address))
+    except RemoteError as exc:
+        fail(str(exc))
+    rows = [
+        {**job.as_dict(), "mlflow_run": run_for_job(job.mlflow_uri, job.job_id)} for job in jobs
+    ]
+    if json_:
+        print_json(rows)
+        return
+    table = Table(title="resnetctl jobs")
+    for column in ("job id", "spec", "state", "started", "duration", "mlflow run"):
+        table.add_column(column, no_wrap=column == "job id")
+    for row in rows:
+        started = row["start_time"]
+        table.add_row(
+            row["job_id"],
+            row["spec"],
+            row["state"],
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if started else "-",
+            f"{row['duration_s']:.0f} s" if row["duration_s"] is not None else "-",
+            row["mlflow_run"] or "-",
+        )
+    out.print(table)
+
+
+def exit_for_state(state: str) -> None:
+    """Exit 1 unless the job succeeded."""
+    if state != "SUCCEEDED":
+        raise typer.Exit(EXIT_JOB_FAILED)

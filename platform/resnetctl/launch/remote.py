@@ -1,0 +1,211 @@
+"""Jobs on a running Ray cluster through the Ray Jobs API: submit, follow, stop, list.
+
+The job's entrypoint is `python -m resnetctl submit job.yaml` on the cluster: the same local
+launcher, joining the cluster it runs on. The resolved spec travels in the job's working
+directory and resnetctl itself as a `py_modules` entry, so the cluster needs the libraries
+(torch, ray, DALI, mlflow) but not this checkout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from resnetctl.launch.runs import new_run_name
+from resnetctl.spec import JobSpec, dump_spec
+from resnetctl.tracking.store import is_local_store, resolve_tracking_uri
+
+JOB_FILE = "job.yaml"
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+# Default checkpoint storage on the cluster; multi-node clusters need a path every node shares
+# (NFS, a mounted bucket): pass --storage.
+REMOTE_STORAGE = "~/resnetctl/runs"
+
+
+class RemoteError(RuntimeError):
+    """The cluster or the job cannot be reached or used; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """One job as `resnetctl list` and `status` show it."""
+
+    job_id: str
+    spec_name: str
+    state: str
+    start_time: float | None
+    end_time: float | None
+    mlflow_uri: str
+    message: str
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end (or to now while running)."""
+        if self.start_time is None:
+            return None
+        end = self.end_time if self.end_time is not None else time.time()
+        return max(0.0, end - self.start_time)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "job_id": self.job_id,
+            "spec": self.spec_name,
+            "state": self.state,
+            "start_time": self.start_time,
+            "duration_s": self.duration,
+            "mlflow_uri": self.mlflow_uri,
+            "message": self.message,
+        }
+
+
+def client(address: str) -> Any:
+    """A `JobSubmissionClient` for `address`, with token auth when this machine has a token.
+
+    Raises `RemoteError` naming the address when nothing answers there.
+    """
+    from ray.job_submission import JobSubmissionClient
+
+    # Ray 2.60 enables token auth by default; its client sends the token only when asked to.
+    if "RAY_AUTH_MODE" not in os.environ and (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+    try:
+        return JobSubmissionClient(address)
+    except Exception as exc:  # ConnectionError, requests' errors, version checks
+        raise RemoteError(
+            f"cannot reach the Ray Jobs API at {address}: {_first_line(exc)}"
+        ) from None
+
+
+def check_cluster_tracking(spec: JobSpec) -> str:
+    """The tracking URI the cluster will use; refuses stores only this machine can reach."""
+    uri = resolve_tracking_uri(spec)
+    if is_local_store(uri):
+        raise RemoteError(
+            f"tracking: {uri} is a local store that the cluster's workers cannot reach; run an "
+            "MLflow server beside the cluster (see docs/cluster.md) and set tracking.uri "
+            "(or MLFLOW_TRACKING_URI) to its http:// address"
+        )
+    return uri
+
+
+def submit(
+    spec: JobSpec,
+    address: str,
+    *,
+    storage: str | None = None,
+    spec_file: str | None = None,
+) -> str:
+    """Submit `spec` as a Ray job; returns its submission id (also the run name)."""
+    uri = check_cluster_tracking(spec)
+    jobs = client(address)
+    submission_id = new_run_name(spec.name)
+    resolved = spec.model_copy(deep=True)
+    resolved.tracking.uri = uri
+    package = Path(__file__).resolve().parents[1]
+    # The job's working directory is deleted with the job: checkpoints must live elsewhere.
+    env_vars = {
+        "RESNETCTL_RUN_NAME": submission_id,
+        "RESNETCTL_STORAGE": storage or REMOTE_STORAGE,
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in ("RESNETCTL_CACHE", "RAY_AUTH_MODE"):
+        if name in os.environ:
+            env_vars[name] = os.environ[name]
+    # `checkpoint.resume_from` travels inside the spec, so --resume needs nothing here.
+    command = ["python", "-m", "resnetctl", "submit", JOB_FILE, "--json"]
+    with tempfile.TemporaryDirectory(prefix="resnetctl-job-") as workdir:
+        (Path(workdir) / JOB_FILE).write_text(dump_spec(resolved), encoding="utf-8")
+        try:
+            return jobs.submit_job(
+                entrypoint=" ".join(command),
+                submission_id=submission_id,
+                runtime_env={
+                    "working_dir": workdir,
+                    "py_modules": [str(package)],
+                    "env_vars": env_vars,
+                },
+                metadata={
+                    "resnetctl.spec": spec.name,
+                    "resnetctl.spec_file": spec_file or "",
+                    "resnetctl.mlflow_uri": uri,
+                },
+            )
+        except Exception as exc:
+            raise RemoteError(
+                f"the cluster at {address} refused the job: {_first_line(exc)}"
+            ) from None
+
+
+def info(address: str, job_id: str) -> JobInfo:
+    """The state of job `job_id`; raises `RemoteError` if the cluster has no such job."""
+    jobs = client(address)
+    try:
+        details = jobs.get_job_info(job_id)
+    except Exception as exc:
+        raise RemoteError(f"no job {job_id!r} on {address}: {_first_line(exc)}") from None
+    return _job_info(details)
+
+
+def list_jobs(address: str) -> list[JobInfo]:
+    """Every resnetctl job on the cluster, newest first."""
+    jobs = client(address)
+    found = [_job_info(d) for d in jobs.list_jobs() if "resnetctl.spec" in (d.metadata or {})]
+    return sorted(found, key=lambda j: j.start_time or 0.0, reverse=True)
+
+
+def stop(address: str, job_id: str, wait_s: float = 60.0) -> JobInfo:
+    """Stop a running job and wait until the cluster says it ended."""
+    jobs = client(address)
+    info(address, job_id)  # a clear error for an unknown id
+    jobs.stop_job(job_id)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        current = info(address, job_id)
+        if current.state in TERMINAL:
+            return current
+        time.sleep(1.0)
+    return info(address, job_id)
+
+
+def logs(address: str, job_id: str, *, follow: bool = False, out: Any = None) -> str | None:
+    """Print the job's logs (all of them, or following until the job ends)."""
+    jobs = client(address)
+    info(address, job_id)
+    out = out or sys.stdout
+    if not follow:
+        text = jobs.get_job_logs(job_id)
+        out.write(text)
+        return text
+
+    async def tail() -> None:
+        async for chunk in jobs.tail_job_logs(job_id):
+            out.write(chunk)
+            out.flush()
+
+    asyncio.run(tail())
+    return None
+
+
+def _job_info(details: Any) -> JobInfo:
+    metadata = details.metadata or {}
+    return JobInfo(
+        job_id=details.submission_id or details.job_id or "",
+        spec_name=metadata.get("resnetctl.spec", ""),
+        state=str(getattr(details.status, "value", details.status)),
+        start_time=details.start_time / 1000 if details.start_time else None,
+        end_time=details.end_time / 1000 if details.end_time else None,
+        mlflow_uri=metadata.get("resnetctl.mlflow_uri", ""),
+        message=(details.message or "").strip().splitlines()[-1] if details.message else "",
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,144 @@
+"""Jobs on a real two-node Ray cluster through the Ray Jobs API, tracked on a real MLflow
+server; all on 127.0.0.1, every process stopped by process group afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.launch.conftest import Cluster, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def resnetctl(*args: str, cwd: Path, timeout: float = 420) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "resnetctl", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "RAY_AUTH_MODE": "token", "RAY_ADDRESS": ""},
+    )
+
+
+def test_two_worker_job_spans_both_nodes_and_tracks_to_server(
+    cluster: Cluster, workdir: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    storage = cluster.logs / "storage"
+    done = resnetctl(
+        "submit",
+        "job.yaml",
+        "--json",
+        "--address",
+        cluster.dashboard,
+        "--storage",
+        str(storage),
+        "--set",
+        f"tracking.uri={cluster.mlflow}",
+        "--set",
+        "train.epochs=2",
+        cwd=workdir,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    job = json.loads(done.stdout)
+    assert job["state"] == "SUCCEEDED"
+    assert f"resnetctl status {job['job_id']}" in done.stderr  # the next commands
+    client = MlflowClient(cluster.mlflow)
+    experiment = client.get_experiment_by_name("e2e")
+    (run,) = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`resnetctl.run_name` = '{job['job_id']}'",
+    )
+    assert run.info.status == "FINISHED"
+    nodes = run.data.tags["ray.worker_nodes"].split(",")
+    assert len(nodes) == 2 and nodes[0] != nodes[1]  # one worker on each node
+    history = client.get_metric_history(run.info.run_id, "val_top1_error")
+    assert sorted(m.step for m in history) == [1, 2]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"spec", "plots", "checkpoints"} <= artifacts
+    listed = resnetctl("list", "--json", "--address", cluster.dashboard, cwd=workdir)
+    rows = {row["job_id"]: row for row in json.loads(listed.stdout)}
+    assert rows[job["job_id"]]["state"] == "SUCCEEDED"
+    assert rows[job["job_id"]]["mlflow_run"] == run.info.run_id
+
+
+def test_stop_ends_a_running_job(cluster: Cluster, workdir: Path) -> None:
+    done = resnetctl(
+        "submit",
+        "job.yaml",
+        "--no-wait",
+        "--json",
+        "--address",
+        cluster.dashboard,
+        "--storage",
+        str(cluster.logs / "storage"),
+        "--set",
+        f"tracking.uri={cluster.mlflow}",
+        "--set",
+        "train.epochs=500",
+        cwd=workdir,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    job_id = json.loads(done.stdout)["job_id"]
+
+    def running() -> bool:
+        status = resnetctl("status", job_id, "--json", "--address", cluster.dashboard, cwd=workdir)
+        return json.loads(status.stdout)["state"] == "RUNNING"
+
+    assert wait_for(running, 120, interval=2)
+    stopped = resnetctl("stop", job_id, "--json", "--address", cluster.dashboard, cwd=workdir)
+    assert stopped.returncode == 0 and json.loads(stopped.stdout)["state"] == "STOPPED"
+    status = resnetctl("status", job_id, "--address", cluster.dashboard, cwd=workdir)
+    assert status.stdout.startswith(f"{job_id}: STOPPED")
+    listed = resnetctl("list", "--address", cluster.dashboard, cwd=workdir)
+    assert job_id in listed.stdout and "STOPPED" in listed.stdout
+
+
+def test_job_too_big_for_the_cluster_fails_within_the_timeout(
+    cluster: Cluster, workdir: Path
+) -> None:
+    done = resnetctl(
+        "submit",
+        "job.yaml",
+        "--json",
+        "--address",
+        cluster.dashboard,
+        "--set",
+        f"tracking.uri={cluster.mlflow}",
+        "--set",
+        "resources.workers=3",
+        "--set",
+        "train.batch_size_per_worker=4",
+        "--set",
+        "resources.placement_timeout_s=10",
+        cwd=workdir,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["state"] == "FAILED"
+    assert "cannot place 3 workers" in done.stderr
+
+
+def test_unknown_job_and_unreachable_cluster_are_clear_errors(
+    cluster: Cluster, workdir: Path
+) -> None:
+    missing = resnetctl("status", "no-such-job", "--address", cluster.dashboard, cwd=workdir)
+    assert missing.returncode == 2 and "no job 'no-such-job'" in missing.stderr
+    port = 9  # discard: nothing listens there
+    gone = resnetctl("list", "--address", f"http://127.0.0.1:{port}", cwd=workdir, timeout=120)
+    assert gone.returncode == 2
+    assert f"cannot reach the Ray Jobs API at http://127.0.0.1:{port}" in gone.stderr
+
+
+def test_local_tracking_store_is_refused_for_a_cluster(cluster: Cluster, workdir: Path) -> None:
+    done = resnetctl("submit", "job.yaml", "--address", cluster.dashboard, cwd=workdir)
+    assert done.returncode == 2
+    assert "is a local store that the cluster's workers cannot reach" in done.stderr
