@@ -35,6 +35,7 @@ class RunSummary:
     mlflow_url: str
     storage_path: str
     seconds: float
+    startup_seconds: float | None = None  # from submit to the first training step
     epochs_completed: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     best_checkpoint: str | None = None
@@ -55,6 +56,7 @@ class RunSummary:
         rows += [(key, f"{value:.4g}") for key, value in self.metrics.items()]
         rows += [
             ("seconds", f"{self.seconds:.1f}"),
+            ("seconds to first step", f"{self.startup_seconds or float('nan'):.1f}"),
             ("mlflow run", self.mlflow_run_id),
             ("mlflow url", self.mlflow_url),
             ("checkpoints", self.storage_path),
@@ -90,8 +92,11 @@ def run_local(spec: JobSpec, *, spec_file: str | None = None) -> RunSummary:
     try:
         run, run_name = _open_run(spec, uri, storage, record, spec_file)
         run.set_tags({"ray.job_id": _ray_job_id()})
-        error = _fit(spec, run, run_name, storage, resume_checkpoint)
-        return _finish(spec, run, run_name, storage, error, started)
+        error, first_step_at = _fit(spec, run, run_name, storage, resume_checkpoint)
+        summary = _finish(spec, run, run_name, storage, error, started)
+        if first_step_at is not None:
+            summary.startup_seconds = first_step_at - started
+        return summary
     except BaseException:
         if run is not None:
             run.end("KILLED")
@@ -188,8 +193,9 @@ def _ray_job_id() -> str:
 
 def _fit(
     spec: JobSpec, run: Any, run_name: str, storage: Path, resume: Path | None
-) -> BaseException | None:
-    """Fit the trainer in a thread while this one draws progress; returns the failure, if any."""
+) -> tuple[BaseException | None, float | None]:
+    """Fit the trainer in a thread while this one draws progress; returns the failure, if
+    any, and when the first training step was seen."""
     from ray.util.queue import Queue
 
     from resnetctl.launch.trainer import build_trainer
@@ -224,7 +230,8 @@ def _fit(
             worker.join(timeout=0.5)
         view.drain(progress_queue)
     result = outcome.get("result")
-    return outcome.get("error") or (getattr(result, "error", None) if result else None)
+    error = outcome.get("error") or (getattr(result, "error", None) if result else None)
+    return error, view.first_event_at
 
 
 def _finish(

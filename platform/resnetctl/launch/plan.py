@@ -57,7 +57,7 @@ def make_plan(spec: JobSpec) -> JobPlan:
     workers = spec.resources.workers
     per_worker = spec.train.per_worker_batch(workers)
     global_batch = spec.train.global_batch(workers)
-    per_epoch = steps_per_epoch(layout.num_train, per_worker, workers)
+    per_epoch = steps_per_epoch(layout.train_files, per_worker, workers)
     length, unit = spec.train.length
     total = length * per_epoch if unit == "epoch" else length
     # Forward is 2 FLOPs per multiply-add; backward costs about twice the forward.
@@ -74,8 +74,8 @@ def make_plan(spec: JobSpec) -> JobPlan:
         per_worker_batch=per_worker,
         global_batch=global_batch,
         peak_lr=spec.train.scaled_lr(workers),
-        train_images=layout.num_train,
-        val_images=layout.num_val,
+        train_images=layout.train_files,
+        val_images=layout.val_files,
         steps_per_epoch=per_epoch,
         epochs=length if unit == "epoch" else total / per_epoch,
         total_steps=total,

@@ -3,6 +3,7 @@ through a Ray queue (never blocking the worker)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.console import Console
@@ -32,6 +33,7 @@ class ProgressView:
             transient=False,
         )
         self.tasks: dict[int, Any] = {}
+        self.first_event_at: float | None = None  # time.monotonic() of the first step
 
     def __enter__(self) -> ProgressView:
         self.progress.start()
@@ -42,6 +44,8 @@ class ProgressView:
 
     def update(self, event: dict[str, Any]) -> None:
         """Apply one progress event from rank 0."""
+        if self.first_event_at is None:
+            self.first_event_at = time.monotonic()
         epoch = int(event.get("epoch", 0))
         if epoch not in self.tasks:
             self.tasks[epoch] = self.progress.add_task(

@@ -368,7 +368,8 @@ class Runner:
             images, labels = next(iterator)
             lr = self.lr()
             loss = self.train_step(images, labels, epoch, i, meter)
-            if on_step is not None and (i % every == 0 or i == steps):
+            # The first step is reported too: it tells the driver when training really began.
+            if on_step is not None and (i == 1 or i % every == 0 or i == steps):
                 seen = i * self.spec.train.global_batch(self.placement.world_size)
                 on_step(
                     {
