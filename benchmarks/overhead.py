@@ -49,11 +49,19 @@ def _bare_worker(rank: int, world: int, port: int, spec_json: dict, queue: Any) 
     from resnetctl.train.loop import run_training
     from resnetctl.train.runner import Placement
 
+    import torch
+
+    spec = JobSpec.model_validate(spec_json)
+    # Ray Train gives each worker as many intra-op threads as it has CPUs; so must we, or the
+    # two processes oversubscribe the cores and the comparison measures that instead.
+    threads = max(1, int(spec.resources.cpus_per_worker))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         session = _NullSession()
-        run_training(JobSpec.model_validate(spec_json), Placement.from_process_group(), session)
+        run_training(spec, Placement.from_process_group(), session)
         if rank == 0:
             queue.put([r["images_per_second"] for r in session.reports])
     finally:
