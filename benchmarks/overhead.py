@@ -46,10 +46,10 @@ class _NullSession:
 
 
 def _bare_worker(rank: int, world: int, port: int, spec_json: dict, queue: Any) -> None:
+    import torch
+
     from resnetctl.train.loop import run_training
     from resnetctl.train.runner import Placement
-
-    import torch
 
     spec = JobSpec.model_validate(spec_json)
     # Ray Train gives each worker as many intra-op threads as it has CPUs; so must we, or the

@@ -31,7 +31,7 @@ def test_every_epoch_reports_the_metric_keys_and_checkpoints_follow_the_cadence(
     metrics = [m for m, _, _ in session.reports]
     assert [m["epoch"] for m in metrics] == [1, 2, 3, 4, 5]
     assert [m["step"] for m in metrics] == [3, 6, 9, 12, 15]
-    assert set(metrics[0]) == {*EPOCH_METRICS, "epoch", "step"}
+    assert set(metrics[0]) == {*EPOCH_METRICS, "epoch", "step", "param_checksum"}
     # Every 2 epochs, and always after the last.
     assert [p.name for p in session.checkpoints] == ["epoch_0002", "epoch_0004", "epoch_0005"]
     last = session.checkpoints[-1]

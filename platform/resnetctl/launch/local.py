@@ -165,8 +165,13 @@ def _ensure_ray(spec: JobSpec) -> bool:
             ray.init(address=address, log_to_driver=True)
         else:
             cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+            # Workers see the driver's data cache and storage even where Ray's worker pool was
+            # started from another environment.
+            passed = ("RESNETCTL_CACHE", "RESNETCTL_STORAGE", "XDG_CACHE_HOME")
+            env_vars = {name: os.environ[name] for name in passed if name in os.environ}
             ray.init(
                 num_cpus=cpus or os.cpu_count(),
+                runtime_env={"env_vars": env_vars} if env_vars else None,
                 include_dashboard=True,
                 dashboard_host="127.0.0.1",
                 log_to_driver=True,

@@ -1,0 +1,59 @@
+"""The `resnetctl` command: one Typer app joining one module per command group."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from resnetctl import __version__
+from resnetctl.cli import data as data_cmd
+from resnetctl.cli import jobs as jobs_cmd
+from resnetctl.cli import models as models_cmd
+from resnetctl.cli import spec as spec_cmd
+from resnetctl.cli import submit as submit_cmd
+from resnetctl.cli import ui as ui_cmd
+
+app = typer.Typer(
+    name="resnetctl",
+    help="Train the ResNets of He et al. (CVPR 2016): validate job specs, list models, submit "
+    "DDP training to an embedded or remote Ray cluster, track runs in MLflow.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"resnetctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """resnetctl: the paper's ResNets, at any scale."""
+
+
+app.command("models")(models_cmd.models)
+app.command("validate")(spec_cmd.validate)
+app.command("schema")(spec_cmd.schema)
+app.command("submit")(submit_cmd.submit)
+app.command("ui")(ui_cmd.ui)
+app.command("status")(jobs_cmd.status)
+app.command("logs")(jobs_cmd.logs)
+app.command("stop")(jobs_cmd.stop)
+app.command("list")(jobs_cmd.list_)
+
+
+app.add_typer(data_cmd.app, name="data")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
