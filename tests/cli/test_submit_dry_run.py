@@ -92,3 +92,27 @@ def test_data_folder_missing_or_without_classes(cli, tmp_path: Path, layout: str
     assert f"--set data.source.root={root}: data.source.root:" in outcome.stderr
     expected = "does not exist" if layout == "missing" else "has no class sub-folders"
     assert expected in outcome.stderr
+
+
+def test_dry_run_on_a_cluster_config_says_which_nodes(cli, image_folder, monkeypatch) -> None:
+    fits = cli(
+        "submit",
+        str(JOBS / "quickstart.yaml"),
+        "--dry-run",
+        "--json",
+        "--cluster",
+        str(JOBS.parent / "cluster" / "local.yaml"),
+    )
+    assert fits.code == 0, fits.stderr
+    plan = json.loads(fits.stdout)
+    assert plan["fits"] and plan["nodes"] == 2
+    assert [(a["node_type"], a["nodes"]) for a in plan["allocations"]] == [("cpu.1", 2)]
+    monkeypatch.setenv("RESNETCTL_IMAGENET", str(image_folder))
+    too_big = cli(
+        "submit",
+        str(JOBS / "r50.yaml"),
+        "--dry-run",
+        "--cluster",
+        str(JOBS.parent / "cluster" / "local.yaml"),
+    )
+    assert too_big.code == 2  # a CPU-only cluster cannot supply 8 GPU workers

@@ -35,7 +35,7 @@ class FakeClock:
         self.now += seconds
 
 
-def test_waits_for_the_autoscaler_then_withdraws_the_request() -> None:
+def test_waits_for_the_autoscaler_and_keeps_the_request() -> None:
     spec = load_spec_text(SPEC)
     clock = FakeClock()
     requests: list[list[dict[str, float]]] = []
@@ -46,7 +46,7 @@ def test_waits_for_the_autoscaler_then_withdraws_the_request() -> None:
         return [{"CPU": 2, "GPU": 1}, *grown]
 
     wait_for_capacity(spec, nodes=nodes, request=requests.append, sleep=clock.sleep, clock=clock)
-    assert requests == [[{"CPU": 2.0, "GPU": 1.0}] * 2, []]
+    assert requests == [[{"CPU": 2.0, "GPU": 1.0}] * 2]
     assert 10 <= clock.now < 30
 
 

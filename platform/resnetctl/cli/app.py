@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from resnetctl import __version__
+from resnetctl.cli import cluster as cluster_cmd
 from resnetctl.cli import data as data_cmd
 from resnetctl.cli import jobs as jobs_cmd
 from resnetctl.cli import models as models_cmd
@@ -52,6 +53,7 @@ app.command("list")(jobs_cmd.list_)
 
 
 app.add_typer(data_cmd.app, name="data")
+app.add_typer(cluster_cmd.app, name="cluster")
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from resnetctl.cli.common import (
     EXIT_JOB_FAILED,
+    EXIT_USAGE,
     JsonOption,
     SetOption,
     SpecFile,
@@ -40,6 +42,14 @@ def submit(
     resume: Annotated[
         str | None,
         typer.Option("--resume", metavar="RUN", help="Continue this run (name or checkpoint dir)."),
+    ] = None,
+    cluster: Annotated[
+        Path | None,
+        typer.Option(
+            "--cluster",
+            help="With --dry-run: which node types and how many nodes of this cluster config "
+            "the job needs, and whether the config can supply them.",
+        ),
     ] = None,
     no_wait: Annotated[
         bool,
@@ -75,8 +85,13 @@ def submit(
         if resume:
             extra.append(f"checkpoint.resume_from={resume}")
         spec = load_spec(file, extra)
-        if not address:
+        if not address and cluster is None:
             check_local(spec)
+    if cluster is not None:
+        if not dry_run:
+            fail("--cluster plans placement: use it with --dry-run")
+        _print_placement(spec, cluster, json_)
+        return
     if dry_run:
         _print_plan(spec, dump_spec(spec), json_)
         return
@@ -100,6 +115,21 @@ def submit(
         summary.render(out)
     if not summary.succeeded:
         raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def _print_placement(spec, config: Path, json_: bool) -> None:  # type: ignore[no-untyped-def]
+    from resnetctl.cluster import ClusterConfigError, format_placement, plan_placement
+
+    try:
+        plan = plan_placement(spec, config)
+    except ClusterConfigError as exc:
+        fail(str(exc))
+    if json_:
+        print_json(plan.as_dict())
+    else:
+        out.print(format_placement(plan), highlight=False, markup=False)
+    if not plan.fits:
+        raise typer.Exit(EXIT_USAGE)
 
 
 def _print_plan(spec, resolved_yaml: str, json_: bool) -> None:  # type: ignore[no-untyped-def]

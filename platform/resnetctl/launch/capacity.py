@@ -54,8 +54,8 @@ def wait_for_capacity(
     while True:
         current = nodes()
         if bundles_that_fit(bundle, current) >= res.workers:
-            if asked and request is not None:
-                request([])  # the job's own placement group now carries the demand
+            # The request stays until the job ends (the launcher withdraws it): withdrawn now,
+            # the autoscaler could remove the new nodes before Train's placement group lands.
             return
         if request is not None and not asked:
             request([dict(bundle)] * res.workers)

@@ -106,6 +106,10 @@ def run_local(spec: JobSpec, *, spec_file: str | None = None) -> RunSummary:
             import ray
 
             ray.shutdown()
+        else:
+            from resnetctl.launch.capacity import autoscaler_request
+
+            autoscaler_request([])  # the job is over: its nodes may be scaled down
 
 
 def _open_run(

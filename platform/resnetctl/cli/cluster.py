@@ -1,0 +1,251 @@
+"""`resnetctl cluster ...`: check cluster configs, plan a job's placement on one, and drive
+Ray's cluster launcher (or kubectl for KubeRay) to start, inspect and stop clusters."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from resnetctl.cli.common import (
+    EXIT_JOB_FAILED,
+    EXIT_USAGE,
+    JsonOption,
+    SetOption,
+    err,
+    fail,
+    out,
+    print_json,
+    spec_errors,
+)
+
+if TYPE_CHECKING:
+    from resnetctl.cluster import ClusterConfig
+    from resnetctl.cluster.launcher import Command
+    from resnetctl.spec import JobSpec
+
+app = typer.Typer(
+    help="Cluster configs (cluster/*.yaml): validate them, plan a job's placement, and start, "
+    "inspect or stop clusters with Ray's cluster launcher (or kubectl for KubeRay).",
+    no_args_is_help=True,
+)
+
+ConfigFile = Annotated[
+    Path, typer.Argument(metavar="FILE", help="Cluster config YAML.", show_default=False)
+]
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask before creating or deleting machines.")
+]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Print the commands that would run; run nothing.")
+]
+JobOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--job",
+        "-j",
+        metavar="SPEC",
+        help="Also check that the cluster can supply this job (repeatable).",
+    ),
+]
+
+
+@app.callback()
+def _cluster() -> None:
+    """Cluster configs (cluster/*.yaml): validate, plan placement, up/down/status."""
+
+
+@app.command("validate")
+def validate(
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Cluster configs.")],
+    jobs: JobOption = None,
+    overrides: SetOption = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on warnings too.")] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Check cluster configs with Ray's own schema (launcher YAML) or KubeRay checks, plus
+    resnetctl's: node types, worker limits, GPU declarations, a private dashboard, and with
+    --job that the cluster can supply the job. Exit 0 when all pass, 2 otherwise.
+
+    Example: resnetctl cluster validate cluster/*.yaml --job jobs/r50.yaml
+    """
+    from resnetctl.cluster import check_config, plan_placement
+
+    specs = _load_jobs(jobs or [], overrides or [])
+    results = []
+    failed = False
+    for file in files:
+        report = check_config(file, specs)
+        bad = bool(report.errors) or (strict and bool(report.warnings))
+        failed |= bad
+        for issue in report.errors:
+            err.print(f"[bold red]error:[/] {escape(str(issue))}", highlight=False)
+        for issue in report.warnings:
+            err.print(f"[yellow]warning:[/] {escape(str(issue))}", highlight=False)
+        plans = []
+        if report.config is not None and not report.errors:
+            plans = [plan_placement(spec, report.config) for spec in specs]
+        results.append(
+            {
+                "file": str(file),
+                "valid": not bad,
+                "kind": report.config.kind if report.config else None,
+                "errors": [i.as_dict() for i in report.errors],
+                "warnings": [i.as_dict() for i in report.warnings],
+                "placements": [p.as_dict() for p in plans],
+            }
+        )
+        if json_ or bad:
+            continue
+        config = report.config
+        assert config is not None
+        types = ", ".join(
+            f"{t.name} ({t.describe()}, {t.min_workers}-{t.max_workers})" for t in config.workers
+        )
+        kind = "KubeRay RayCluster" if config.kind == "kuberay" else f"{config.provider} launcher"
+        out.print(
+            f"[green]ok[/] {escape(str(file))} ({escape(kind)}; workers: "
+            f"{escape(types) or 'none'})",
+            highlight=False,
+        )
+        for plan in plans:
+            counts = ", ".join(f"{n} x {t}" for t, n in plan.node_counts.items()) or "head only"
+            out.print(f"   job {escape(plan.job)}: {escape(counts)}", highlight=False)
+    if json_:
+        print_json(results)
+    if failed:
+        raise typer.Exit(EXIT_USAGE)
+
+
+@app.command("plan")
+def plan(
+    job: Annotated[Path, typer.Argument(metavar="SPEC", help="Job spec YAML.")],
+    config_file: ConfigFile,
+    overrides: SetOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Show which node types and how many nodes a job needs on a cluster, and whether the
+    config can supply them (exit 0) or why not (exit 2). Starts nothing.
+
+    Example: resnetctl cluster plan jobs/r50.yaml cluster/aws.yaml
+    """
+    from resnetctl.cluster import format_placement, plan_placement
+
+    spec = _load_jobs([job], overrides or [])[0]
+    config = _load_config(config_file)
+    result = plan_placement(spec, config)
+    if json_:
+        print_json(result.as_dict())
+    else:
+        out.print(escape(format_placement(result)), highlight=False)
+    if not result.fits:
+        raise typer.Exit(EXIT_USAGE)
+
+
+@app.command("up")
+def up(config_file: ConfigFile, yes: YesOption = False, dry_run: DryRunOption = False) -> None:
+    """Start or update the cluster: `ray up -y FILE` (KubeRay: `kubectl apply -f FILE`).
+
+    Validates first; creates machines that cost money, so asks unless --yes.
+    """
+    from resnetctl.cluster import launcher
+
+    config = _load_config(config_file)
+    commands = _commands(lambda: launcher.up_commands(config))
+    _run_all(config, "up", commands, yes=yes, dry_run=dry_run, confirm="Start or update")
+
+
+@app.command("down")
+def down(config_file: ConfigFile, yes: YesOption = False, dry_run: DryRunOption = False) -> None:
+    """Tear the cluster down: `ray down -y FILE` (KubeRay: `kubectl delete -f FILE`)."""
+    from resnetctl.cluster import launcher
+
+    config = _load_config(config_file)
+    commands = _commands(lambda: launcher.down_commands(config))
+    _run_all(config, "down", commands, yes=yes, dry_run=dry_run, confirm="Tear down")
+
+
+@app.command("status")
+def status(config_file: ConfigFile, dry_run: DryRunOption = False) -> None:
+    """Show the running cluster: head IP and `ray status` (nodes, pending demands) from the
+    head; a local fake cluster's `ray status`; or the RayCluster object for KubeRay."""
+    from resnetctl.cluster import launcher
+
+    config = _load_config(config_file)
+    commands = _commands(lambda: launcher.status_commands(config))
+    _run_all(config, "status", commands, yes=True, dry_run=dry_run, confirm="")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _load_jobs(files: list[Path], overrides: list[str]) -> list[JobSpec]:
+    from resnetctl.spec import load_spec
+
+    with spec_errors():
+        return [load_spec(f, overrides) for f in files]
+
+
+def _load_config(file: Path) -> ClusterConfig:
+    from resnetctl.cluster import check_config
+
+    report = check_config(file)
+    for issue in report.errors:
+        err.print(f"[bold red]error:[/] {escape(str(issue))}", highlight=False)
+    if report.config is None or report.errors:
+        raise typer.Exit(EXIT_USAGE)
+    return report.config
+
+
+def _commands(build: Callable[[], list[Command]]) -> list[Command]:
+    from resnetctl.cluster.launcher import LauncherError
+
+    try:
+        return build()
+    except LauncherError as exc:
+        fail(str(exc))
+
+
+def _run_all(
+    config: ClusterConfig,
+    action: str,
+    commands: list[Command],
+    *,
+    yes: bool,
+    dry_run: bool,
+    confirm: str,
+) -> None:
+    from resnetctl.cluster import launcher
+
+    if dry_run:
+        for command in commands:
+            out.print(escape(str(command)), highlight=False)
+        return
+    try:
+        launcher.preflight(config, action)
+    except launcher.LauncherError as exc:
+        fail(str(exc))
+    if not yes:
+        if not sys.stdin.isatty():
+            fail(f"`resnetctl cluster {action}` changes cloud resources: pass --yes to confirm")
+        typer.confirm(f"{confirm} cluster {config.name} ({config.path})?", abort=True)
+    # Status output is short and scanned for credential errors; up/down stream as they go.
+    capture = action == "status"
+    for command in commands:
+        err.print(f"$ {escape(str(command))}", highlight=False)
+        try:
+            result = launcher.run(command, capture=capture)
+        except launcher.LauncherError as exc:
+            fail(str(exc))
+        if capture:
+            sys.stdout.write(result.stdout or "")
+        if result.returncode != 0:
+            output = (result.stdout or "") + (result.stderr or "") if capture else ""
+            if capture and result.stderr:
+                sys.stderr.write(result.stderr)
+            hint = launcher.explain_failure(config, output)
+            fail(hint or f"{command.args[0]} exited with {result.returncode}", EXIT_JOB_FAILED)

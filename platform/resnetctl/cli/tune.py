@@ -1,0 +1,266 @@
+"""`resnetctl tune`: sweep depth, shortcut option and plain/residual variant (and any spec field)
+with Ray Tune; one Ray Train run and one MLflow child run per trial."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from resnetctl.cli.common import (
+    EXIT_JOB_FAILED,
+    JsonOption,
+    SetOption,
+    err,
+    fail,
+    out,
+    print_json,
+    spec_errors,
+)
+
+
+def tune(
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="FILE",
+            help="Base job spec YAML; may hold a `search` section. Default: a packaged spec on "
+            "the bundled digits (32x32, CIFAR-style input, 2 epochs, 1 CPU worker per trial).",
+            show_default=False,
+        ),
+    ] = None,
+    depths: Annotated[
+        str | None,
+        typer.Option(
+            "--depths",
+            metavar="D,D,...",
+            help="Depths to compare, in the base spec's family (CIFAR: 6n+2, e.g. 20,56; "
+            "ImageNet: 18,34,50,101,152). ImageNet depths against a CIFAR base switch the sweep "
+            "to the ImageNet nets on the base's input.",
+        ),
+    ] = None,
+    shortcuts: Annotated[
+        str | None,
+        typer.Option("--shortcuts", metavar="A,B,C", help="Shortcut options of Table 3."),
+    ] = None,
+    variants: Annotated[
+        str | None,
+        typer.Option("--variants", metavar="residual,plain", help="With and without shortcuts."),
+    ] = None,
+    overrides: SetOption = None,
+    samples: Annotated[
+        int,
+        typer.Option(
+            "--samples", min=1, help="Trials per grid point (random domains are re-drawn)."
+        ),
+    ] = 1,
+    max_concurrent: Annotated[
+        int | None,
+        typer.Option(
+            "--max-concurrent",
+            min=1,
+            help="Trials running at once; default: as many as the CPUs (GPUs) hold.",
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str,
+        typer.Option(
+            "--scheduler", metavar="asha|fifo", help="asha stops weak trials early; fifo never."
+        ),
+    ] = "asha",
+    metric: Annotated[
+        str, typer.Option("--metric", help="Epoch metric that ranks trials (errors in percent).")
+    ] = "val_top1_error",
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode", metavar="min|max", help="Default: the metric's own (min for errors)."
+        ),
+    ] = None,
+    grace_period: Annotated[
+        int, typer.Option("--grace-period", help="ASHA: epochs every trial runs before a stop.")
+    ] = 1,
+    reduction_factor: Annotated[
+        float,
+        typer.Option(
+            "--reduction-factor",
+            help="ASHA: keep the best 1/F of trials at each rung (2 suits sweeps of a few trials).",
+        ),
+    ] = 2.0,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Sweep name (default: <job>-tune-<UTC time>)."),
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume", metavar="NAME", help="Continue an interrupted sweep; finished trials stay."
+        ),
+    ] = None,
+    export_best: Annotated[
+        Path | None,
+        typer.Option(
+            "--export-best",
+            metavar="FILE",
+            help="Write the best trial's resolved spec as a job YAML for `resnetctl submit`.",
+        ),
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Compare networks of the paper with Ray Tune: one Ray Train run per trial, an MLflow
+    parent run with one child per trial, a ranked table at the end.
+
+    A `search` section in FILE searches any spec field by dotted path, e.g.
+
+      search:
+        train.base_lr: {loguniform: [0.01, 0.3]}
+        train.optimizer.weight_decay: {choice: [0.0001, 0.0005]}
+
+    (kinds: grid, choice, uniform, loguniform).
+
+    Examples:
+
+      resnetctl tune --depths 18,34,50
+
+      resnetctl tune --depths 20,56 --variants residual,plain --set train.epochs=4
+
+      resnetctl tune jobs/cifar-r20.yaml --shortcuts A,B,C --scheduler fifo --json
+
+      resnetctl tune --resume tune-digits-tune-20260101-120000
+    """
+    from resnetctl.tune.sweep import SweepError, SweepRequest, load_sweep, plan_sweep, run_sweep
+
+    if resume:
+        given = [
+            flag
+            for flag, value in (
+                ("FILE", file),
+                ("--depths", depths),
+                ("--shortcuts", shortcuts),
+                ("--variants", variants),
+                ("--set", overrides),
+                ("--name", name),
+            )
+            if value
+        ]
+        if given:
+            fail(f"--resume continues a sweep as it was launched; drop {', '.join(given)}")
+        try:
+            record = load_sweep(resume)
+        except SweepError as exc:
+            fail(str(exc))
+    else:
+        request = SweepRequest(
+            file=file,
+            overrides=list(overrides or []),
+            depths=depths,
+            shortcuts=shortcuts,
+            variants=variants,
+            samples=samples,
+            max_concurrent=max_concurrent,
+            scheduler=scheduler.lower(),
+            metric=metric,
+            mode=mode.lower() if mode else None,
+            grace_period=grace_period,
+            reduction_factor=reduction_factor,
+            name=name,
+        )
+        with spec_errors():
+            record = plan_sweep(request)
+    for note in record.notes:
+        err.print(f"[bold]note:[/] {escape(note)}", highlight=False)
+    trials = record.search.size(record.samples)
+    err.print(
+        f"sweep [bold]{escape(record.name)}[/]: {trials} trial(s), {record.scheduler}, "
+        f"{record.metric} ({record.mode}), up to {record.max_concurrent or 'auto'} at once",
+        highlight=False,
+    )
+    # Ray prints worker logs on stdout; they belong with the logs on stderr, so that stdout
+    # holds only the ranked table (and `--json | jq` works).
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            outcome = run_sweep(record, resume=bool(resume))
+    except SweepError as exc:
+        fail(str(exc))
+    if export_best is not None and outcome.best is not None:
+        from resnetctl.tune.sweep import best_spec_yaml
+
+        export_best.parent.mkdir(parents=True, exist_ok=True)
+        export_best.write_text(best_spec_yaml(outcome.record, outcome.best), encoding="utf-8")
+        err.print(f"best spec written to {escape(str(export_best))}", highlight=False)
+    if json_:
+        print_json(outcome.as_dict())
+    else:
+        _render(outcome)
+    if outcome.interrupted:
+        err.print(
+            f"[bold yellow]interrupted:[/] continue with "
+            f"`resnetctl tune --resume {escape(outcome.record.name)}`",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_JOB_FAILED)
+    if outcome.best is None:
+        err.print("[bold red]error:[/] no trial reported the metric", highlight=False)
+        raise typer.Exit(EXIT_JOB_FAILED)
+    if export_best is None and outcome.best is not None:
+        err.print(
+            f"export the best spec with --export-best FILE; mlflow: {escape(outcome.parent_url)}",
+            highlight=False,
+        )
+
+
+def _render(outcome) -> None:  # type: ignore[no-untyped-def]
+    from resnetctl.tune.view import format_metric
+
+    record = outcome.record
+    params = list(record.search.domains)
+    table = Table(title=f"sweep {record.name}: ranked by {record.metric} ({record.mode})")
+    for column in (
+        "#",
+        "trial",
+        "status",
+        "depth",
+        "shortcut",
+        "variant",
+        *params,
+        "epochs",
+        record.metric,
+        "best",
+        "seconds",
+    ):
+        table.add_column(column, justify="right" if column in ("#", "depth", "epochs") else "left")
+    for row in outcome.rows:
+        table.add_row(
+            str(row.rank or "-"),
+            row.trial_id,
+            row.status,
+            str(row.depth if row.depth is not None else "?"),
+            str(row.shortcut or "-"),
+            str(row.variant or "?"),
+            *(row.params.get(p, "") for p in params),
+            str(row.epochs),
+            format_metric(row.metric),
+            format_metric(row.best),
+            format_metric(row.seconds),
+        )
+    out.print(table)
+    for row in outcome.rows:
+        if row.error:
+            err.print(f"trial {row.trial_id}: {escape(row.error)}", highlight=False)
+
+
+def main() -> None:
+    """Run `tune` as a command of its own: `python -m resnetctl.cli.tune` (until it is
+    registered in the `resnetctl` app)."""
+    app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
+    app.command()(tune)
+    app()
+
+
+if __name__ == "__main__":
+    main()
