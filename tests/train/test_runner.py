@@ -64,7 +64,7 @@ def test_progress_callback_gets_steps_of_the_epoch() -> None:
     updates: list[dict[str, Any]] = []
     r = runner(n_train=5)
     r.train_epoch(1, on_step=updates.append, every=2)
-    assert [u["step"] for u in updates] == [2, 4, 5]
+    assert [u["step"] for u in updates] == [1, 2, 4, 5]  # the first step, every 2nd, the last
     assert set(updates[0]) == {"epoch", "step", "steps", "global_step", "images_per_second",
                                "loss", "lr"}
     assert updates[-1]["steps"] == 5 and updates[-1]["global_step"] == 5
