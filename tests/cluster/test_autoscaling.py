@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 IDLE_MINUTES = 0.25  # fractional minutes: Ray's schema types idle_timeout_minutes as "number"
 JOB = Path(__file__).with_name("_ddp_job.py")
 HEAD_ONLY, SCALED = 1, 3  # the head, then the head and one node per DDP worker
+MAX_NODES = 1 + 4  # the head and cluster/local.yaml's max_workers
 
 
 def raylets(cluster: FakeCluster) -> int:
@@ -77,12 +78,16 @@ def test_a_ddp_job_scales_the_fake_cluster_up_and_idle_nodes_are_removed(tmp_pat
     nodes = {r["node"] for r in ranks}
     assert len(nodes) == 2 and not any(n.endswith("00000") for n in nodes)
 
-    # Scale-up: only the head at first; two nodes added, while the job was running.
+    # Scale-up: only the head at first; at least the two nodes the job needs added while it ran.
+    # On a loaded machine a node can take longer to register than one autoscaler pass, and the
+    # autoscaler then launches one more for the same pending bundle (CI saw 4 nodes once): the
+    # count is bounded by the config's max_workers, not pinned to the job's demand.
     counts = [s["nodes"] for s in timeline]
-    assert counts[0] == HEAD_ONLY and max(counts) == SCALED
-    up_at = next(s["t"] for s in timeline if s["nodes"] == SCALED)
+    assert counts[0] == HEAD_ONLY and SCALED <= max(counts) <= MAX_NODES, timeline
+    up_at = next(s["t"] for s in timeline if s["nodes"] >= SCALED)
     assert up_at < job_done
-    assert max(s["raylets"] for s in timeline) == SCALED  # each node is a raylet of ours
+    # Each node is a raylet of ours (a raylet may start a pass before its node registers).
+    assert max(counts) <= max(s["raylets"] for s in timeline) <= MAX_NODES
 
     # Scale-down: nodes outlive the job until idle for the timeout, then go (processes too).
     workers_done = max((out / f"rank-{r}.json").stat().st_mtime for r in (0, 1)) - started
