@@ -13,6 +13,7 @@ from resnetctl.cli import jobs as jobs_cmd
 from resnetctl.cli import models as models_cmd
 from resnetctl.cli import spec as spec_cmd
 from resnetctl.cli import submit as submit_cmd
+from resnetctl.cli import tune as tune_cmd
 from resnetctl.cli import ui as ui_cmd
 
 app = typer.Typer(
@@ -50,6 +51,7 @@ app.command("status")(jobs_cmd.status)
 app.command("logs")(jobs_cmd.logs)
 app.command("stop")(jobs_cmd.stop)
 app.command("list")(jobs_cmd.list_)
+app.command("tune")(tune_cmd.tune)
 
 
 app.add_typer(data_cmd.app, name="data")

@@ -1,0 +1,152 @@
+"""The Tune function trainable: each trial builds its spec, opens (or reopens) its MLflow child
+run, and fits one Ray Train run of `resnetctl`'s training loop.
+
+Under Ray Train V2 a `TorchTrainer` cannot be handed to a `Tuner`; a function trainable that
+fits the trainer is the supported pattern. Ray Train reports reach Tune through
+`TuneReportCallback`, and MLflow through `EpochMetricsCallback`, both on the Train controller.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from resnetctl.spec import JobSpec
+from resnetctl.tune.record import SweepRecord, trial_label
+
+TRIAL_TAG = "resnetctl.tune.trial_id"
+SWEEP_TAG = "resnetctl.tune.sweep"
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def find_child_run(client: Any, experiment: str, parent_run_id: str, trial_id: str) -> Any:
+    """The MLflow child run of `trial_id` under the sweep's parent run, or None."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs(
+        [found.experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' "
+        f"and tags.`{TRIAL_TAG}` = '{trial_id}'",
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def open_child_run(record: SweepRecord, trial_id: str, spec: JobSpec, label: str) -> Any:
+    """Reopen the trial's child run when the trial is restarted (a resumed sweep), else create
+    it under the parent: one run per trial, however often the trial starts."""
+    from mlflow import MlflowClient
+
+    from resnetctl.spec import dump_spec
+    from resnetctl.tracking.run import JobRun
+    from resnetctl.tracking.store import default_artifact_root
+
+    client = MlflowClient(record.tracking_uri)
+    existing = find_child_run(client, spec.tracking.experiment, record.parent_run_id, trial_id)
+    if existing is not None:
+        client.update_run(existing.info.run_id, status="RUNNING")
+        return JobRun(record.tracking_uri, existing.info.run_id)
+    named = spec.model_copy(deep=True)
+    named.tracking.run_name = f"{record.name}/{label}"
+    return JobRun.start(
+        named,
+        record.tracking_uri,
+        resolved_yaml=dump_spec(spec),
+        artifact_root=default_artifact_root(record.tracking_uri),
+        extra_tags={
+            PARENT_TAG: record.parent_run_id,
+            SWEEP_TAG: record.name,
+            TRIAL_TAG: trial_id,
+            "resnetctl.run_name": trial_id,
+            "resnetctl.tune.label": label,
+        },
+    )
+
+
+def run_trial(config: dict[str, Any], *, sweep: dict[str, Any]) -> None:
+    """Tune function trainable: fit one Ray Train run of the trial's spec.
+
+    `config` is the trial's point of the search space; `sweep` the sweep record (bound with
+    `tune.with_parameters`). The Train run is named after the trial and stored under the
+    sweep's directory, so a trial restarted by `--resume` continues from its own latest
+    checkpoint (Ray Train restores a run of the same name and storage path).
+    """
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from resnetctl.launch.trainer import build_trainer
+    from resnetctl.tracking.callback import EpochMetricsCallback
+
+    record = SweepRecord(**sweep)
+    trial_id = tune.get_context().get_trial_id()
+    spec = record.trial_spec(config)
+    label = trial_label(config, spec)
+    run = open_child_run(record, trial_id, spec, label)
+    _backfill_epochs(run, record.train_storage / trial_id)
+    done = _completed_metrics(record, trial_id, spec)
+    if done is not None:
+        # The Train run ended but the sweep was killed before Tune recorded it: Ray Train would
+        # restore at the last epoch and report nothing, so Tune gets the final metrics here.
+        tune.report(done)
+        run.end("FINISHED")
+        return
+    trainer = build_trainer(
+        spec,
+        run_name=trial_id,
+        storage_path=record.train_storage,
+        loop_config={"spec": spec.model_dump(mode="json"), "progress": None},
+        callbacks=[
+            EpochMetricsCallback(run.uri, run.run_id, run.logged_epochs()),
+            TuneReportCallback(),
+        ],
+    )
+    # A failure leaves the run open on purpose: the driver's callback closes it as FAILED, or
+    # as KILLED when the scheduler stopped the trial (stopping also makes `fit` raise here).
+    trainer.fit()
+    if run.logged_epochs():
+        run.log_curves(label)
+    run.end("FINISHED")
+
+
+def _completed_metrics(record: SweepRecord, trial_id: str, spec: JobSpec) -> dict[str, Any] | None:
+    """The last epoch's metrics when the trial's Train run already trained to the end."""
+    import json
+
+    from resnetctl.launch.runs import CHECKPOINT_META, latest_checkpoint
+
+    length, unit = spec.train.length
+    last = latest_checkpoint(record.train_storage / trial_id)
+    if last is None or unit != "epoch":
+        return None
+    meta = json.loads((last / CHECKPOINT_META).read_text(encoding="utf-8"))
+    if int(meta.get("epoch", 0)) < length:
+        return None
+    return dict(meta.get("metrics") or {})
+
+
+def _backfill_epochs(run: Any, folder: Path) -> None:
+    """Log the epochs whose checkpoint exists but whose metrics never reached MLflow: a sweep
+    killed between Ray Train persisting a checkpoint and its controller's callbacks loses them,
+    and the restored run continues after that epoch."""
+    import json
+    import time
+
+    from mlflow.entities import Metric
+
+    from resnetctl.launch.runs import CHECKPOINT_META
+    from resnetctl.spec.metrics import EPOCH_METRICS
+
+    logged = run.logged_epochs()
+    now = int(time.time() * 1000)
+    for meta_file in sorted(folder.glob(f"*/{CHECKPOINT_META}")):
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        epoch, metrics = meta.get("epoch"), meta.get("metrics") or {}
+        if not isinstance(epoch, int) or epoch in logged:
+            continue
+        batch = [Metric(k, float(metrics[k]), now, epoch) for k in EPOCH_METRICS if k in metrics]
+        if batch:
+            run.client.log_batch(run.run_id, metrics=batch)
