@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from resnetctl import __version__
+from resnetctl.cli import analyze as analyze_cmd
 from resnetctl.cli import cluster as cluster_cmd
 from resnetctl.cli import data as data_cmd
 from resnetctl.cli import jobs as jobs_cmd
@@ -52,6 +53,7 @@ app.command("logs")(jobs_cmd.logs)
 app.command("stop")(jobs_cmd.stop)
 app.command("list")(jobs_cmd.list_)
 app.command("tune")(tune_cmd.tune)
+app.command("analyze")(analyze_cmd.analyze)
 
 
 app.add_typer(data_cmd.app, name="data")

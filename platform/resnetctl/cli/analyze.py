@@ -1,0 +1,125 @@
+"""`resnetctl analyze RUN...`: the paper's Fig. 7 for trained runs — the std of every 3x3
+layer's response after BN and before the nonlinearity, on validation data."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from resnetctl.cli.common import JsonOption, err, fail, out, print_json, spec_errors
+
+
+def analyze(
+    runs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="RUN...",
+            help="MLflow run ids (with a checkpoints/best artifact, or whose checkpoints are "
+            "still under the storage root), run or trial names under the storage root, or "
+            "checkpoint directories. Several runs are overlaid in one figure.",
+            show_default=False,
+        ),
+    ],
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--tracking-uri",
+            envvar="MLFLOW_TRACKING_URI",
+            help="MLflow store of the runs (default: sqlite:///./mlflow.db).",
+        ),
+    ] = None,
+    spec_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--spec",
+            metavar="FILE",
+            help="Job spec for checkpoints with no MLflow run: its model options and its "
+            "validation data are used.",
+        ),
+    ] = None,
+    max_images: Annotated[
+        int | None,
+        typer.Option("--max-images", min=1, help="Measure on at most this many validation images."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 128,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", metavar="DIR", help="Where to write CSV and PNG files "
+            "(default: ./layer-responses-<UTC time>)."
+        ),
+    ] = None,
+    log: Annotated[
+        bool, typer.Option("--log/--no-log", help="Log the files to each run in MLflow.")
+    ] = True,
+    json_: JsonOption = False,
+) -> None:
+    """Std of each 3x3 layer's response (after BN, before ReLU or the shortcut's addition) on the
+    run's validation split, in layer order and sorted (the paper's Fig. 7); one CSV and PNG per
+    run and, for several runs, an overlay — written to --out and logged to each MLflow run under
+    `analysis/`.
+
+    Examples:
+
+      resnetctl analyze 3f2a9c…
+
+      resnetctl analyze RUN_PLAIN20 RUN_PLAIN56 RUN_RESNET20 RUN_RESNET56 --out fig7
+
+      resnetctl analyze .resnetctl/runs/quickstart-20261122-075751
+    """
+    from resnetctl.analysis import AnalysisError, load_trained, measure, write_report
+    from resnetctl.analysis.report import summary_markdown
+
+    spec = None
+    if spec_file is not None:
+        from resnetctl.spec import load_spec
+
+        with spec_errors():
+            spec = load_spec(spec_file)
+    folder = out_dir or Path(f"layer-responses-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}")
+    results = []
+    try:
+        for target in runs:
+            trained = load_trained(target, tracking_uri=tracking_uri, spec=spec)
+            err.print(
+                f"{escape(target)}: {escape(trained.label)} from {escape(str(trained.checkpoint))}"
+                + (f" (epoch {trained.epoch})" if trained.epoch is not None else ""),
+                highlight=False,
+            )
+            results.append(measure(trained, max_images=max_images, batch_size=batch_size))
+    except AnalysisError as exc:
+        fail(str(exc))
+    files = write_report(results, folder, log=log, title="std of 3x3 layer responses")
+    if json_:
+        print_json(
+            {
+                "runs": [
+                    {**r.summary(), "stds": r.stds, "logged": r.logged,
+                     "layers": [x.as_dict() for x in r.responses]}
+                    for r in results
+                ],
+                "files": [str(p) for p in files],
+            }
+        )
+    else:
+        out.print(summary_markdown(results), highlight=False, markup=False)
+    for result in results:
+        if log and not result.logged:
+            err.print(f"{escape(result.label)}: no MLflow run, files written only",
+                      highlight=False)
+    err.print(f"wrote {len(files)} files to {escape(str(folder))}", highlight=False)
+
+
+def main() -> None:
+    """Run `analyze` as a command of its own: `python -m resnetctl.cli.analyze`."""
+    app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
+    app.command()(analyze)
+    app()
+
+
+if __name__ == "__main__":
+    main()
