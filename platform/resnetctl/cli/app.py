@@ -12,6 +12,7 @@ from resnetctl.cli import cluster as cluster_cmd
 from resnetctl.cli import data as data_cmd
 from resnetctl.cli import jobs as jobs_cmd
 from resnetctl.cli import models as models_cmd
+from resnetctl.cli import reproduce as reproduce_cmd
 from resnetctl.cli import spec as spec_cmd
 from resnetctl.cli import submit as submit_cmd
 from resnetctl.cli import tune as tune_cmd
@@ -58,6 +59,7 @@ app.command("analyze")(analyze_cmd.analyze)
 
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(cluster_cmd.app, name="cluster")
+app.add_typer(reproduce_cmd.app, name="reproduce")
 
 
 def main() -> None:
