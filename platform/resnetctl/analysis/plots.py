@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-Curve = Sequence[tuple[float, float]]
+from resnetctl.tracking.plots import Curve, draw_error_curves
 
 
 def _pyplot() -> Any:
@@ -35,8 +35,9 @@ def plot_layer_responses(
         colour = f"C{index % 10}"
         xs = range(1, len(stds) + 1)
         top.plot(xs, list(stds), _style(label), color=colour, lw=1.4, label=label)
-        bottom.plot(xs, sorted(stds, reverse=True), _style(label), color=colour, lw=1.4,
-                    label=label)
+        bottom.plot(
+            xs, sorted(stds, reverse=True), _style(label), color=colour, lw=1.4, label=label
+        )
     top.set_xlabel("layer index (original)")
     bottom.set_xlabel("layer index (sorted by magnitude)")
     for ax in (top, bottom):
@@ -69,21 +70,15 @@ def plot_training_curves(
     """
     plt = _pyplot()
     count = max(1, len(panels))
-    fig, axes = plt.subplots(1, count, figsize=(max(6.4, 5.2 * count), 4.2), dpi=120,
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, count, figsize=(max(6.4, 5.2 * count), 4.2), dpi=120, sharey=True, squeeze=False
+    )
     colours: dict[str, str] = {}
     for ax, (panel, runs) in zip(axes[0], panels.items(), strict=False):
         for label, curves in runs.items():
             key_ = _depth_key(label) if colour_by_depth else label
             colour = colours.setdefault(key_, f"C{len(colours) % 10}")
-            for key, style, width, suffix in (
-                ("train_top1_error", "--", 1.0, "train"),
-                ("val_top1_error", "-", 2.0, "test"),
-            ):
-                points = sorted(curves.get(key, ()))
-                if points:
-                    xs, ys = zip(*points, strict=True)
-                    ax.plot(xs, ys, style, lw=width, color=colour, label=f"{label} {suffix}")
+            draw_error_curves(ax, label, curves, colour, test_name="test")
         ax.set_title(panel, fontsize="medium")
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)

@@ -20,13 +20,12 @@ from torch import nn
 
 from resnetctl.analysis.responses import AnalysisError
 from resnetctl.spec import JobSpec
+from resnetctl.tune.trainable import SWEEP_TAG, TRIAL_TAG, find_child_run
 
 RUN_RECORD = "resnetctl-run.json"
 SWEEP_RECORD = "resnetctl-sweep.json"
 SPEC_ARTIFACT = "spec/resolved.yaml"
 CHECKPOINT_ARTIFACT = "checkpoints/best"
-TRIAL_TAG = "resnetctl.tune.trial_id"
-SWEEP_TAG = "resnetctl.tune.sweep"
 RUN_NAME_TAG = "resnetctl.run_name"
 
 
@@ -100,16 +99,10 @@ def _trial_run(record: dict[str, Any], folder: Path, sweep_dir: Path, uri: str) 
         return None
     trial_id = relative[1]  # <sweep>/train/<trial id>/...
     client = MlflowClient(record.get("tracking_uri") or uri)
-    found = client.get_experiment_by_name(record.get("experiment", ""))
-    if found is None:
-        return None
-    runs = client.search_runs(
-        [found.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{record.get('parent_run_id', '')}' "
-        f"and tags.`{TRIAL_TAG}` = '{trial_id}'",
-        max_results=1,
+    run = find_child_run(
+        client, record.get("experiment", ""), record.get("parent_run_id", ""), trial_id
     )
-    return runs[0].info.run_id if runs else None
+    return run.info.run_id if run else None
 
 
 def _locate(target: str, storage: Path, uri: str) -> _Found:
@@ -243,8 +236,9 @@ def load_trained(
         scratch = Path(tmp)
         run = None
         if found.run_id:
-            run = _get_run(uri, found.run_id, must_exist=found.checkpoint is None
-                           and found.folder is None)
+            run = _get_run(
+                uri, found.run_id, must_exist=found.checkpoint is None and found.folder is None
+            )
         if run is not None:
             run_spec = _load_spec(uri, run.info.run_id, scratch)
         checkpoint = found.checkpoint

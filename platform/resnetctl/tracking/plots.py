@@ -4,8 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-Curve = Sequence[tuple[int, float]]
+Curve = Sequence[tuple[float, float]]
+
+
+def draw_error_curves(
+    ax: Any, label: str, series: Mapping[str, Curve], colour: str, *, test_name: str = "val"
+) -> None:
+    """Draw one network's curves on `ax` as the paper does: training error thin and dashed,
+    held-out error bold and solid; a missing series is skipped."""
+    for key, style, width, suffix in (
+        ("train_top1_error", "--", 1.0, "train"),
+        ("val_top1_error", "-", 2.0, test_name),
+    ):
+        points = sorted(series.get(key, ()))
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, style, lw=width, color=colour, label=f"{label} {suffix}")
 
 
 def plot_error_curves(
@@ -20,15 +36,7 @@ def plot_error_curves(
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for index, (label, series) in enumerate(runs.items()):
-        colour = f"C{index % 10}"
-        for key, style, width, suffix in (
-            ("train_top1_error", "--", 1.0, "train"),
-            ("val_top1_error", "-", 2.0, "val"),
-        ):
-            points = sorted(series.get(key, ()))
-            if points:
-                xs, ys = zip(*points, strict=True)
-                ax.plot(xs, ys, style, lw=width, color=colour, label=f"{label} {suffix}")
+        draw_error_curves(ax, label, series, f"C{index % 10}")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("top-1 error (%)")
     ax.grid(alpha=0.3)
