@@ -86,9 +86,21 @@ def dali_pipeline(cfg, layout, batch: int, threads: int, repeats: int, **options
 
     def epoch() -> int:
         pipe = build_pipeline(
-            cfg, "train", file_root=str(layout.train_dir), file_list=str(layout.train_list),
-            batch_size=batch, shard_id=0, num_shards=1, shuffle=True, reader_seed=0, seed=0,
-            threads=threads, prefetch=2, device="cpu", device_id=None, **options,
+            cfg,
+            "train",
+            file_root=str(layout.train_dir),
+            file_list=str(layout.train_list),
+            batch_size=batch,
+            shard_id=0,
+            num_shards=1,
+            shuffle=True,
+            reader_seed=0,
+            seed=0,
+            threads=threads,
+            prefetch=2,
+            device="cpu",
+            device_id=None,
+            **options,
         )
         for _ in range(steps):
             pipe.run()
@@ -105,8 +117,11 @@ def dali_decode_only(layout, batch: int, threads: int, repeats: int) -> Figure:
     @pipeline_def
     def decode():
         jpegs, labels = fn.readers.file(
-            file_root=str(layout.train_dir), file_list=str(layout.train_list), name="Reader",
-            random_shuffle=True, seed=0,
+            file_root=str(layout.train_dir),
+            file_list=str(layout.train_list),
+            name="Reader",
+            random_shuffle=True,
+            seed=0,
         )
         return fn.decoders.image(jpegs, device="cpu", output_type=types.RGB), labels
 
@@ -148,27 +163,35 @@ class _Lighting:
         return tensor + (self.eigvec @ (alpha * self.eigval)).view(3, 1, 1)
 
 
-def torchvision_loader(layout, cfg: ImageNetPipeline, batch: int, workers: int,
-                       repeats: int, passes: int) -> Figure:
+def torchvision_loader(
+    layout, cfg: ImageNetPipeline, batch: int, workers: int, repeats: int, passes: int
+) -> Figure:
     """ImageFolder + DataLoader, PIL doing the same augmentation in `workers` processes."""
     from torchvision import datasets, transforms
 
     mean = [m / 255 for m in cfg.mean]
     std = [s / 255 for s in cfg.std]
-    transform = transforms.Compose([
-        _ShorterSide(*cfg.scale_range),
-        transforms.RandomCrop(cfg.crop),
-        transforms.RandomHorizontalFlip(),
-        transforms.ColorJitter(cfg.color.brightness, cfg.color.contrast, cfg.color.saturation),
-        transforms.ToTensor(),
-        _Lighting(cfg.color.pca_lighting),
-        transforms.Normalize(mean, std),
-    ])
+    transform = transforms.Compose(
+        [
+            _ShorterSide(*cfg.scale_range),
+            transforms.RandomCrop(cfg.crop),
+            transforms.RandomHorizontalFlip(),
+            transforms.ColorJitter(cfg.color.brightness, cfg.color.contrast, cfg.color.saturation),
+            transforms.ToTensor(),
+            _Lighting(cfg.color.pca_lighting),
+            transforms.Normalize(mean, std),
+        ]
+    )
     folder = datasets.ImageFolder(str(layout.train_dir), transform=transform)
     dataset = torch.utils.data.ConcatDataset([folder] * passes)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
-        persistent_workers=True, prefetch_factor=2,
+        dataset,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=True,
+        prefetch_factor=2,
     )
     # The persistent workers exit when the loader is collected on return.
     return _time_epochs(lambda: _count(loader), repeats)
@@ -184,9 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run every measurement and print the figures and ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=384, help="JPEG files to generate")
-    parser.add_argument("--passes", type=int, default=3,
-                        help="times each file appears in an epoch (long epochs make the "
-                        "per-epoch pipeline start-up as rare as on ImageNet)")
+    parser.add_argument(
+        "--passes",
+        type=int,
+        default=3,
+        help="times each file appears in an epoch (long epochs make the "
+        "per-epoch pipeline start-up as rare as on ImageNet)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="DALI threads = torch workers")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5, help="timed epochs per measurement")
@@ -196,8 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     classes = 8
     with tempfile.TemporaryDirectory(prefix="resnetctl-bench-") as tmp:
         source = SyntheticSource(
-            num_classes=classes, train_per_class=max(1, args.images // classes),
-            val_per_class=1, image_size=(375, 500), cache_dir=Path(tmp),
+            num_classes=classes,
+            train_per_class=max(1, args.images // classes),
+            val_per_class=1,
+            image_size=(375, 500),
+            cache_dir=Path(tmp),
         )
         cfg = ImageNetPipeline()
         spec = DataSpec(source=source, pipeline=cfg, threads=args.threads, prefetch=2)
@@ -209,11 +239,13 @@ def main(argv: list[str] | None = None) -> int:
         layout = dataclasses.replace(
             files, train_list=long_list, train_files=files.train_files * args.passes
         )
-        print(f"{files.train_files} JPEGs of 375x500 (epochs of {layout.train_files}), "
-              f"mean {np.mean(sizes) / 1024:.0f} KiB, "
-              f"written in {time.perf_counter() - start:.1f} s; batch {args.batch}, "
-              f"{args.threads} threads/workers, {os.cpu_count()} CPUs, torch {torch.__version__}",
-              flush=True)
+        print(
+            f"{files.train_files} JPEGs of 375x500 (epochs of {layout.train_files}), "
+            f"mean {np.mean(sizes) / 1024:.0f} KiB, "
+            f"written in {time.perf_counter() - start:.1f} s; batch {args.batch}, "
+            f"{args.threads} threads/workers, {os.cpu_count()} CPUs, torch {torch.__version__}",
+            flush=True,
+        )
 
         results: dict[str, Figure] = {}
         idle = f"img/s on {args.threads} idle cores"
@@ -222,38 +254,55 @@ def main(argv: list[str] | None = None) -> int:
         def record(name: str, figure: Figure) -> None:
             results[name] = figure
             rate, cpu_ms = figure
-            print(f"  {name:<44} {rate:8.1f} {cpu_ms:11.2f} {args.threads * 1000 / cpu_ms:20.0f}"
-                  f"   (load {os.getloadavg()[0]:.1f})", flush=True)
+            print(
+                f"  {name:<44} {rate:8.1f} {cpu_ms:11.2f} {args.threads * 1000 / cpu_ms:20.0f}"
+                f"   (load {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
 
         # torchvision forks its workers first, before any DALI thread pool exists.
-        record(TORCHVISION, torchvision_loader(layout, cfg, args.batch, args.threads,
-                                               args.repeats, args.passes))
+        record(
+            TORCHVISION,
+            torchvision_loader(layout, cfg, args.batch, args.threads, args.repeats, args.passes),
+        )
         record(DALI, dali_loader(spec, layout, args.batch, args.repeats))
-        record(REFERENCE, dali_pipeline(cfg, layout, args.batch, args.threads, args.repeats,
-                                        region_decode=False))
+        record(
+            REFERENCE,
+            dali_pipeline(cfg, layout, args.batch, args.threads, args.repeats, region_decode=False),
+        )
         rrc = cfg.model_copy(update={"train_crop": "random_resized_crop"})
-        record("DALI CPU, random-resized-crop",
-               dali_pipeline(rrc, layout, args.batch, args.threads, args.repeats))
-        plain = cfg.model_copy(update={"color": ColorAugment(
-            brightness=0, contrast=0, saturation=0, pca_lighting=0)})
-        record("DALI CPU loader, paper crop+flip, no colour",
-               dali_loader(spec.model_copy(update={"pipeline": plain}), layout, args.batch,
-                           args.repeats))
+        record(
+            "DALI CPU, random-resized-crop",
+            dali_pipeline(rrc, layout, args.batch, args.threads, args.repeats),
+        )
+        plain = cfg.model_copy(
+            update={"color": ColorAugment(brightness=0, contrast=0, saturation=0, pca_lighting=0)}
+        )
+        record(
+            "DALI CPU loader, paper crop+flip, no colour",
+            dali_loader(
+                spec.model_copy(update={"pipeline": plain}), layout, args.batch, args.repeats
+            ),
+        )
         record(DECODE, dali_decode_only(layout, args.batch, args.threads, args.repeats))
 
     for label, index in (("wall clock", 0), ("CPU time", 1)):
+
         def ratio(a: str, b: str, index: int = index) -> float:
             x, y = results[a][index], results[b][index]
             return x / y if index == 0 else y / x  # both as "a is N times as fast as b"
 
         vs_tv, vs_decode = ratio(DALI, TORCHVISION), ratio(DALI, DECODE)
-        print(f"by {label}: DALI / torchvision {vs_tv:.2f}x (target >= 2x: "
-              f"{'met' if vs_tv >= 2 else 'NOT met'}); DALI / decode-only {vs_decode:.0%} "
-              f"(target >= 80%: {'met' if vs_decode >= 0.8 else 'NOT met'}); region decode / "
-              f"resize-then-crop {ratio(DALI, REFERENCE):.2f}x")
+        print(
+            f"by {label}: DALI / torchvision {vs_tv:.2f}x (target >= 2x: "
+            f"{'met' if vs_tv >= 2 else 'NOT met'}); DALI / decode-only {vs_decode:.0%} "
+            f"(target >= 80%: {'met' if vs_decode >= 0.8 else 'NOT met'}); region decode / "
+            f"resize-then-crop {ratio(DALI, REFERENCE):.2f}x"
+        )
     if args.json:
-        payload = {name: {"images_per_s": r, "cpu_ms_per_image": c}
-                   for name, (r, c) in results.items()}
+        payload = {
+            name: {"images_per_s": r, "cpu_ms_per_image": c} for name, (r, c) in results.items()
+        }
         args.json.write_text(json.dumps(payload, indent=2))
     return 0
 

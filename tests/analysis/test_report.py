@@ -48,12 +48,18 @@ def trained_run(uri: str, folder: Path, spec, seed: int = 0) -> tuple[str, dict]
     model = create_model(spec.model.name, **spec.model.create_options(4))
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("analysis")
-    experiment_id = (experiment.experiment_id if experiment else client.create_experiment(
-        "analysis", artifact_location=(folder / "artifacts").as_uri()))
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else client.create_experiment("analysis", artifact_location=(folder / "artifacts").as_uri())
+    )
     run_id = client.create_run(experiment_id, run_name=spec.name).info.run_id
     client.log_text(run_id, dump_spec(spec), "spec/resolved.yaml")
-    checkpoint = save_checkpoint(folder / f"ckpt-{run_id}", {"model": model.state_dict()},
-                                 {"epoch": 3, "model": spec.model.name})
+    checkpoint = save_checkpoint(
+        folder / f"ckpt-{run_id}",
+        {"model": model.state_dict()},
+        {"epoch": 3, "model": spec.model.name},
+    )
     client.log_artifacts(run_id, str(checkpoint), "checkpoints/best")
     client.set_terminated(run_id, "FINISHED")
     return run_id, model.state_dict()
@@ -117,21 +123,29 @@ def test_several_runs_are_overlaid_and_the_overlay_goes_to_each(
     assert [r.label for r in results] == ["plain-8", "ResNet-8 (A)"]
     files = write_report(results, tmp_path / "out")
     names = {p.relative_to(tmp_path / "out").as_posix() for p in files}
-    assert names == {"plain-8/layer_responses.csv", "plain-8/layer_responses.png",
-                     "ResNet-8_A/layer_responses.csv", "ResNet-8_A/layer_responses.png",
-                     "layer_responses_compare.csv", "layer_responses_compare.png"}
+    assert names == {
+        "plain-8/layer_responses.csv",
+        "plain-8/layer_responses.png",
+        "ResNet-8_A/layer_responses.csv",
+        "ResNet-8_A/layer_responses.png",
+        "layer_responses_compare.csv",
+        "layer_responses_compare.png",
+    }
     for run_id in (plain, resnet):
         assert "analysis/layer_responses_compare.png" in artifacts(store, run_id)
-    long = list(csv.DictReader(io.StringIO((tmp_path / "out/layer_responses_compare.csv")
-                                           .read_text())))
+    long = list(
+        csv.DictReader(io.StringIO((tmp_path / "out/layer_responses_compare.csv").read_text()))
+    )
     assert len(long) == 14 and {r["label"] for r in long} == {"plain-8", "ResNet-8 (A)"}
 
 
-def test_a_checkpoint_directory_without_a_run_infers_the_shortcut(store: str, tmp_path: Path
-                                                                   ) -> None:
+def test_a_checkpoint_directory_without_a_run_infers_the_shortcut(
+    store: str, tmp_path: Path
+) -> None:
     model = create_model("cifar_resnet8", shortcut="B", num_classes=4)
-    folder = save_checkpoint(tmp_path / "ckpt", {"model": model.state_dict()},
-                             {"epoch": 1, "model": "cifar_resnet8"})
+    folder = save_checkpoint(
+        tmp_path / "ckpt", {"model": model.state_dict()}, {"epoch": 1, "model": "cifar_resnet8"}
+    )
     trained = load_trained(str(folder), tracking_uri=store)
     assert trained.run_id is None and trained.spec is None
     assert trained.model.layer2[0].downsample is not None  # option B's projection
@@ -156,8 +170,11 @@ def test_a_run_name_under_the_storage_root_finds_its_run(
     RunRecord("tiny-1", "tiny-analysis", store, run_id).save(storage)
     model = create_model("cifar_plain8", num_classes=4)
     for epoch in (1, 2):
-        save_checkpoint(storage / "tiny-1" / f"epoch_{epoch:04d}", {"model": model.state_dict()},
-                        {"epoch": epoch, "metrics": {"val_top1_error": 50.0 - epoch}})
+        save_checkpoint(
+            storage / "tiny-1" / f"epoch_{epoch:04d}",
+            {"model": model.state_dict()},
+            {"epoch": epoch, "metrics": {"val_top1_error": 50.0 - epoch}},
+        )
     trained = load_trained("tiny-1", tracking_uri=store)
     assert trained.run_id == run_id and trained.label == "plain-8"
     assert trained.checkpoint == storage / "tiny-1" / "epoch_0002"  # best val error
@@ -169,8 +186,11 @@ def test_unknown_targets_say_what_was_tried(store: str) -> None:
 
 
 def test_the_plot_is_a_png(tmp_path: Path) -> None:
-    path = plot_layer_responses({"plain-20": [1.0, 2.0, 1.5], "ResNet-20": [0.5, 0.4, 0.6]},
-                                tmp_path / "f" / "fig7.png", title="t")
+    path = plot_layer_responses(
+        {"plain-20": [1.0, 2.0, 1.5], "ResNet-20": [0.5, 0.4, 0.6]},
+        tmp_path / "f" / "fig7.png",
+        title="t",
+    )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -182,7 +202,8 @@ def test_the_command_logs_to_each_run(
     app = typer.Typer()
     app.command()(analyze)
     result = CliRunner().invoke(
-        app, [first, second, "--tracking-uri", store, "--out", "fig7", "--max-images", "5"],
+        app,
+        [first, second, "--tracking-uri", store, "--out", "fig7", "--max-images", "5"],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output

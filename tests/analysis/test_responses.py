@@ -42,8 +42,9 @@ def test_cifar_nets_measure_the_stem_and_every_block_conv_in_order(name: str, de
     # depth 6n+2 = the 3x3 stem + 6n block convs + the fc: every layer but the fc is a 3x3 conv
     assert len(layers) == 6 * depth_n + 1
     assert [layer.conv for layer in layers] == _expected_cifar_names(depth_n)
-    assert [layer.norm for layer in layers] == [c.replace("conv", "bn") for c in
-                                                _expected_cifar_names(depth_n)]
+    assert [layer.norm for layer in layers] == [
+        c.replace("conv", "bn") for c in _expected_cifar_names(depth_n)
+    ]
     assert [layer.index for layer in layers] == list(range(1, len(layers) + 1))
     assert [layer.channels for layer in layers][:2] == [16, 16] and layers[-1].channels == 64
 

@@ -80,7 +80,10 @@ def cifar_spec(root: Path, **pipeline: object) -> DataSpec:
 def imagenet_spec(root: Path, **pipeline: object) -> DataSpec:
     """Image folder + a small ImageNet pipeline (crop 24, scale 24-40, val 32/24)."""
     fields: dict[str, object] = {
-        "crop": 24, "scale_range": (24, 40), "val_resize": 32, "val_crop": 24,
+        "crop": 24,
+        "scale_range": (24, 40),
+        "val_resize": 32,
+        "val_crop": 24,
     }
     fields.update(pipeline)
     return DataSpec(

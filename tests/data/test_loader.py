@@ -34,8 +34,9 @@ def test_validation_shards_cover_every_image_once(indexed, num_shards: int) -> N
     spec, layout = indexed
     seen: list[int] = []
     for shard in range(num_shards):
-        loader = build_loader(spec, layout, "val", batch_size=4, shard_id=shard,
-                              num_shards=num_shards)
+        loader = build_loader(
+            spec, layout, "val", batch_size=4, shard_id=shard, num_shards=num_shards
+        )
         for _ in range(2):  # a second epoch sees the same shard again, whole
             batches = list(loader)
             assert len(batches) == len(loader)
@@ -50,8 +51,7 @@ def test_validation_shards_cover_every_image_once(indexed, num_shards: int) -> N
 def test_training_shards_equal_batch_counts_and_disjoint(indexed, num_shards: int) -> None:
     spec, layout = indexed
     loaders = [
-        build_loader(spec, layout, "train", batch_size=4, shard_id=s, num_shards=num_shards,
-                     seed=5)
+        build_loader(spec, layout, "train", batch_size=4, shard_id=s, num_shards=num_shards, seed=5)
         for s in range(num_shards)
     ]
     expected = TRAIN // num_shards // 4
@@ -106,8 +106,7 @@ def test_tensor_formats_and_channels_last(indexed) -> None:
     assert images.shape == (4, 3, 8, 8) and images.dtype == torch.float32
     assert images.is_contiguous() and images.device.type == "cpu"
     assert labels.shape == (4,) and labels.dtype == torch.int64
-    cl_images, _ = next(iter(build_loader(spec, layout, "val", batch_size=4,
-                                          channels_last=True)))
+    cl_images, _ = next(iter(build_loader(spec, layout, "val", batch_size=4, channels_last=True)))
     plain, _ = next(iter(build_loader(spec, layout, "val", batch_size=4)))
     assert cl_images.shape == (4, 3, 8, 8)
     assert cl_images.is_contiguous(memory_format=torch.channels_last)

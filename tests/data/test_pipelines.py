@@ -37,9 +37,21 @@ SHAPES = [(48, 72), (80, 40), (36, 36), (30, 45)]
 def _run(cfg, layout, mode: str, batch: int, runs: int = 1, **options):
     """Outputs of `runs` iterations of an unshuffled pipeline over the val split, as numpy."""
     pipe = build_pipeline(
-        cfg, mode, file_root=str(layout.val_dir), file_list=str(layout.val_list),
-        batch_size=batch, shard_id=0, num_shards=1, shuffle=False, reader_seed=1, seed=7,
-        threads=2, prefetch=1, device="cpu", device_id=None, **options,
+        cfg,
+        mode,
+        file_root=str(layout.val_dir),
+        file_list=str(layout.val_list),
+        batch_size=batch,
+        shard_id=0,
+        num_shards=1,
+        shuffle=False,
+        reader_seed=1,
+        seed=7,
+        threads=2,
+        prefetch=1,
+        device="cpu",
+        device_id=None,
+        **options,
     )
     assert pipeline_devices(pipe) == {"cpu"}
     results = []
@@ -67,7 +79,7 @@ def _locate(crop: np.ndarray, image: np.ndarray, top: int, left: int) -> tuple[i
         for dx in range(-3, 4):
             y, x = top + dy, left + dx
             if 0 <= y <= image.shape[0] - size and 0 <= x <= image.shape[1] - size:
-                err = float(np.abs(crop - image[y:y + size, x:x + size]).mean())
+                err = float(np.abs(crop - image[y : y + size, x : x + size]).mean())
                 best = min(best, (dy, dx, err), key=lambda b: b[2])
     return best
 
@@ -162,7 +174,10 @@ def test_validation_is_a_centre_crop_of_the_resized_image(shapes_layout) -> None
         f = 32 / min(h, w)
         resized = np.asarray(
             Image.open(layout.val_dir / "a" / f"{k}.png").resize(
-                (round(w * f), round(h * f)), Image.Resampling.BILINEAR), float)
+                (round(w * f), round(h * f)), Image.Resampling.BILINEAR
+            ),
+            float,
+        )
         top, left = round((resized.shape[0] - 24) / 2), round((resized.shape[1] - 24) / 2)
         dy, dx, err = _locate(images[k].transpose(1, 2, 0), resized, top, left)
         assert abs(dy) <= 1 and abs(dx) <= 1 and err < 4.0, (k, dy, dx, err)
@@ -207,8 +222,12 @@ def test_pca_lighting_follows_the_imagenet_eigenvectors(tmp_path: Path) -> None:
         for i in range(50):
             save(root / split / "a" / f"{i}.png", np.full((32, 32, 3), 128))
     sigma = 0.1
-    spec = imagenet_spec(root, flip=False, color=ColorAugment(
-        brightness=0, contrast=0, saturation=0, pca_lighting=sigma), **IDENTITY)
+    spec = imagenet_spec(
+        root,
+        flip=False,
+        color=ColorAugment(brightness=0, contrast=0, saturation=0, pca_lighting=sigma),
+        **IDENTITY,
+    )
     layout = prepare_dataset(spec)
     loader = build_loader(spec, layout, "train", batch_size=50, seed=1)
     shifts = torch.cat([images.mean(dim=(2, 3)) - 128 for _ in range(4) for images, _ in loader])
@@ -227,8 +246,15 @@ def test_colour_jitter_is_a_shared_gain_plus_grey_offset(tmp_path: Path) -> None
             save(root / split / "a" / f"{i}.png", np.broadcast_to(colour, (16, 16, 3)))
             save(root / split / "b" / f"{i}.png", np.full((16, 16, 3), 90))
     jitter = ColorAugment(brightness=0.4, contrast=0.4, saturation=0.4, pca_lighting=0)
-    spec = imagenet_spec(root, crop=16, scale_range=(16, 20), flip=False, color=jitter,
-                         mean=(10.0, 20.0, 30.0), std=(2.0, 3.0, 4.0))
+    spec = imagenet_spec(
+        root,
+        crop=16,
+        scale_range=(16, 20),
+        flip=False,
+        color=jitter,
+        mean=(10.0, 20.0, 30.0),
+        std=(2.0, 3.0, 4.0),
+    )
     layout = prepare_dataset(spec)
     images, labels = next(iter(build_loader(spec, layout, "train", batch_size=80, seed=4)))
     pixels = images.mean(dim=(2, 3)).numpy() * [2.0, 3.0, 4.0] + [10.0, 20.0, 30.0]
@@ -244,8 +270,15 @@ def test_colour_jitter_is_a_shared_gain_plus_grey_offset(tmp_path: Path) -> None
     assert grey.std(0).max() > 5  # yet brightness and contrast move them
 
     # Saturation alone keeps the luma and scales the distance from it.
-    sat = spec.model_copy(update={"pipeline": spec.pipeline.model_copy(update={
-        "color": ColorAugment(brightness=0, contrast=0, saturation=0.4, pca_lighting=0)})})
+    sat = spec.model_copy(
+        update={
+            "pipeline": spec.pipeline.model_copy(
+                update={
+                    "color": ColorAugment(brightness=0, contrast=0, saturation=0.4, pca_lighting=0)
+                }
+            )
+        }
+    )
     images, labels = next(iter(build_loader(sat, layout, "train", batch_size=80, seed=4)))
     pixels = images.mean(dim=(2, 3)).numpy() * [2.0, 3.0, 4.0] + [10.0, 20.0, 30.0]
     flat = pixels[labels.numpy() == 0]
@@ -308,9 +341,19 @@ def test_gpu_pipeline_without_cuda_fails_clearly(shapes_layout) -> None:
     _, layout = shapes_layout
     with pytest.raises(RuntimeError, match="(?i)cuda"):
         build_pipeline(
-            imagenet_spec(layout.root).pipeline, "train", file_root=str(layout.val_dir),
-            file_list=str(layout.val_list), batch_size=2, shard_id=0, num_shards=1,
-            shuffle=True, reader_seed=0, seed=0, threads=1, prefetch=1, device="gpu",
+            imagenet_spec(layout.root).pipeline,
+            "train",
+            file_root=str(layout.val_dir),
+            file_list=str(layout.val_list),
+            batch_size=2,
+            shard_id=0,
+            num_shards=1,
+            shuffle=True,
+            reader_seed=0,
+            seed=0,
+            threads=1,
+            prefetch=1,
+            device="gpu",
             device_id=0,
         )
 
@@ -320,9 +363,20 @@ def test_gpu_pipeline_without_cuda_fails_clearly(shapes_layout) -> None:
 def test_gpu_pipeline_uses_nvjpeg_and_gpu_operators(shapes_layout) -> None:
     _, layout = shapes_layout
     pipe = build_pipeline(
-        imagenet_spec(layout.root).pipeline, "train", file_root=str(layout.val_dir),
-        file_list=str(layout.val_list), batch_size=2, shard_id=0, num_shards=1, shuffle=True,
-        reader_seed=0, seed=0, threads=1, prefetch=1, device="gpu", device_id=0,
+        imagenet_spec(layout.root).pipeline,
+        "train",
+        file_root=str(layout.val_dir),
+        file_list=str(layout.val_list),
+        batch_size=2,
+        shard_id=0,
+        num_shards=1,
+        shuffle=True,
+        reader_seed=0,
+        seed=0,
+        threads=1,
+        prefetch=1,
+        device="gpu",
+        device_id=0,
     )
     assert "gpu" in pipeline_devices(pipe)
     images = pipe.run()[0]

@@ -99,8 +99,17 @@ def test_publish_tree_two_writers_one_complete_tree(tmp_path: Path) -> None:
 
 def test_synthetic_is_deterministic_and_class_dependent() -> None:
     def make(seed: int):
-        return prepare_dataset(DataSpec(source=SyntheticSource(
-            num_classes=3, train_per_class=2, val_per_class=1, image_size=(20, 24), seed=seed)))
+        return prepare_dataset(
+            DataSpec(
+                source=SyntheticSource(
+                    num_classes=3,
+                    train_per_class=2,
+                    val_per_class=1,
+                    image_size=(20, 24),
+                    seed=seed,
+                )
+            )
+        )
 
     a, b, c = make(0), make(0), make(1)
     assert a == b and (a.train_files, a.val_files, len(a.classes)) == (6, 3, 3)
@@ -176,8 +185,12 @@ def test_bad_files_are_skipped_with_a_warning_naming_them(tmp_path: Path) -> Non
         warnings.simplefilter("always")
         layout = prepare_dataset(_folder_spec(root))
     messages = "\n".join(str(w.message) for w in caught)
-    for bad, why in ((truncated, "truncated"), (garbage, "not an image"), (empty, "empty"),
-                     (notes, "not an image file")):
+    for bad, why in (
+        (truncated, "truncated"),
+        (garbage, "not an image"),
+        (empty, "empty"),
+        (notes, "not an image file"),
+    ):
         assert f"{bad}: skipped, {why}" in messages
     names = _list_names(layout.train_list) + _list_names(layout.val_list)
     assert "c0/photo.jpg" in names

@@ -81,8 +81,7 @@ def image_folders(root: Path, per_class: int = 130) -> Path:
     return root
 
 
-def test_data_switches_to_the_cifar_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                           ) -> None:
+def test_data_switches_to_the_cifar_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(exp, "_has_cuda", lambda: False)
     data = image_folders(tmp_path / "cifar")
     experiment = degradation(data=data, depths="20,32,44,56")
@@ -127,8 +126,7 @@ def test_shortcuts_compare_a_b_c_and_plain() -> None:
 def test_planning_checks_every_net_without_starting_ray() -> None:
     record = plan(shortcuts(epochs=2))
     labels = sorted(point.label for point in record.search.models)
-    assert labels == ["cifar_plain20", "cifar_resnet20-A", "cifar_resnet20-B",
-                      "cifar_resnet20-C"]
+    assert labels == ["cifar_plain20", "cifar_resnet20-A", "cifar_resnet20-B", "cifar_resnet20-C"]
     assert record.scheduler == "fifo" and record.search.size(record.samples) == 4
     assert record.max_t == 2
     specs = [record.trial_spec({"model": p.as_dict()}) for p in record.search.models]

@@ -23,11 +23,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _entry(rank: int, world: int, port: int, fn: Callable[..., Any], out: Path,
-           args: tuple[Any, ...]) -> None:
+def _entry(
+    rank: int, world: int, port: int, fn: Callable[..., Any], out: Path, args: tuple[Any, ...]
+) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
         timeout=TIMEOUT,
     )
     try:

@@ -22,7 +22,10 @@ PIPELINE: dict[str, Any] = {"kind": "cifar", "crop": 16, "pad": 2}
 def job_spec(train: dict[str, Any] | None = None, **sections: Any) -> JobSpec:
     """A valid JobSpec for cifar_resnet8 on 16x16 synthetic images; `train` fields override."""
     train_fields: dict[str, Any] = {
-        "epochs": 2, "batch_size_per_worker": 8, "base_lr": 0.1, "lr_reference_batch": 8,
+        "epochs": 2,
+        "batch_size_per_worker": 8,
+        "base_lr": 0.1,
+        "lr_reference_batch": 8,
         "schedule": {"kind": "constant"},
     }
     train_fields.update(train or {})
@@ -30,8 +33,13 @@ def job_spec(train: dict[str, Any] | None = None, **sections: Any) -> JobSpec:
         "name": "test-job",
         "model": {"name": "cifar_resnet8"},
         "data": {
-            "source": {"kind": "synthetic", "num_classes": NUM_CLASSES, "train_per_class": 8,
-                       "val_per_class": 2, "image_size": [16, 16]},
+            "source": {
+                "kind": "synthetic",
+                "num_classes": NUM_CLASSES,
+                "train_per_class": 8,
+                "val_per_class": 2,
+                "image_size": [16, 16],
+            },
             "pipeline": PIPELINE,
             "threads": 1,
         },
@@ -57,8 +65,10 @@ def batches(n: int, batch: int = 8, seed: int = 0) -> list[tuple[torch.Tensor, t
     """`n` random batches of 8x8 images with labels (a list: has len, re-iterable)."""
     gen = torch.Generator().manual_seed(seed)
     return [
-        (torch.randn(batch, 3, IMAGE, IMAGE, generator=gen),
-         torch.randint(0, NUM_CLASSES, (batch,), generator=gen))
+        (
+            torch.randn(batch, 3, IMAGE, IMAGE, generator=gen),
+            torch.randint(0, NUM_CLASSES, (batch,), generator=gen),
+        )
         for _ in range(n)
     ]
 

@@ -96,8 +96,9 @@ def test_loop_under_ddp_checkpoints_on_rank_0_and_resumes_at_the_next_epoch(ddp:
     assert rank0["resumed_epochs"] == rank1["resumed_epochs"] == [2]
     # Same data order, same RNG, same weights: resuming reproduces the uninterrupted run.
     assert rank0["resumed_loss"] == pytest.approx(rank0["full_loss"], rel=1e-5)
-    resumed_final = torch.load(out / "resumed0" / "epoch_0002" / "state.pt",
-                               weights_only=True)["model"]
+    resumed_final = torch.load(out / "resumed0" / "epoch_0002" / "state.pt", weights_only=True)[
+        "model"
+    ]
     for key, value in rank0["full_params"].items():
         assert torch.allclose(value.float(), resumed_final[key].float(), atol=1e-5), key
 
@@ -117,8 +118,11 @@ class NaNOnRank(nn.Module):
 
 def _nan_on_rank_1(rank: int, world: int) -> str:
     runner = Runner(
-        job_spec(train={"max_nonfinite_steps": 1}), Placement.from_process_group(),
-        model=NaNOnRank(bad_rank=1), train_loader=batches(4), val_loader=batches(1),
+        job_spec(train={"max_nonfinite_steps": 1}),
+        Placement.from_process_group(),
+        model=NaNOnRank(bad_rank=1),
+        train_loader=batches(4),
+        val_loader=batches(1),
     )
     try:
         runner.run_epoch(1)

@@ -15,8 +15,14 @@ from resnetctl.train.runner import Placement, Runner
 from tests.train._helpers import FakeSession, batches, job_spec, tiny_model
 
 
-def _run(tmp: Path, epochs: int = 4, every: int = 2, resume_from: Path | None = None,
-         resume_checkpoint: str | None = None, **train: Any) -> tuple[FakeSession, Runner]:
+def _run(
+    tmp: Path,
+    epochs: int = 4,
+    every: int = 2,
+    resume_from: Path | None = None,
+    resume_checkpoint: str | None = None,
+    **train: Any,
+) -> tuple[FakeSession, Runner]:
     spec = job_spec(train={"epochs": epochs, **train}, checkpoint={"every_n_epochs": every})
     runner = Runner(spec, model=tiny_model(), train_loader=batches(3), val_loader=batches(1))
     session = FakeSession(tmp, resume_from=resume_from)

@@ -13,12 +13,14 @@ from tests.train._dist import run_distributed
 
 def _logits() -> tuple[torch.Tensor, torch.Tensor]:
     # 6 classes; the target's rank among the logits is 1, 2, 6 and 5 for the four samples.
-    logits = torch.tensor([
-        [9.0, 1.0, 2.0, 3.0, 4.0, 5.0],   # target 0: top-1
-        [1.0, 9.0, 8.0, 3.0, 4.0, 5.0],   # target 2: second, so top-5 only
-        [6.0, 5.0, 4.0, 3.0, 2.0, 1.0],   # target 5: last, wrong for both
-        [6.0, 5.0, 4.0, 3.0, 2.0, 1.0],   # target 4: fifth, top-5 only
-    ])
+    logits = torch.tensor(
+        [
+            [9.0, 1.0, 2.0, 3.0, 4.0, 5.0],  # target 0: top-1
+            [1.0, 9.0, 8.0, 3.0, 4.0, 5.0],  # target 2: second, so top-5 only
+            [6.0, 5.0, 4.0, 3.0, 2.0, 1.0],  # target 5: last, wrong for both
+            [6.0, 5.0, 4.0, 3.0, 2.0, 1.0],  # target 4: fifth, top-5 only
+        ]
+    )
     return logits, torch.tensor([0, 2, 5, 4])
 
 

@@ -65,7 +65,8 @@ def test_worker_failure_resumes_at_the_next_epoch(ray_local: Any, tmp_path: Path
         # A short collective timeout bounds the wait of the surviving rank.
         torch_config=TorchConfig(backend="gloo", timeout_s=60),
         run_config=RunConfig(
-            name="resume", storage_path=str(tmp_path / "storage"),
+            name="resume",
+            storage_path=str(tmp_path / "storage"),
             failure_config=FailureConfig(max_failures=1),
             checkpoint_config=CheckpointConfig(num_to_keep=None),
         ),

@@ -13,8 +13,12 @@ from resnetctl.train.runner import NonFiniteLossError, Runner
 from tests.train._helpers import batches, job_spec, tiny_model
 
 
-def runner(train: dict[str, Any] | None = None, n_train: int = 4, model: nn.Module | None = None,
-           **loaders: Any) -> Runner:
+def runner(
+    train: dict[str, Any] | None = None,
+    n_train: int = 4,
+    model: nn.Module | None = None,
+    **loaders: Any,
+) -> Runner:
     return Runner(
         job_spec(train=train),
         model=model or tiny_model(),
@@ -36,10 +40,14 @@ def test_run_epoch_reports_exactly_the_epoch_metrics_and_learns() -> None:
 
 
 def test_lr_metric_follows_the_schedule_and_linear_scaling() -> None:
-    r = runner({
-        "epochs": 3, "base_lr": 0.4, "lr_reference_batch": 16,
-        "schedule": {"kind": "step", "milestones": [1], "gamma": 0.5},
-    })
+    r = runner(
+        {
+            "epochs": 3,
+            "base_lr": 0.4,
+            "lr_reference_batch": 16,
+            "schedule": {"kind": "step", "milestones": [1], "gamma": 0.5},
+        }
+    )
     assert r.peak_lr == pytest.approx(0.4 * 8 / 16)
     assert r.run_epoch(1)["lr"] == pytest.approx(0.2)
     assert r.run_epoch(2)["lr"] == pytest.approx(0.1)
@@ -65,8 +73,15 @@ def test_progress_callback_gets_steps_of_the_epoch() -> None:
     r = runner(n_train=5)
     r.train_epoch(1, on_step=updates.append, every=2)
     assert [u["step"] for u in updates] == [1, 2, 4, 5]  # the first step, every 2nd, the last
-    assert set(updates[0]) == {"epoch", "step", "steps", "global_step", "images_per_second",
-                               "loss", "lr"}
+    assert set(updates[0]) == {
+        "epoch",
+        "step",
+        "steps",
+        "global_step",
+        "images_per_second",
+        "loss",
+        "lr",
+    }
     assert updates[-1]["steps"] == 5 and updates[-1]["global_step"] == 5
 
 

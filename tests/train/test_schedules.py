@@ -16,7 +16,10 @@ STEPS_PER_EPOCH = 10
 def train_spec(**fields: Any) -> TrainSpec:
     """A TrainSpec with the given fields on top of 10 epochs, batch 64, lr 0.1/64."""
     base: dict[str, Any] = {
-        "epochs": 10, "batch_size_per_worker": 64, "base_lr": 0.1, "lr_reference_batch": 64,
+        "epochs": 10,
+        "batch_size_per_worker": 64,
+        "base_lr": 0.1,
+        "lr_reference_batch": 64,
     }
     return TrainSpec.model_validate({**base, **fields})
 
@@ -37,7 +40,8 @@ def test_step_milestones_in_epochs_switch_at_the_epoch_boundary() -> None:
 
 def test_step_milestones_in_iterations_match_the_paper() -> None:
     spec = train_spec(
-        epochs=None, iterations=64_000,
+        epochs=None,
+        iterations=64_000,
         schedule={"kind": "step", "milestones": [32_000, 48_000], "unit": "iteration"},
     )
     sched = build_schedule(spec, 0.1, 391)
@@ -62,7 +66,8 @@ def test_linear_warmup_ramps_from_start_factor_to_the_base_rate() -> None:
 
 def test_constant_warmup_holds_then_jumps_like_resnet110() -> None:
     spec = train_spec(
-        epochs=None, iterations=1000,
+        epochs=None,
+        iterations=1000,
         schedule={"kind": "step", "milestones": [500], "unit": "iteration"},
         warmup={"length": 400, "unit": "iteration", "start_factor": 0.1, "mode": "constant"},
     )
@@ -86,7 +91,8 @@ def test_cosine_reaches_min_lr_at_the_end_and_is_monotone() -> None:
 
 def test_cosine_decay_starts_after_warmup() -> None:
     spec = train_spec(
-        schedule={"kind": "cosine"}, warmup={"length": 20, "start_factor": 0.5},
+        schedule={"kind": "cosine"},
+        warmup={"length": 20, "start_factor": 0.5},
     )
     sched = build_schedule(spec, 0.1, STEPS_PER_EPOCH)
     assert sched.lr(20) == pytest.approx(0.1)
@@ -96,8 +102,13 @@ def test_cosine_decay_starts_after_warmup() -> None:
 
 def _plateau(patience: int = 2) -> Any:
     spec = train_spec(
-        schedule={"kind": "plateau", "metric": "val_top1_error", "patience": patience,
-                  "factor": 0.1, "threshold": 0.0},
+        schedule={
+            "kind": "plateau",
+            "metric": "val_top1_error",
+            "patience": patience,
+            "factor": 0.1,
+            "threshold": 0.0,
+        },
     )
     return build_schedule(spec, 0.1, STEPS_PER_EPOCH)
 

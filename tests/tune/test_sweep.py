@@ -77,7 +77,10 @@ def test_resumed_sweep_completes_and_ranks_every_trial(resumed: dict) -> None:
     assert len(trials) == 4
     assert [t["rank"] for t in trials] == [1, 2, 3, 4]
     assert {(t["depth"], t["variant"]) for t in trials} == {
-        (8, "residual"), (14, "residual"), (8, "plain"), (14, "plain")
+        (8, "residual"),
+        (14, "residual"),
+        (8, "plain"),
+        (14, "plain"),
     }
     assert all(t["status"] == "finished" and t["epochs"] == 1 for t in trials)
     values = [t["metric"] for t in trials]

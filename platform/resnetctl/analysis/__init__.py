@@ -1,5 +1,7 @@
 """Analyses of trained networks in the paper's terms: the layer responses of Fig. 7.
 
+Typical use::
+
     trained = load_trained("3f2a…")                 # MLflow run id, run name or checkpoint dir
     result = measure(trained)                        # std of every 3x3 layer after BN, before ReLU
     write_report([result], Path("out"))              # CSV + PNG, logged to the run in MLflow

@@ -69,8 +69,18 @@ def responses_csv(responses: Sequence[LayerResponse]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for position, r in enumerate(responses):
-        writer.writerow([r.index, rank[position], r.conv, r.norm, r.channels, f"{r.std:.6g}",
-                         f"{r.mean:.6g}", r.count])
+        writer.writerow(
+            [
+                r.index,
+                rank[position],
+                r.conv,
+                r.norm,
+                r.channels,
+                f"{r.std:.6g}",
+                f"{r.mean:.6g}",
+                r.count,
+            ]
+        )
     return buffer.getvalue()
 
 
@@ -160,8 +170,9 @@ def write_report(
         out_dir.mkdir(parents=True, exist_ok=True)
         table = out_dir / COMPARE_CSV
         table.write_text(compare_csv(runs), encoding="utf-8")
-        plot = plot_layer_responses({r.label: r.stds for r in runs}, out_dir / COMPARE_PLOT,
-                                    title=title)
+        plot = plot_layer_responses(
+            {r.label: r.stds for r in runs}, out_dir / COMPARE_PLOT, title=title
+        )
         shared = [table, plot]
         written += shared
     if log:
@@ -172,8 +183,9 @@ def write_report(
     return written
 
 
-def log_files(uri: str, run_id: str, files: Sequence[Path], artifact_dir: str = ARTIFACT_DIR
-              ) -> None:
+def log_files(
+    uri: str, run_id: str, files: Sequence[Path], artifact_dir: str = ARTIFACT_DIR
+) -> None:
     """Log files to an MLflow run (also a finished one) under `artifact_dir`."""
     from mlflow import MlflowClient
 

@@ -198,9 +198,7 @@ def layer_responses(
                 layers = response_layers(model, images[:1])
                 for layer in layers:
                     stats = moments[layer.norm] = _Moments()
-                    handles.append(
-                        modules[layer.norm].register_forward_hook(_collector(stats))
-                    )
+                    handles.append(modules[layer.norm].register_forward_hook(_collector(stats)))
             with _eval_mode(model):
                 model(images)
             seen += images.shape[0]

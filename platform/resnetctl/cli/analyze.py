@@ -49,8 +49,9 @@ def analyze(
     out_dir: Annotated[
         Path | None,
         typer.Option(
-            "--out", metavar="DIR", help="Where to write CSV and PNG files "
-            "(default: ./layer-responses-<UTC time>)."
+            "--out",
+            metavar="DIR",
+            help="Where to write CSV and PNG files (default: ./layer-responses-<UTC time>).",
         ),
     ] = None,
     log: Annotated[
@@ -98,8 +99,12 @@ def analyze(
         print_json(
             {
                 "runs": [
-                    {**r.summary(), "stds": r.stds, "logged": r.logged,
-                     "layers": [x.as_dict() for x in r.responses]}
+                    {
+                        **r.summary(),
+                        "stds": r.stds,
+                        "logged": r.logged,
+                        "layers": [x.as_dict() for x in r.responses],
+                    }
                     for r in results
                 ],
                 "files": [str(p) for p in files],
@@ -109,8 +114,7 @@ def analyze(
         out.print(summary_markdown(results), highlight=False, markup=False)
     for result in results:
         if log and not result.logged:
-            err.print(f"{escape(result.label)}: no MLflow run, files written only",
-                      highlight=False)
+            err.print(f"{escape(result.label)}: no MLflow run, files written only", highlight=False)
     err.print(f"wrote {len(files)} files to {escape(str(folder))}", highlight=False)
 
 

@@ -112,8 +112,13 @@ def degradation(
 
     with spec_errors():
         experiment = experiments.degradation(
-            data=data, depths=depths, epochs=epochs, overrides=list(overrides or []),
-            name=name, max_concurrent=max_concurrent, variants=variants,
+            data=data,
+            depths=depths,
+            epochs=epochs,
+            overrides=list(overrides or []),
+            name=name,
+            max_concurrent=max_concurrent,
+            variants=variants,
         )
     _run(experiment, out_dir, analyze, json_, resume)
 
@@ -144,8 +149,12 @@ def shortcuts(
 
     with spec_errors():
         experiment = experiments.shortcuts(
-            data=data, depth=depth, epochs=epochs, overrides=list(overrides or []),
-            name=name, max_concurrent=max_concurrent,
+            data=data,
+            depth=depth,
+            epochs=epochs,
+            overrides=list(overrides or []),
+            name=name,
+            max_concurrent=max_concurrent,
         )
     _run(experiment, out_dir, analyze, json_, resume)
 
@@ -186,8 +195,9 @@ def _run(
     else:
         _render(report)
     if report.interrupted or any(net.status == "error" for net in report.nets):
-        err.print("[bold red]error:[/] some nets did not finish; the table is partial",
-                  highlight=False)
+        err.print(
+            "[bold red]error:[/] some nets did not finish; the table is partial", highlight=False
+        )
         raise typer.Exit(EXIT_JOB_FAILED)
 
 

@@ -50,8 +50,11 @@ def schedule_overrides(epochs: int) -> list[str]:
     milestones = step_milestones(epochs)
     if not milestones:
         return [f"train.epochs={epochs}", "train.schedule={kind: constant}"]
-    return [f"train.epochs={epochs}", "train.schedule.unit=epoch",
-            f"train.schedule.milestones={milestones}"]
+    return [
+        f"train.epochs={epochs}",
+        "train.schedule.unit=epoch",
+        f"train.schedule.milestones={milestones}",
+    ]
 
 
 @dataclass

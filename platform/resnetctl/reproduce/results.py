@@ -148,8 +148,11 @@ def _params(count: int) -> str:
 def table_markdown(nets: Sequence[NetResult]) -> str:
     """The final errors as a markdown table (what the command prints and logs)."""
     header = "| " + " | ".join(name for name, _ in TABLE_COLUMNS) + " |"
-    align = "|" + "|".join("---" if key in ("label", "run_id") else "---:"
-                           for _, key in TABLE_COLUMNS) + "|"
+    align = (
+        "|"
+        + "|".join("---" if key in ("label", "run_id") else "---:" for _, key in TABLE_COLUMNS)
+        + "|"
+    )
     lines = [header, align]
     for net in nets:
         cells = []
@@ -167,9 +170,23 @@ def table_markdown(nets: Sequence[NetResult]) -> str:
 
 def table_csv(nets: Sequence[NetResult]) -> str:
     """The final errors as CSV, with full precision and every identifying column."""
-    columns = ("label", "model", "depth", "variant", "shortcut", "params", "epochs",
-               "iterations", "final_train_error", "final_test_error", "best_test_error",
-               "seconds", "status", "trial_id", "run_id")
+    columns = (
+        "label",
+        "model",
+        "depth",
+        "variant",
+        "shortcut",
+        "params",
+        "epochs",
+        "iterations",
+        "final_train_error",
+        "final_test_error",
+        "best_test_error",
+        "seconds",
+        "status",
+        "trial_id",
+        "run_id",
+    )
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
@@ -211,8 +228,9 @@ def degradation_verdicts(nets: Sequence[NetResult]) -> list[str]:
 
 def shortcut_verdicts(nets: Sequence[NetResult]) -> list[str]:
     """Table 3's ordering (C <= B <= A < plain in error) as measured, ranked by test error."""
-    ranked = sorted((n for n in nets if n.final_test_error is not None),
-                    key=lambda n: n.final_test_error or 0.0)
+    ranked = sorted(
+        (n for n in nets if n.final_test_error is not None), key=lambda n: n.final_test_error or 0.0
+    )
     if not ranked:
         return []
     order = " < ".join(f"{n.label} {n.final_test_error:.2f}%" for n in ranked)
@@ -232,12 +250,16 @@ def figure_panels(nets: Sequence[NetResult]) -> dict[str, dict[str, dict[str, Cu
     return dict(sorted(panels.items(), key=lambda item: item[0] != "plain"))
 
 
-def plot_figure6(nets: Sequence[NetResult], path: Path, *, kind: str, title: str | None = None
-                 ) -> Path:
+def plot_figure6(
+    nets: Sequence[NetResult], path: Path, *, kind: str, title: str | None = None
+) -> Path:
     """Training (dashed) and test (solid) error against epochs, plain and ResNet panels."""
     from resnetctl.analysis.plots import plot_training_curves
 
     return plot_training_curves(
-        figure_panels(nets), path, xlabel="epoch", title=title,
+        figure_panels(nets),
+        path,
+        xlabel="epoch",
+        title=title,
         colour_by_depth=kind == "degradation",
     )

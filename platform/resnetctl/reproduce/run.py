@@ -135,8 +135,9 @@ def trial_checkpoint(record: Any, trial_id: str, spec: Any) -> Path | None:
     return best_checkpoint(folder, spec.checkpoint.metric, mode) or latest_checkpoint(folder)
 
 
-def attach_checkpoints(record: Any, nets: Sequence[NetResult], specs: dict[str, Any]
-                       ) -> dict[str, Path]:
+def attach_checkpoints(
+    record: Any, nets: Sequence[NetResult], specs: dict[str, Any]
+) -> dict[str, Path]:
     """Copy each trial's best checkpoint into its child run as `checkpoints/best`, as `submit`
     does for its runs (`resnetctl.tune` leaves checkpoints in the sweep's storage only), so
     that `resnetctl analyze RUN_ID` finds them wherever the tracking store is read."""
@@ -162,8 +163,9 @@ def summarise(
 
     record = outcome.record
     nets, specs = collect(outcome)
-    verdicts = (degradation_verdicts(nets) if experiment.kind == "degradation"
-                else shortcut_verdicts(nets))
+    verdicts = (
+        degradation_verdicts(nets) if experiment.kind == "degradation" else shortcut_verdicts(nets)
+    )
     report = ExperimentReport(
         kind=experiment.kind,
         sweep=record.name,
@@ -200,13 +202,22 @@ def write_tables_and_figure(
     csv_path = folder / f"{kind}.csv"
     csv_path.write_text(table_csv(nets), encoding="utf-8")
     md_path = folder / f"{kind}.md"
-    lines = [f"# {kind}: sweep {sweep}", "", "Errors in percent; curves per epoch.", "",
-             table_markdown(nets)]
+    lines = [
+        f"# {kind}: sweep {sweep}",
+        "",
+        "Errors in percent; curves per epoch.",
+        "",
+        table_markdown(nets),
+    ]
     if verdicts:
         lines += ["", *(f"- {v}" for v in verdicts)]
     md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    plot = plot_figure6(nets, folder / f"{kind}.png", kind=kind,
-                        title=f"{kind} ({sweep}): training error dashed, test error solid")
+    plot = plot_figure6(
+        nets,
+        folder / f"{kind}.png",
+        kind=kind,
+        title=f"{kind} ({sweep}): training error dashed, test error solid",
+    )
     return [csv_path, md_path, plot]
 
 

@@ -161,8 +161,11 @@ def plan_sweep(request: SweepRequest) -> SweepRecord:
     variants = parse_choices(request.variants, "--variants", VARIANTS)
     flags = [
         flag
-        for flag, given in (("--depths", depths), ("--shortcuts", shortcuts),
-                            ("--variants", variants))
+        for flag, given in (
+            ("--depths", depths),
+            ("--shortcuts", shortcuts),
+            ("--variants", variants),
+        )
         if given is not None
     ]
     if flags:
@@ -510,9 +513,14 @@ def _start_parent(record: SweepRecord) -> Any:
         "tune.max_concurrent": str(record.max_concurrent),
         "tune.trials": str(space.size(record.samples)),
         "tune.base_spec": record.base_source,
-        **({"tune.grace_period": str(record.grace_period),
-            "tune.reduction_factor": f"{record.reduction_factor:g}"}
-           if record.scheduler == "asha" else {}),
+        **(
+            {
+                "tune.grace_period": str(record.grace_period),
+                "tune.reduction_factor": f"{record.reduction_factor:g}",
+            }
+            if record.scheduler == "asha"
+            else {}
+        ),
         **({"search.model": ", ".join(p.label for p in space.models)} if space.models else {}),
         **{f"search.{path}": domain.describe() for path, domain in space.domains.items()},
     }
@@ -727,15 +735,41 @@ def rows_csv(record: SweepRecord, rows: Sequence[TrialRow]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(
-        ["rank", "trial_id", "status", "model", "depth", "shortcut", "variant", *params,
-         "epochs", record.metric, f"best_{record.metric}", "seconds", "mlflow_run_id", "error"]
+        [
+            "rank",
+            "trial_id",
+            "status",
+            "model",
+            "depth",
+            "shortcut",
+            "variant",
+            *params,
+            "epochs",
+            record.metric,
+            f"best_{record.metric}",
+            "seconds",
+            "mlflow_run_id",
+            "error",
+        ]
     )
     for row in rows:
         writer.writerow(
-            [row.rank or "", row.trial_id, row.status, row.model, row.depth, row.shortcut,
-             row.variant, *(row.params.get(p, "") for p in params), row.epochs,
-             _csv_number(row.metric), _csv_number(row.best), _csv_number(row.seconds),
-             row.run_id or "", row.error or ""]
+            [
+                row.rank or "",
+                row.trial_id,
+                row.status,
+                row.model,
+                row.depth,
+                row.shortcut,
+                row.variant,
+                *(row.params.get(p, "") for p in params),
+                row.epochs,
+                _csv_number(row.metric),
+                _csv_number(row.best),
+                _csv_number(row.seconds),
+                row.run_id or "",
+                row.error or "",
+            ]
         )
     return buffer.getvalue()
 
@@ -761,8 +795,9 @@ def _curves(record: SweepRecord, rows: Sequence[TrialRow]) -> dict[str, dict[str
     return curves
 
 
-def _finish_parent(parent: Any, record: SweepRecord, rows: Sequence[TrialRow],
-                   interrupted: bool) -> None:
+def _finish_parent(
+    parent: Any, record: SweepRecord, rows: Sequence[TrialRow], interrupted: bool
+) -> None:
     """Results table, comparison plot (the paper's Fig. 6 style) and best spec on the parent."""
     from resnetctl.tracking.plots import plot_error_curves
 
@@ -776,11 +811,13 @@ def _finish_parent(parent: Any, record: SweepRecord, rows: Sequence[TrialRow],
     if best is not None:
         parent.log_text(best_spec_yaml(record, best), "best/spec.yaml")
         parent.client.log_metric(parent.run_id, f"best_{record.metric}", best.metric or 0.0)
-        parent.set_tags({
-            "resnetctl.tune.best_trial": best.trial_id,
-            "resnetctl.tune.best_run_id": best.run_id or "",
-            "resnetctl.tune.best_label": best.label,
-        })
+        parent.set_tags(
+            {
+                "resnetctl.tune.best_trial": best.trial_id,
+                "resnetctl.tune.best_run_id": best.run_id or "",
+                "resnetctl.tune.best_label": best.label,
+            }
+        )
     parent.end("KILLED" if interrupted else "FINISHED")
 
 
