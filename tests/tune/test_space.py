@@ -156,3 +156,11 @@ def test_bad_input_exits_2_before_any_trial(tune_cli, tmp_path: Path, args, mess
     # Nothing started: no tracking store, no sweep directory.
     assert not (tmp_path / "mlflow.db").exists()
     assert not any(Path(os.environ["RESNETCTL_STORAGE"]).iterdir())
+
+
+def test_asha_horizon_of_iteration_length_trials_is_counted_in_epochs(tmp_path: Path) -> None:
+    # 64 training images, batch 8, one worker: 8 steps an epoch, so 20 iterations end in epoch 3.
+    text = TINY_BASE.replace("  epochs: 1\n", "  iterations: 20\n")
+    assert text != TINY_BASE
+    record = _plan(tmp_path, text, depths="8")
+    assert record.max_t == 3
