@@ -52,6 +52,16 @@ def test_count_macs_restores_mode_and_leaves_no_state() -> None:
     assert not model.training
 
 
+def test_batch_norm_runs_again_after_counting() -> None:
+    # Counting runs BN as an identity; afterwards the layers must normalise and track again.
+    model = create_model("cifar_resnet20")
+    count_macs(model, 32)
+    assert "forward" not in vars(model.bn1)
+    model.train()
+    model(torch.randn(4, 3, 32, 32) * 5 + 3)
+    assert not torch.equal(model.bn1.running_mean, torch.zeros_like(model.bn1.running_mean))
+
+
 def test_count_macs_in_channels() -> None:
     model = create_model("cifar_resnet20", in_channels=1)
     assert count_macs(model, 32, in_channels=1) == _cifar_resnet_macs(20) - 32 * 32 * 16 * 2 * 9

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -32,11 +34,30 @@ def count_macs(model: nn.Module, input_size: int | tuple[int, int], in_channels:
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), _batch_norm_skipped(model), FlopCounterMode(display=False) as counter:
             model(x)
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2
+
+
+@contextlib.contextmanager
+def _batch_norm_skipped(model: nn.Module) -> Iterator[None]:
+    """Run BN layers as identities while counting. The counter does not count BN (Table 1's
+    convention) and BN keeps shapes, so the count is unchanged, but BN's decomposition under the
+    counter was 70% of the time of counting a 1202-layer net on the meta device."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.forward = _identity  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for norm in norms:
+            del norm.forward
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 @lru_cache(maxsize=128)
