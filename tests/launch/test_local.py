@@ -1,9 +1,11 @@
 """`resnetctl submit` on the embedded local Ray: DDP on 2 CPU workers, MLflow, checkpoints,
-resume, fault tolerance. Each test starts a real Ray; they are the slow part of the suite."""
+resume, fault tolerance (a SIGKILLed worker: the group restarts from the latest checkpoint at
+the next epoch and step). Each test starts a real Ray; they are the slow part of the suite."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -80,6 +82,14 @@ def test_killed_worker_is_replaced_and_run_resumes(submit, workdir: Path) -> Non
     steps = [s for s, _ in metric_history(workdir, run.info.run_id, "val_top1_error")]
     assert steps == [1, 2, 3, 4]  # every epoch once: none lost, none logged twice
     assert summary(out)["epochs_completed"] == 4
+    # The restarted group loaded Ray's latest checkpoint and went on from there, not from
+    # epoch 1: 64 images over 2 ranks at batch 8 make 4 steps an epoch.
+    resumed = re.findall(
+        r"resumed from ray at epoch (\d+), step (\d+): continuing with epoch (\d+)", err
+    )
+    assert len(resumed) == 1, err[-3000:]
+    epoch, step, following = map(int, resumed[0])
+    assert 1 <= epoch < 4 and step == 4 * epoch and following == epoch + 1
 
 
 def test_resume_continues_at_next_epoch(submit, workdir: Path) -> None:
