@@ -21,7 +21,7 @@ quickstart: $(STAMP)
 	$(BIN)/resnetctl submit jobs/quickstart.yaml
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check platform tests benchmarks
