@@ -173,18 +173,25 @@ class JobRun:
         import mlflow.pytorch
         import torch
 
-        mlflow.set_tracking_uri(self.uri)
         requirements = [f"torch=={torch.__version__.split('+')[0]}", "resnetctl"]
-        # MLflow inspects the working directory (project detection); inside a Ray job that
-        # directory may already be gone once the workers exit, so log from a fresh one.
-        with tempfile.TemporaryDirectory() as scratch, _working_directory(scratch):
-            with mlflow.start_run(run_id=self.run_id):
-                info = mlflow.pytorch.log_model(
-                    model,
-                    name="model",
-                    serialization_format="pickle",
-                    pip_requirements=requirements,
-                )
+        # The fluent API needs the global tracking URI, and `set_tracking_uri` also exports it
+        # as $MLFLOW_TRACKING_URI, where the next job started in this process would take it as
+        # its store: put both back afterwards.
+        previous = os.environ.get("MLFLOW_TRACKING_URI")
+        mlflow.set_tracking_uri(self.uri)
+        try:
+            # MLflow inspects the working directory (project detection); inside a Ray job that
+            # directory may already be gone once the workers exit, so log from a fresh one.
+            with tempfile.TemporaryDirectory() as scratch, _working_directory(scratch):
+                with mlflow.start_run(run_id=self.run_id):
+                    info = mlflow.pytorch.log_model(
+                        model,
+                        name="model",
+                        serialization_format="pickle",
+                        pip_requirements=requirements,
+                    )
+        finally:
+            mlflow.set_tracking_uri(previous)  # None clears the global and the variable
         return info.model_uri
 
     def log_curves(self, title: str) -> None:
