@@ -5,8 +5,10 @@ training code and DALI loader, side by side in one run.
     .venv/bin/python benchmarks/overhead.py [--job jobs/quickstart.yaml] [--epochs 4] [--rounds 2]
 
 Prints steady-state images/s of each (median over epochs after the first, over rounds), their
-ratio (target >= 0.95), and the seconds from submit to the first training step on the embedded
-local Ray (target <= 15 s).
+ratio (target >= 0.95), the seconds from submit to the first training step on the embedded
+local Ray (target <= 15 s), and where the CPU went while the Ray run trained: cores used by the
+training workers, the Train controller, the driver and Ray's daemons, sampled from the process
+tree.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import socket
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,22 +87,92 @@ def bare_ddp(spec: JobSpec) -> list[float]:
     return queue.get()
 
 
-def through_resnetctl(spec: JobSpec, workdir: Path) -> tuple[list[float], float]:
-    """Per-epoch images/s and seconds to the first step of `run_local(spec)`."""
+def _role(process: Any, driver: int) -> str:
+    """Which part of the Ray run a process of the driver's tree is (Ray sets actor titles)."""
+    if process.pid == driver:
+        return "driver (resnetctl: progress, MLflow run)"
+    title = " ".join(process.cmdline()[:1]) or process.name()
+    if title.startswith("ray::RayTrainWorker"):
+        return "Ray Train workers (training)"
+    if title.startswith("ray::TrainController"):
+        return "Train controller (reports, MLflow metrics)"
+    if title.startswith("ray::"):
+        return "other Ray workers and actors"
+    return "Ray daemons (GCS, raylet, dashboard, agents)"
+
+
+class CpuSampler:
+    """CPU seconds of every process in this one's tree, sampled twice a second, so that the
+    CPU used inside a time window can be split by role afterwards."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._me = psutil.Process()
+        self._samples: list[tuple[float, dict[int, tuple[str, float]]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            snapshot: dict[int, tuple[str, float]] = {}
+            for process in [self._me, *self._me.children(recursive=True)]:
+                try:
+                    # Not cached: a pooled Ray worker takes its actor's title when it gets one.
+                    role = _role(process, self._me.pid)
+                    times = process.cpu_times()
+                except psutil.Error:
+                    continue
+                snapshot[process.pid] = (role, times.user + times.system)
+            self._samples.append((time.time(), snapshot))
+            self._stop.wait(0.5)
+
+    def cores(self, start: float, end: float) -> dict[str, float]:
+        """Average cores used by each role between wall times `start` and `end`."""
+        first = min(self._samples, key=lambda s: abs(s[0] - start))[1]
+        last = min(self._samples, key=lambda s: abs(s[0] - end))[1]
+        used: dict[str, float] = {}
+        for pid, (role, cpu) in last.items():
+            before = first.get(pid, (role, 0.0))[1]  # a process started inside the window
+            used[role] = used.get(role, 0.0) + (cpu - before) / (end - start)
+        return used
+
+
+def through_resnetctl(spec: JobSpec, workdir: Path) -> tuple[list[float], float, dict[str, float]]:
+    """Per-epoch images/s, seconds to the first step of `run_local(spec)`, and the cores each
+    role used from the first step to the last epoch's metrics."""
     from mlflow import MlflowClient
 
     from resnetctl.launch.local import run_local
 
     cwd = os.getcwd()
     os.chdir(workdir)
+    called = time.time()
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with CpuSampler() as sampler, contextlib.redirect_stdout(sys.stderr):
             summary = run_local(spec)
     finally:
         os.chdir(cwd)
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-    history = client.get_metric_history(summary.mlflow_run_id, "images_per_second")
-    return [m.value for m in sorted(history, key=lambda m: m.step)], summary.startup_seconds
+    history = sorted(
+        client.get_metric_history(summary.mlflow_run_id, "images_per_second"),
+        key=lambda m: m.step,
+    )
+    if not history:
+        raise RuntimeError(f"no images_per_second in run {summary.mlflow_run_id} of {workdir}")
+    trained_until = history[-1].timestamp / 1000  # logged by the controller after the last epoch
+    cores = sampler.cores(called + summary.startup_seconds, trained_until)
+    return [m.value for m in history], summary.startup_seconds, cores
 
 
 def main() -> None:
@@ -115,6 +188,7 @@ def main() -> None:
     bare: list[float] = []
     ray: list[float] = []
     startup: list[float] = []
+    cores: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("RESNETCTL_STORAGE", str(Path(tmp) / "runs"))
         for round_ in range(args.rounds):  # interleaved: machine noise hits both alike
@@ -126,9 +200,10 @@ def main() -> None:
             )
             workdir = Path(tmp) / f"round{round_}"
             workdir.mkdir()
-            per_epoch, first_step = through_resnetctl(spec, workdir)
+            per_epoch, first_step, used = through_resnetctl(spec, workdir)
             ray += per_epoch[1:]
             startup.append(first_step)
+            cores.append(used)
     bare_ips, ray_ips = statistics.median(bare), statistics.median(ray)
     print(
         f"job {spec.name}: {spec.model.name}, {spec.resources.workers} workers, "
@@ -141,6 +216,9 @@ def main() -> None:
         f"seconds from submit to first training step: "
         f"{', '.join(f'{s:.1f}' for s in startup)} (target <= 15)"
     )
+    print(f"cores used while the Ray run trained ({os.cpu_count()} on this machine), per round:")
+    for role in sorted({r for used in cores for r in used}):
+        print(f"  {role:45s} " + "  ".join(f"{used.get(role, 0.0):5.2f}" for used in cores))
 
 
 if __name__ == "__main__":
