@@ -108,7 +108,7 @@ def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def start_sweep(workdir: Path, *args: str, tag: str) -> Sweep:
-    """Start `python -m resnetctl.cli.tune ARGS` in `workdir`, in a new session."""
+    """Start `python -m resnetctl tune ARGS` in `workdir`, in a new session."""
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
@@ -121,7 +121,7 @@ def start_sweep(workdir: Path, *args: str, tag: str) -> Sweep:
     out, err = workdir / f"stdout-{tag}.txt", workdir / f"stderr-{tag}.txt"
     with out.open("w") as out_file, err.open("w") as err_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "resnetctl.cli.tune", *args],
+            [sys.executable, "-m", "resnetctl", "tune", *args],
             cwd=workdir,
             env=env,
             stdout=out_file,

@@ -116,14 +116,3 @@ def analyze(
         if log and not result.logged:
             err.print(f"{escape(result.label)}: no MLflow run, files written only", highlight=False)
     err.print(f"wrote {len(files)} files to {escape(str(folder))}", highlight=False)
-
-
-def main() -> None:
-    """Run `analyze` as a command of its own: `python -m resnetctl.cli.analyze`."""
-    app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
-    app.command()(analyze)
-    app()
-
-
-if __name__ == "__main__":
-    main()

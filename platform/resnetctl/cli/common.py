@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -60,6 +60,14 @@ def report_issues(exc: Exception) -> None:
     """One stderr line per issue of a `SpecError` (or the exception's text)."""
     for issue in getattr(exc, "issues", [exc]):
         err.print(f"[bold red]error:[/] {escape(str(issue))}", highlight=False)
+
+
+@contextmanager
+def ray_output_on_stderr() -> Iterator[None]:
+    """Send what Ray prints on stdout (worker and raylet logs) to stderr while a job or sweep
+    runs, so that stdout holds only the command's result (and `--json | jq` works)."""
+    with redirect_stdout(sys.stderr):
+        yield
 
 
 def print_json(payload: Any) -> None:

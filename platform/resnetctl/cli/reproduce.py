@@ -3,7 +3,6 @@ with an MLflow parent run that receives the table of final errors and the figure
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +17,7 @@ from resnetctl.cli.common import (
     err,
     fail,
     print_json,
+    ray_output_on_stderr,
     spec_errors,
 )
 
@@ -181,10 +181,8 @@ def _run(
         f"up to {record.max_concurrent or 'auto'} at once",
         highlight=False,
     )
-    # Ray prints worker logs on stdout; they belong with the logs on stderr, so that stdout
-    # holds only the table (and `--json | jq` works).
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with ray_output_on_stderr():
             report = run_experiment(
                 experiment, record, out_dir=out_dir, analyze=analyze, resume=bool(resume)
             )
@@ -215,13 +213,3 @@ def _render(report: Any) -> None:
     err.print(f"mlflow: {escape(report.parent_url)}", highlight=False)
     for path in report.files:
         err.print(f"wrote {escape(str(path))}", highlight=False)
-
-
-def main() -> None:
-    """Run the sub-app on its own: `python -m resnetctl.cli.reproduce` (until it is registered
-    in the `resnetctl` app)."""
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from resnetctl.cli.common import (
     fail,
     out,
     print_json,
+    ray_output_on_stderr,
     spec_errors,
 )
 
@@ -102,10 +102,8 @@ def submit(
         os.environ["RAY_ADDRESS"] = address
     from resnetctl.launch.local import LaunchError, run_local
 
-    # Ray prints worker and raylet logs on stdout; during the run they belong with the logs on
-    # stderr, so that stdout holds only the summary (and `--json | jq` works).
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with ray_output_on_stderr():
             summary = run_local(spec, spec_file=os.fspath(file))
     except LaunchError as exc:
         fail(str(exc))

@@ -3,8 +3,6 @@ with Ray Tune; one Ray Train run and one MLflow child run per trial."""
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +18,7 @@ from resnetctl.cli.common import (
     fail,
     out,
     print_json,
+    ray_output_on_stderr,
     spec_errors,
 )
 
@@ -180,10 +179,8 @@ def tune(
         f"{record.metric} ({record.mode}), up to {record.max_concurrent or 'auto'} at once",
         highlight=False,
     )
-    # Ray prints worker logs on stdout; they belong with the logs on stderr, so that stdout
-    # holds only the ranked table (and `--json | jq` works).
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with ray_output_on_stderr():
             outcome = run_sweep(record, resume=bool(resume))
     except SweepError as exc:
         fail(str(exc))
@@ -252,15 +249,3 @@ def _render(outcome) -> None:  # type: ignore[no-untyped-def]
     for row in outcome.rows:
         if row.error:
             err.print(f"trial {row.trial_id}: {escape(row.error)}", highlight=False)
-
-
-def main() -> None:
-    """Run `tune` as a command of its own: `python -m resnetctl.cli.tune` (until it is
-    registered in the `resnetctl` app)."""
-    app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
-    app.command()(tune)
-    app()
-
-
-if __name__ == "__main__":
-    main()
