@@ -1,4 +1,5 @@
-"""The driver's MLflow run handle: what logging a model leaves behind in the process."""
+"""The driver's MLflow run handle: preparing the store, environment tags, and what logging a
+model leaves behind in the process."""
 
 from __future__ import annotations
 
@@ -28,3 +29,27 @@ def test_log_model_does_not_leak_its_store_into_the_next_job(
     import mlflow
 
     assert mlflow.get_tracking_uri() != uri
+
+
+def test_prepare_store_creates_a_new_sqlite_store_that_jobs_then_use(tmp_path: Path) -> None:
+    import sqlite3
+
+    from resnetctl.tracking.run import prepare_store
+
+    db = tmp_path / "mlflow.db"
+    prepare_store(f"sqlite:///{db}")
+    with sqlite3.connect(db) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert {"experiments", "runs", "metrics", "params"} <= tables
+    client = MlflowClient(f"sqlite:///{db}")
+    assert client.get_run(client.create_run("0").info.run_id).info.status == "RUNNING"
+
+
+def test_environment_tags_are_collected_once_and_handed_out_as_copies() -> None:
+    from resnetctl.tracking.run import environment_tags
+
+    first = environment_tags()
+    first["torch.version"] = "edited by a caller"
+    second = environment_tags()
+    assert second["torch.version"] != "edited by a caller"
+    assert second["host.cpus"] == str(len(os.sched_getaffinity(0)))

@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from resnetctl.launch import embedded
 from resnetctl.launch.progress import ProgressView
 from resnetctl.launch.runs import (
     RunRecord,
@@ -87,7 +88,12 @@ def run_local(spec: JobSpec, *, spec_file: str | None = None) -> RunSummary:
         raise LaunchError(str(exc)) from None
     storage = storage_root()
     resume_checkpoint, record = _resume_target(spec, storage)
-    owns_ray = _ensure_ray(spec)  # before any run exists: a job that cannot start leaves none
+    tracking = _in_background(uri)
+    try:
+        owns_ray = _ensure_ray(spec)  # before any run exists: a job that cannot start leaves none
+    finally:
+        # Never leave a half-migrated sqlite store behind, whatever happened to Ray.
+        tracking.join()
     run = None
     try:
         run, run_name = _open_run(spec, uri, storage, record, spec_file)
@@ -103,13 +109,27 @@ def run_local(spec: JobSpec, *, spec_file: str | None = None) -> RunSummary:
         raise
     finally:
         if owns_ray:
-            import ray
-
-            ray.shutdown()
+            embedded.stop()
         else:
             from resnetctl.launch.capacity import autoscaler_request
 
             autoscaler_request([])  # the job is over: its nodes may be scaled down
+
+
+def _in_background(uri: str) -> threading.Thread:
+    """`prepare_store(uri)` in a thread: MLflow's imports and a new store's tables take seconds
+    of the startup, and overlap with Ray's processes starting."""
+    from resnetctl.tracking.run import prepare_store
+
+    def prepare() -> None:
+        try:
+            prepare_store(uri)
+        except Exception:  # noqa: BLE001 - _open_run does the same work and reports the error
+            pass
+
+    thread = threading.Thread(target=prepare, name="resnetctl-tracking", daemon=True)
+    thread.start()
+    return thread
 
 
 def _open_run(
@@ -168,19 +188,10 @@ def _ensure_ray(spec: JobSpec) -> bool:
         if address:
             ray.init(address=address, log_to_driver=True)
         else:
-            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
             # Workers see the driver's data cache and storage even where Ray's worker pool was
             # started from another environment.
             passed = ("RESNETCTL_CACHE", "RESNETCTL_STORAGE", "XDG_CACHE_HOME")
-            env_vars = {name: os.environ[name] for name in passed if name in os.environ}
-            ray.init(
-                num_cpus=cpus or os.cpu_count(),
-                runtime_env={"env_vars": env_vars} if env_vars else None,
-                include_dashboard=True,
-                dashboard_host="127.0.0.1",
-                log_to_driver=True,
-                logging_level="WARNING",
-            )
+            embedded.start(env_vars={key: os.environ[key] for key in passed if key in os.environ})
             owns = True
     try:
         if owns:
@@ -189,7 +200,7 @@ def _ensure_ray(spec: JobSpec) -> bool:
             wait_for_capacity(spec, request=autoscaler_request)
     except CapacityError as exc:
         if owns:
-            ray.shutdown()
+            embedded.stop()
         raise LaunchError(f"{spec.where('resources', 'workers')}: {exc}") from None
     return owns
 

@@ -4,6 +4,7 @@ controller. Exactly one process writes at a time, so concurrent writers never ra
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import subprocess
@@ -32,6 +33,13 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 def environment_tags() -> dict[str, str]:
     """Versions, hardware and git commit, as run tags."""
+    return dict(_environment_tags())
+
+
+@functools.cache
+def _environment_tags() -> dict[str, str]:
+    # Cached: collecting them imports torch, Ray, MLflow and DALI (seconds), which `prepare_store`
+    # does ahead of time while Ray starts.
     import mlflow
     import ray
     import torch
@@ -61,6 +69,16 @@ def environment_tags() -> dict[str, str]:
     if commit:
         tags["mlflow.source.git.commit"] = commit
     return tags
+
+
+def prepare_store(uri: str) -> None:
+    """Import what a run needs, collect the environment tags, and open the store (a new sqlite
+    database gets its tables here): several seconds that need nothing from Ray, so the launcher
+    runs this while Ray starts. Errors are left to the real `JobRun.start` to report."""
+    from mlflow import MlflowClient
+
+    environment_tags()
+    MlflowClient(uri).search_experiments(max_results=1)
 
 
 def _cpu_count() -> int:

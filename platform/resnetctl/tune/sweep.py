@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from resnetctl.launch import embedded
 from resnetctl.spec import JobSpec, SpecError, dump_spec
 from resnetctl.spec.errors import SpecIssue
 from resnetctl.spec.loader import load_spec_text, parse_overrides
@@ -128,12 +129,6 @@ def _absolute_paths(spec: JobSpec) -> JobSpec:
     if cache is not None and not Path(cache).is_absolute():
         source.cache_dir = Path(cache).resolve()
     return spec
-
-
-def _cpus() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def plan_sweep(request: SweepRequest) -> SweepRecord:
@@ -325,7 +320,7 @@ def _check_capacity(specs: Sequence[JobSpec], requested: int | None) -> int:
         raise SpecError.single("--max-concurrent", f"must be at least 1, got {requested}")
     if os.environ.get("RAY_ADDRESS"):
         return requested or 0
-    cpus = _cpus()
+    cpus = embedded.machine_cpus()
     need = max(s.resources.workers * s.resources.cpus_per_worker for s in specs)
     if need > cpus:
         raise SpecError.single(
@@ -436,14 +431,7 @@ def _ensure_ray() -> bool:
     # reserved and the next trial wait forever. Naming our dashboard to every process fixes it.
     port = _free_port()
     os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-    ray.init(
-        num_cpus=_cpus(),
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        dashboard_port=port,
-        log_to_driver=True,
-        logging_level="WARNING",
-    )
+    embedded.start(dashboard_port=port)
     return True
 
 
@@ -630,9 +618,7 @@ def run_sweep(record: SweepRecord, *, resume: bool = False, console: Any = None)
         raise
     finally:
         if owns_ray:
-            import ray
-
-            ray.shutdown()
+            embedded.stop()
 
 
 def _children(record: SweepRecord) -> dict[str, Any]:

@@ -1,0 +1,102 @@
+"""The embedded Ray's settings: present in the environment while Ray starts (so that its daemons
+and workers inherit them), left alone where the user set them, gone after `stop`. `ray.init` is
+replaced by a recorder: what Ray does with the variables is measured in benchmarks/overhead.py."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+import ray
+
+from resnetctl.launch import embedded
+from resnetctl.launch.local import LaunchError, run_local
+from resnetctl.spec.loader import load_spec_text
+from tests.launch.conftest import TINY_JOB
+
+
+@pytest.fixture
+def fake_ray(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = []
+
+    def init(**options: Any) -> None:
+        calls.append({"options": options, "env": dict(os.environ)})
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append({"shutdown": True}))
+    for name in embedded.EMBEDDED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    return calls
+
+
+def test_settings_are_in_the_environment_while_ray_starts_and_gone_after_stop(
+    fake_ray: list[dict[str, Any]],
+) -> None:
+    embedded.start(env_vars={"RESNETCTL_CACHE": "/data/cache"})
+    (call,) = fake_ray
+    for name, value in embedded.EMBEDDED_ENV.items():
+        assert call["env"][name] == value
+    options = call["options"]
+    assert options["num_cpus"] == embedded.machine_cpus()
+    assert options["runtime_env"] == {"env_vars": {"RESNETCTL_CACHE": "/data/cache"}}
+    assert options["dashboard_host"] == "127.0.0.1"
+    embedded.stop()
+    assert fake_ray[-1] == {"shutdown": True}
+    assert not set(embedded.EMBEDDED_ENV) & set(os.environ)
+
+
+def test_a_variable_the_user_set_wins_and_survives_stop(
+    fake_ray: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAY_TRAIN_METRICS_ENABLED", "1")
+    embedded.start()
+    assert fake_ray[0]["env"]["RAY_TRAIN_METRICS_ENABLED"] == "1"
+    assert fake_ray[0]["env"]["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"
+    assert fake_ray[0]["options"]["runtime_env"] is None
+    embedded.stop()
+    assert os.environ["RAY_TRAIN_METRICS_ENABLED"] == "1"
+    assert "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER" not in os.environ
+
+
+def test_a_failed_start_leaves_the_environment_as_it_was(
+    fake_ray: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(**options: Any) -> None:
+        raise RuntimeError("no room for a GCS")
+
+    monkeypatch.setattr(ray, "init", broken)
+    before = dict(os.environ)
+    with pytest.raises(RuntimeError, match="no room"):
+        embedded.start()
+    assert dict(os.environ) == before
+
+
+def test_tracking_store_is_complete_before_a_job_that_cannot_start_returns(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    # The store is prepared in a thread while Ray starts; a launch failure must not leave that
+    # thread half-way through creating a sqlite database when the process exits.
+    import threading
+    import time
+
+    import resnetctl.launch.local as local
+    import resnetctl.tracking.run as tracking_run
+
+    monkeypatch.chdir(tmp_path)
+    release, done = threading.Event(), []
+
+    def slow_prepare(uri: str) -> None:
+        release.wait(5)
+        time.sleep(0.2)  # still busy when the launch has failed
+        done.append(uri)
+
+    def no_room(spec: Any) -> bool:
+        release.set()
+        raise LaunchError("resources.workers: 2 workers need 2 CPUs; the embedded Ray has 1")
+
+    monkeypatch.setattr(tracking_run, "prepare_store", slow_prepare)
+    monkeypatch.setattr(local, "_ensure_ray", no_room)
+    with pytest.raises(LaunchError, match="resources.workers"):
+        run_local(load_spec_text(TINY_JOB, "job.yaml"))
+    assert done == [f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"]
