@@ -10,6 +10,7 @@ Generates ImageNet-like JPEGs (375x500) into a temporary folder, then measures i
   * Inception-style random-resized-crop in DALI;
   * torchvision ImageFolder + DataLoader with PIL doing the paper's augmentation, with as many
     worker processes as DALI has threads;
+  * the loader's first stages alone: decode of the crop's region, and that plus the resize;
   * DALI JPEG decode alone, whole images (the ceiling the issue compares against).
 Each figure: the fastest of --repeats timed epochs (img/s) and the median CPU time per image
 (this process and its workers), after one warm-up epoch; an epoch lists every file --passes times.
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 from resnetctl.data import build_loader, prepare_dataset
-from resnetctl.data.pipelines import PCA_EIGVAL, PCA_EIGVEC, build_pipeline
+from resnetctl.data.pipelines import PCA_EIGVAL, PCA_EIGVEC, build_pipeline, decode_region
 from resnetctl.spec.data import ColorAugment, DataSpec, ImageNetPipeline, SyntheticSource
 
 Figure = tuple[float, float]  # (images/s wall clock, CPU milliseconds per image)
@@ -112,10 +113,34 @@ def dali_pipeline(cfg, layout, batch: int, threads: int, repeats: int, **options
 
 def dali_decode_only(layout, batch: int, threads: int, repeats: int) -> Figure:
     """Reader + whole-image JPEG decode on the CPU, nothing else."""
-    from nvidia.dali import fn, pipeline_def, types
+    from nvidia.dali import fn, types
+
+    def decode(jpegs):
+        return fn.decoders.image(jpegs, device="cpu", output_type=types.RGB)
+
+    return _dali_stage(decode, layout, batch, threads, repeats)
+
+
+def dali_region(
+    cfg: ImageNetPipeline, layout, batch: int, threads: int, repeats: int, *, resize: bool
+) -> Figure:
+    """The loader's first stages alone: decode of the crop's region, optionally its resize."""
+    from nvidia.dali import fn
+
+    def region(jpegs):
+        shorter = fn.random.uniform(range=[float(v) for v in cfg.scale_range])
+        pos = fn.random.uniform(range=(0.0, 1.0), shape=2)
+        return decode_region(jpegs, "cpu", shorter, cfg.crop, pos[0], pos[1], resize=resize)[0]
+
+    return _dali_stage(region, layout, batch, threads, repeats)
+
+
+def _dali_stage(stage: Callable, layout, batch: int, threads: int, repeats: int) -> Figure:
+    """Reader + `stage(jpegs)` on the CPU, outputs left in DALI's buffers."""
+    from nvidia.dali import fn, pipeline_def
 
     @pipeline_def
-    def decode():
+    def pipeline():
         jpegs, labels = fn.readers.file(
             file_root=str(layout.train_dir),
             file_list=str(layout.train_list),
@@ -123,12 +148,12 @@ def dali_decode_only(layout, batch: int, threads: int, repeats: int) -> Figure:
             random_shuffle=True,
             seed=0,
         )
-        return fn.decoders.image(jpegs, device="cpu", output_type=types.RGB), labels
+        return stage(jpegs), labels
 
     steps = layout.train_files // batch
 
     def epoch() -> int:
-        pipe = decode(batch_size=batch, num_threads=threads, device_id=None, seed=0)
+        pipe = pipeline(batch_size=batch, num_threads=threads, device_id=None, seed=0)
         pipe.build()
         for _ in range(steps):
             pipe.run()
@@ -283,6 +308,16 @@ def main(argv: list[str] | None = None) -> int:
             dali_loader(
                 spec.model_copy(update={"pipeline": plain}), layout, args.batch, args.repeats
             ),
+        )
+        # Where the loader's CPU goes: its stages one by one (the row above adds flip and
+        # normalisation, the loader's row colour and the copy into torch).
+        record(
+            "DALI CPU, region decode + resize to 224",
+            dali_region(cfg, layout, args.batch, args.threads, args.repeats, resize=True),
+        )
+        record(
+            "DALI CPU, region decode only",
+            dali_region(cfg, layout, args.batch, args.threads, args.repeats, resize=False),
         )
         record(DECODE, dali_decode_only(layout, args.batch, args.threads, args.repeats))
 

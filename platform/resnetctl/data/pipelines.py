@@ -159,10 +159,18 @@ def _image_shape(jpegs: Any) -> tuple[Any, Any]:
     return shape[0], shape[1]
 
 
-def _decode_region(
-    jpegs: Any, device: Device, shorter: Any, crop: int, pos_y: Any, pos_x: Any
+def decode_region(
+    jpegs: Any,
+    device: Device,
+    shorter: Any,
+    crop: int,
+    pos_y: Any,
+    pos_x: Any,
+    *,
+    resize: bool = True,
 ) -> tuple[Any, Any]:
-    """Decode only the region `scale_crop_region` selects and resize it to crop x crop."""
+    """Decode only the region `scale_crop_region` selects and resize it to crop x crop
+    (`resize=False` leaves it at its decoded size, for benchmarks). Returns (images, region)."""
     height, width = _image_shape(jpegs)
     y0, x0, size_y, size_x = scale_crop_region(
         height, width, shorter, crop, pos_y, pos_x, minimum=dmath.min
@@ -175,7 +183,8 @@ def _decode_region(
         rel_shape=fn.stack(size_y, size_x),
         axis_names="HW",
     )
-    images = fn.resize(images, device=device, size=(crop, crop), antialias=True)
+    if resize:
+        images = fn.resize(images, device=device, size=(crop, crop), antialias=True)
     return images, fn.stack(y0, x0, size_y, size_x)
 
 
@@ -200,7 +209,7 @@ def imagenet_train(
         shorter = fn.random.uniform(range=[float(v) for v in cfg.scale_range])
         pos = fn.random.uniform(range=(0.0, 1.0), shape=2)
         if region_decode:
-            images, region = _decode_region(jpegs, device, shorter, cfg.crop, pos[0], pos[1])
+            images, region = decode_region(jpegs, device, shorter, cfg.crop, pos[0], pos[1])
             extras = (shorter, region) if debug else ()
         else:
             images = fn.decoders.image(jpegs, device=_DECODER_DEVICE[device], output_type=types.RGB)
@@ -241,7 +250,7 @@ def imagenet_val(
     The centre crop is decoded as a region of the original (see `scale_crop_region`).
     """
     jpegs, labels = _reader(reader)
-    images, _ = _decode_region(jpegs, device, float(cfg.val_resize), cfg.val_crop, 0.5, 0.5)
+    images, _ = decode_region(jpegs, device, float(cfg.val_resize), cfg.val_crop, 0.5, 0.5)
     images = fn.crop_mirror_normalize(
         images,
         device=device,
