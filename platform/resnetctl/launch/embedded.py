@@ -1,7 +1,8 @@
 """The embedded Ray that `submit` and `tune` start when no cluster is given.
 
 It is one machine, this process's own, sized to the CPUs the process may use, with the dashboard
-on loopback (Ray Train V2 needs its state API). It goes without the services only a cluster
+on loopback (`tune` frees a stopped trial's placement group through Ray's state API, which the
+dashboard serves). It goes without the services only a cluster
 needs, because on a small machine every process Ray adds takes CPU from the training workers
 (docs/benchmarks.md splits the cores by role):
 
