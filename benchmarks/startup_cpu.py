@@ -23,6 +23,8 @@ from pathlib import Path
 
 import psutil
 
+from resnetctl.host import usable_cpus
+
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_STEP = "Wrapping provided model in DistributedDataParallel"
 
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 pass
             process.wait()
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cpus()
     total = sum(cpu for _, cpu in seen.values())
     print(
         f"submit to first step: {wall:.1f} s wall; {total:.1f} CPU seconds in {len(seen)} "

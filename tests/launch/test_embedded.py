@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import ray
 
+from resnetctl.host import usable_cpus
 from resnetctl.launch import embedded
 from resnetctl.launch.local import LaunchError, run_local
 from resnetctl.spec.loader import load_spec_text
@@ -38,7 +39,7 @@ def test_settings_are_in_the_environment_while_ray_starts_and_gone_after_stop(
     for name, value in embedded.EMBEDDED_ENV.items():
         assert call["env"][name] == value
     options = call["options"]
-    assert options["num_cpus"] == embedded.machine_cpus()
+    assert options["num_cpus"] == usable_cpus()
     assert options["runtime_env"] == {"env_vars": {"RESNETCTL_CACHE": "/data/cache"}}
     assert options["dashboard_host"] == "127.0.0.1"
     embedded.stop()

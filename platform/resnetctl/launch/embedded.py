@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from resnetctl.host import usable_cpus
+
 #: What an embedded Ray turns off, as the environment variables Ray reads.
 EMBEDDED_ENV: dict[str, str] = {
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
@@ -28,13 +30,6 @@ EMBEDDED_ENV: dict[str, str] = {
 }
 
 _added: list[str] = []
-
-
-def machine_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, which containers and taskset narrow)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def start(*, env_vars: Mapping[str, str] | None = None, dashboard_port: int | None = None) -> None:
@@ -47,7 +42,7 @@ def start(*, env_vars: Mapping[str, str] | None = None, dashboard_port: int | No
             _added.append(name)
     try:
         ray.init(
-            num_cpus=machine_cpus(),
+            num_cpus=usable_cpus(),
             runtime_env={"env_vars": dict(env_vars)} if env_vars else None,
             include_dashboard=True,
             dashboard_host="127.0.0.1",

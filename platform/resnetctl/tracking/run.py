@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from resnetctl.host import usable_cpus
 from resnetctl.spec import JobSpec
 
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit per log_batch call
@@ -53,7 +54,7 @@ def _environment_tags() -> dict[str, str]:
         "mlflow.version": mlflow.__version__,
         "python.version": platform.python_version(),
         "host.platform": platform.platform(),
-        "host.cpus": str(_cpu_count()),
+        "host.cpus": str(usable_cpus()),
         "host.gpus": ", ".join(
             torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
         )
@@ -79,12 +80,6 @@ def prepare_store(uri: str) -> None:
 
     environment_tags()
     MlflowClient(uri).search_experiments(max_results=1)
-
-
-def _cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _git_commit() -> str | None:

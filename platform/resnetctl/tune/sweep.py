@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from resnetctl.host import usable_cpus
 from resnetctl.launch import embedded
 from resnetctl.spec import JobSpec, SpecError, dump_spec
 from resnetctl.spec.errors import SpecIssue
@@ -320,7 +321,7 @@ def _check_capacity(specs: Sequence[JobSpec], requested: int | None) -> int:
         raise SpecError.single("--max-concurrent", f"must be at least 1, got {requested}")
     if os.environ.get("RAY_ADDRESS"):
         return requested or 0
-    cpus = embedded.machine_cpus()
+    cpus = usable_cpus()
     need = max(s.resources.workers * s.resources.cpus_per_worker for s in specs)
     if need > cpus:
         raise SpecError.single(
