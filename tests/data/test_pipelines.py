@@ -336,33 +336,9 @@ def test_every_cpu_pipeline_builds_and_runs_without_a_gpu(shapes_layout, kind, m
     assert outputs[0].dtype == np.float32 and np.isfinite(outputs[0]).all()
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the failure without CUDA")
-def test_gpu_pipeline_without_cuda_fails_clearly(shapes_layout) -> None:
-    _, layout = shapes_layout
-    with pytest.raises(RuntimeError, match="(?i)cuda"):
-        build_pipeline(
-            imagenet_spec(layout.root).pipeline,
-            "train",
-            file_root=str(layout.val_dir),
-            file_list=str(layout.val_list),
-            batch_size=2,
-            shard_id=0,
-            num_shards=1,
-            shuffle=True,
-            reader_seed=0,
-            seed=0,
-            threads=1,
-            prefetch=1,
-            device="gpu",
-            device_id=0,
-        )
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_gpu_pipeline_uses_nvjpeg_and_gpu_operators(shapes_layout) -> None:
-    _, layout = shapes_layout
-    pipe = build_pipeline(
+def _gpu_train_pipeline(layout):
+    """The ImageNet training pipeline on GPU 0 (nvJPEG decode, GPU operators)."""
+    return build_pipeline(
         imagenet_spec(layout.root).pipeline,
         "train",
         file_root=str(layout.val_dir),
@@ -378,6 +354,20 @@ def test_gpu_pipeline_uses_nvjpeg_and_gpu_operators(shapes_layout) -> None:
         device="gpu",
         device_id=0,
     )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the failure without CUDA")
+def test_gpu_pipeline_without_cuda_fails_clearly(shapes_layout) -> None:
+    _, layout = shapes_layout
+    with pytest.raises(RuntimeError, match="(?i)cuda"):
+        _gpu_train_pipeline(layout)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_pipeline_uses_nvjpeg_and_gpu_operators(shapes_layout) -> None:
+    _, layout = shapes_layout
+    pipe = _gpu_train_pipeline(layout)
     assert "gpu" in pipeline_devices(pipe)
     images = pipe.run()[0]
     assert images.shape()[0] == (3, 24, 24)
