@@ -1,13 +1,85 @@
-"""Shared fixtures: an isolated cache, tracking store and run storage for every test."""
+"""Shared fixtures: an isolated cache, tracking store, run storage and Ray token for every test.
+
+Nothing here reads or writes the user's home folder: the Ray auth token every test uses (the
+embedded Ray of `submit`, `ray start`, the Jobs client, `ray list`) is made in a temporary folder
+and passed by `RAY_AUTH_TOKEN_PATH`, and `test_the_suite_left_the_users_ray_folder_alone` (run
+last) fails the run if `~/.ray` changed while it ran.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = ROOT / "jobs"
+USER_RAY_DIR = Path.home() / ".ray"
+RAY_TOKEN_VARIABLES = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE")
+
+
+def ray_folder_state(folder: Path = USER_RAY_DIR) -> dict[str, str] | None:
+    """Every file under `folder` with a digest of its bytes; None when the folder is absent."""
+    if not folder.exists():
+        return None
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Taken before any test (or fixture) runs; compared by the last test of the session.
+    config.stash[_HOME_RAY] = ray_folder_state()
+    # A token of the suite's own for every Ray it starts or talks to: set before any fixture
+    # (also module- and session-scoped ones) and inherited by every subprocess.
+    folder = Path(tempfile.mkdtemp(prefix="resnetctl-ray-token-"))
+    token = folder / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    config.stash[_TOKEN_DIR] = folder
+    config.stash[_SAVED_ENV] = {name: os.environ.get(name) for name in RAY_TOKEN_VARIABLES}
+    os.environ.pop("RAY_AUTH_TOKEN", None)  # it would win over the path
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for name, value in config.stash.get(_SAVED_ENV, {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    folder = config.stash.get(_TOKEN_DIR, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Tests marked `last` check what the whole session did: run them after everything else.
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
+_HOME_RAY = pytest.StashKey[dict[str, str] | None]()
+_TOKEN_DIR = pytest.StashKey[Path]()
+_SAVED_ENV = pytest.StashKey[dict[str, str | None]]()
+
+
+@pytest.fixture(scope="session")
+def ray_token() -> str:
+    """The suite's Ray auth token (the content of `$RAY_AUTH_TOKEN_PATH`)."""
+    return Path(os.environ["RAY_AUTH_TOKEN_PATH"]).read_text().strip()
+
+
+@pytest.fixture(scope="session")
+def home_ray_state_at_start(pytestconfig: pytest.Config) -> dict[str, str] | None:
+    """`~/.ray` as it was before the session started (None: absent)."""
+    return pytestconfig.stash[_HOME_RAY]
 
 
 @pytest.fixture(autouse=True)
@@ -18,3 +90,15 @@ def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     monkeypatch.setenv("RESNETCTL_STORAGE", str(tmp_path_factory.mktemp("runs")))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _ray_auth_mode_restored() -> Iterator[None]:
+    # `ray.init` of a new local cluster sets RAY_AUTH_MODE=token in this process's environment;
+    # leave the next test the environment this one found.
+    before = os.environ.get("RAY_AUTH_MODE")
+    yield
+    if before is None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+    else:
+        os.environ["RAY_AUTH_MODE"] = before
