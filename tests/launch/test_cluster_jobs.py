@@ -16,15 +16,27 @@ from tests.launch.conftest import Cluster, wait_for
 pytestmark = pytest.mark.slow
 
 
-def resnetctl(*args: str, cwd: Path, timeout: float = 420) -> subprocess.CompletedProcess[str]:
+def resnetctl(
+    *args: str, cwd: Path, timeout: float = 420, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would. The suite's token reaches it by RAY_AUTH_TOKEN_PATH alone:
+    no RAY_AUTH_MODE, which Ray's own clients would need."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
     return subprocess.run(
         [sys.executable, "-m", "resnetctl", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "RAY_AUTH_MODE": "token", "RAY_ADDRESS": ""},
+        env={**env, "RAY_ADDRESS": ""},
     )
+
+
+def machine_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a machine whose HOME is `home` and that has no Ray token set."""
+    unset = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE")
+    return {**{k: v for k, v in os.environ.items() if k not in unset}, "HOME": str(home), **extra}
 
 
 def test_two_worker_job_spans_both_nodes_and_tracks_to_server(
@@ -142,3 +154,50 @@ def test_local_tracking_store_is_refused_for_a_cluster(cluster: Cluster, workdir
     done = resnetctl("submit", "job.yaml", "--address", cluster.dashboard, cwd=workdir)
     assert done.returncode == 2
     assert "is a local store that the cluster's workers cannot reach" in done.stderr
+
+
+def test_a_machine_without_the_token_is_told_how_to_get_it(
+    cluster: Cluster, workdir: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    dashboard = ("--address", cluster.dashboard)
+    commands = [
+        ("list", *dashboard),
+        ("status", "some-job", *dashboard),
+        ("logs", "some-job", *dashboard),
+        ("submit", "job.yaml", *dashboard, "--set", f"tracking.uri={cluster.mlflow}"),
+        ("submit", "job.yaml", "--address", cluster.gcs),  # join as a driver
+    ]
+    for env, says in (
+        (machine_env(home), "needs its auth token and this machine has none"),
+        (machine_env(home, RAY_AUTH_TOKEN="not-the-token"), "refused this machine's auth token"),
+    ):
+        for args in commands:
+            done = resnetctl(*args, cwd=workdir, env=env, timeout=60)
+            lines = done.stderr.strip().splitlines()
+            assert done.returncode == 2, (args, done.stderr[-2000:])
+            assert len(lines) == 1 and says in lines[0], (args, done.stderr[-2000:])
+            assert "ray get-auth-token" in lines[0] and "export RAY_AUTH_TOKEN=" in lines[0]
+    assert not (home / ".ray").exists()
+
+
+def test_the_token_in_the_home_folder_alone_is_enough(
+    cluster: Cluster, workdir: Path, tmp_path: Path, ray_token: str
+) -> None:
+    # What `ray get-auth-token --generate` leaves on a client: the file, and no RAY_AUTH_MODE.
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text(ray_token)
+    listed = resnetctl(
+        "list", "--json", "--address", cluster.dashboard, cwd=workdir, env=machine_env(home)
+    )
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert isinstance(json.loads(listed.stdout), list)
+
+
+def test_nothing_listening_at_a_gcs_address_is_one_line(workdir: Path) -> None:
+    done = resnetctl("submit", "job.yaml", "--address", "127.0.0.1:9", cwd=workdir, timeout=60)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert "nothing answers at the Ray cluster address 127.0.0.1:9" in line

@@ -99,6 +99,7 @@ def submit(
         _submit_remote(spec, address, os.fspath(file), no_wait, storage, json_)
         return
     if address:  # a GCS address (host:port, auto): join that cluster as its driver
+        _check_gcs(address)
         os.environ["RAY_ADDRESS"] = address
     from resnetctl.launch.local import LaunchError, run_local
 
@@ -113,6 +114,16 @@ def submit(
         summary.render(out)
     if not summary.succeeded:
         raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def _check_gcs(address: str) -> None:
+    """One line and exit 2, not a traceback after 30 s, when the cluster cannot be joined."""
+    from resnetctl.launch.auth import ClusterAccessError, check_gcs_access
+
+    try:
+        check_gcs_access(address)
+    except ClusterAccessError as exc:
+        fail(str(exc))
 
 
 def _print_placement(spec, config: Path, json_: bool) -> None:  # type: ignore[no-untyped-def]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from resnetctl.launch import auth
 from resnetctl.launch.runs import new_run_name
 from resnetctl.spec import JobSpec, dump_spec
 from resnetctl.tracking.store import is_local_store, resolve_tracking_uri
@@ -66,21 +67,24 @@ class JobInfo:
 
 
 def client(address: str) -> Any:
-    """A `JobSubmissionClient` for `address`, with token auth when this machine has a token.
+    """A `JobSubmissionClient` for `address`, sending this machine's Ray auth token if any.
 
-    Raises `RemoteError` naming the address when nothing answers there.
+    Raises `RemoteError` naming the address when nothing answers there, and saying how to get
+    the token when the cluster refuses this machine for the lack of (the right) one.
     """
     from ray.job_submission import JobSubmissionClient
 
-    # Ray 2.60 enables token auth by default; its client sends the token only when asked to.
-    if "RAY_AUTH_MODE" not in os.environ and (Path.home() / ".ray" / "auth_token").is_file():
-        os.environ["RAY_AUTH_MODE"] = "token"
+    # Passed explicitly: Ray's client sends the token only if RAY_AUTH_MODE=token was set
+    # before Ray was imported.
+    headers = auth.http_headers()
     try:
-        return JobSubmissionClient(address)
+        return JobSubmissionClient(address, headers=headers or None)
     except Exception as exc:  # ConnectionError, requests' errors, version checks
-        raise RemoteError(
-            f"cannot reach the Ray Jobs API at {address}: {_first_line(exc)}"
-        ) from None
+        text = _first_line(exc)
+        if auth.is_auth_failure(text):
+            message = auth.wrong_token_message if headers else auth.missing_token_message
+            raise RemoteError(message(address)) from None
+        raise RemoteError(f"cannot reach the Ray Jobs API at {address}: {text}") from None
 
 
 def check_cluster_tracking(spec: JobSpec) -> str:
