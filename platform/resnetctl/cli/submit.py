@@ -41,7 +41,12 @@ def submit(
     ] = None,
     resume: Annotated[
         str | None,
-        typer.Option("--resume", metavar="RUN", help="Continue this run (name or checkpoint dir)."),
+        typer.Option(
+            "--resume",
+            metavar="RUN",
+            help="Continue this run: its name, `latest` (the newest run of this job), or a "
+            "checkpoint dir.",
+        ),
     ] = None,
     cluster: Annotated[
         Path | None,

@@ -166,7 +166,7 @@ def _resume_target(spec: JobSpec, storage: Path) -> tuple[Path | None, RunRecord
     if not target:
         return None, None
     try:
-        return resolve_resume(target, storage)
+        return resolve_resume(target, storage, job=spec.name)
     except FileNotFoundError as exc:
         raise LaunchError(f"{spec.where('checkpoint', 'resume_from')}: {exc}") from None
 

@@ -77,9 +77,31 @@ def best_checkpoint(folder: Path, metric: str, mode: str) -> Path | None:
     return pick(ranked, key=lambda pair: pair[0])[1]
 
 
-def resolve_resume(target: str, storage: Path) -> tuple[Path, RunRecord | None]:
-    """Turn `--resume` (a run name under storage, or a checkpoint directory) into the checkpoint
-    to load and, for a run name, its record. Raises FileNotFoundError naming what is missing."""
+#: `--resume latest`: the newest run of the same job under storage.
+LATEST = "latest"
+
+
+def latest_run(storage: Path, job: str) -> str | None:
+    """The name of the newest run of `job` under `storage` (names sort by their UTC time)."""
+    runs = [
+        record.run_name
+        for folder in (storage.iterdir() if storage.is_dir() else [])
+        if (record := RunRecord.load(storage, folder.name)) is not None and record.job == job
+    ]
+    return max(runs, default=None)
+
+
+def resolve_resume(
+    target: str, storage: Path, job: str | None = None
+) -> tuple[Path, RunRecord | None]:
+    """Turn `--resume` (a run name under storage, `latest` for the newest run of `job`, or a
+    checkpoint directory) into the checkpoint to load and, for a run, its record. Raises
+    FileNotFoundError naming what is missing."""
+    if target == LATEST and job is not None and not Path(target).exists():
+        newest = latest_run(storage, job)
+        if newest is None:
+            raise FileNotFoundError(f"no run of job {job!r} under {storage} to resume")
+        target = newest
     as_path = Path(target).expanduser()
     if (as_path / CHECKPOINT_META).is_file():
         return as_path.resolve(), None
