@@ -1,82 +1,186 @@
-"""Autoscaling for real, on one machine: `cluster/local.yaml` (Ray's fake_multinode provider)
-starts from a head with no CPUs, a 2-worker Ray Train DDP job makes the autoscaler add two 1-CPU
-worker nodes, the job finishes, and the nodes are removed after the idle timeout.
+"""Autoscaling for real, on one machine, exactly as docs/cluster.md tells a user to try it: the
+commands are read from the guide and run verbatim with the shipped `cluster/local.yaml`, in a
+new empty home folder (where the guide's `ray get-auth-token --generate` writes the token), with
+the repository's `cluster/` and `jobs/` beside them. The head holds no CPUs; the quickstart's two
+DDP workers make the autoscaler add two 1-CPU nodes; after the job the nodes are removed once
+idle for the file's `idle_timeout_minutes`; the guide's stop command ends every process.
 
 The node count is sampled every second from the dashboard's state API, with the raylet
 processes of the cluster beside it, and the timeline is asserted on (and left in
-`timeline.json` in the test's tmp dir). Every process the test starts is ended by PID in the
-fixture's teardown, which fails the test if one survives.
+`timeline.json` in the test's tmp dir). Whatever survives the guide's stop command is killed by
+PID afterwards, and fails the test.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.cluster._fake_cluster import FakeCluster, cluster_config, fake_cluster
+from tests.cluster._fake_cluster import FakeCluster, walkthrough
 from tests.cluster.conftest import CLUSTER
+from tests.conftest import JOBS
 
 pytestmark = pytest.mark.slow
 
-IDLE_MINUTES = 0.25  # fractional minutes: Ray's schema types idle_timeout_minutes as "number"
-JOB = Path(__file__).with_name("_ddp_job.py")
+CONFIG = yaml.safe_load((CLUSTER / "local.yaml").read_text())
+IDLE_S = CONFIG["idle_timeout_minutes"] * 60
 HEAD_ONLY, SCALED = 1, 3  # the head, then the head and one node per DDP worker
-MAX_NODES = 1 + 4  # the head and cluster/local.yaml's max_workers
+MAX_NODES = 1 + CONFIG["max_workers"]
+DASHBOARD_PORT = 8265  # the guide's head takes Ray's default
+BIN = Path(sys.executable).parent
 
 
-def raylets(cluster: FakeCluster) -> int:
-    return sum(1 for p in cluster.processes() if p.name() == "raylet")
+def user_environment(home: Path) -> dict[str, str]:
+    """A user's shell: this venv's commands on PATH, a home of its own, no Ray settings."""
+    ours = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE", "RAY_ADDRESS")
+    env = {k: v for k, v in os.environ.items() if k not in ours}
+    return {**env, "HOME": str(home), "PATH": f"{BIN}{os.pathsep}{env['PATH']}"}
 
 
-def test_a_ddp_job_scales_the_fake_cluster_up_and_idle_nodes_are_removed(tmp_path: Path) -> None:
-    config = cluster_config(CLUSTER / "local.yaml", idle_timeout_minutes=IDLE_MINUTES)
-    out = tmp_path / "job"
-    out.mkdir()
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+        )  # as servers do: TIME_WAIT is free
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def bash(command: str, cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`command` in the background, in a session of its own (killed by group if the test fails)."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def test_the_guides_fake_cluster_scales_up_for_a_job_and_down_when_idle(tmp_path: Path) -> None:
+    guide = walkthrough()
+    gcs_port = int(guide.option("port"))
+    temp_dir = Path(guide.option("temp-dir"))
+    assert CONFIG["provider"]["gcs_address"] == f"127.0.0.1:{gcs_port}"  # file and guide agree
+    for port in (gcs_port, DASHBOARD_PORT):
+        assert port_is_free(port), f"port {port} is taken: the guide's cluster needs it"
+    assert not temp_dir.exists(), f"{temp_dir} exists: another run of the guide's cluster?"
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    for name, target in (("cluster", CLUSTER), ("jobs", JOBS)):
+        (work / name).symlink_to(target)
+    env = user_environment(home)
+    log = tmp_path / "commands.log"
+
+    def run(command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            ["bash", "-c", command],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        with log.open("a") as out:
+            out.write(f"$ {command}\n{done.stdout}{done.stderr}[exit {done.returncode}]\n")
+        return done
+
+    assert run(guide.command(r"^ray get-auth-token --generate")).returncode == 0
+    cluster = FakeCluster(temp_dir, DASHBOARD_PORT, home / ".ray" / "auth_token")
+    assert cluster.token_file.is_file()
+    env.update(guide.exported())
     timeline: list[dict[str, float | int | None]] = []
     started = time.time()
 
-    def sample(cluster: FakeCluster, driver_rc: int | None) -> int:
+    def sample(driver_rc: int | None) -> int:
         nodes = len(cluster.alive_nodes())
+        raylets = sum(1 for p in cluster.processes() if p.name() == "raylet")
         timeline.append(
             {
                 "t": round(time.time() - started, 1),
                 "nodes": nodes,
-                "raylets": raylets(cluster),
+                "raylets": raylets,
                 "driver": driver_rc,
             }
         )
         return nodes
 
-    with fake_cluster(config, tmp_path) as cluster:
-        started = time.time()
-        assert sample(cluster, None) == HEAD_ONLY
-        driver = cluster.start_process([sys.executable, str(JOB), str(out)], tmp_path / "job.log")
-        deadline = started + 150
-        while driver.poll() is None and time.time() < deadline:
-            sample(cluster, None)
+    try:
+        assert run(guide.command(r"ray start --head")).returncode == 0  # backgrounds the head
+        head_pid = work / "head.pid"
+        deadline = time.monotonic() + 90
+        while True:
+            if head_pid.exists() and head_pid.read_text().strip():
+                cluster.session_ids.add(int(head_pid.read_text()))
+                try:
+                    if cluster.alive_nodes():
+                        break
+                except OSError:
+                    pass
+            assert time.monotonic() < deadline, (work / "head.log").read_text()[-3000:]
             time.sleep(1)
-        assert driver.poll() == 0, (tmp_path / "job.log").read_text()[-3000:]
+        (head,) = cluster.alive_nodes()
+        status = run(guide.command(r"resnetctl cluster status"))
+        assert status.returncode == 0 and "ray.head.default" in status.stdout, status
+
+        started = time.time()
+        assert sample(None) == HEAD_ONLY
+        driver = bash(guide.command(r"resnetctl submit"), work, env, tmp_path / "driver.log")
+        cluster.session_ids.add(driver.pid)
+        deadline = started + 300
+        while driver.poll() is None and time.time() < deadline:
+            sample(None)
+            time.sleep(1)
+        assert driver.poll() == 0, (tmp_path / "driver.log").read_text()[-3000:]
         job_done = time.time() - started
-        deadline = time.time() + IDLE_MINUTES * 60 + 60
-        while sample(cluster, driver.returncode) > HEAD_ONLY and time.time() < deadline:
+        deadline = time.time() + IDLE_S + 60
+        while sample(driver.returncode) > HEAD_ONLY and time.time() < deadline:
             time.sleep(1)
         (tmp_path / "timeline.json").write_text(json.dumps(timeline, indent=1))
-    assert not cluster.processes()  # teardown ended every process, fake nodes included
+
+        assert run(guide.stop, timeout=60).returncode == 0
+        # Ray's worker processes lead process groups of their own; they end by themselves
+        # within seconds of their raylet, which the stop command ended.
+        deadline = time.monotonic() + 20
+        while (left := cluster.processes()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not left, f"the guide's stop command left processes behind: {left}"
+        assert not (work / "head.pid").exists()
+    finally:
+        survivors = cluster.kill_all()
+        cluster.keep_logs(tmp_path)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        assert not survivors, f"processes left behind: {survivors}"
     print(
         f"driver exited at {job_done:.1f} s; timeline (t s, alive nodes, raylet processes):",
         [(s["t"], s["nodes"], s["raylets"]) for s in timeline],
     )
 
     # The job ran for real: two DDP ranks on two different added nodes, neither the head.
-    assert '{"ok": true}' in (tmp_path / "job.log").read_text()
-    ranks = [json.loads((out / f"rank-{r}.json").read_text()) for r in (0, 1)]
-    assert all(r["world_size"] == 2 for r in ranks)
-    nodes = {r["node"] for r in ranks}
-    assert len(nodes) == 2 and not any(n.endswith("00000") for n in nodes)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    (run_,) = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+    assert run_.info.status == "FINISHED"
+    nodes = run_.data.tags["ray.worker_nodes"].split(",")
+    assert len(set(nodes)) == 2 and head["node_id"] not in nodes, (nodes, head["node_id"])
+    (last_epoch,) = client.get_metric_history(run_.info.run_id, "val_top1_error")
+    workers_done = last_epoch.timestamp / 1000 - started
 
     # Scale-up: only the head at first; at least the two nodes the job needs added while it ran.
     # On a loaded machine a node can take longer to register than one autoscaler pass, and the
@@ -90,8 +194,9 @@ def test_a_ddp_job_scales_the_fake_cluster_up_and_idle_nodes_are_removed(tmp_pat
     assert max(counts) <= max(s["raylets"] for s in timeline) <= MAX_NODES
 
     # Scale-down: nodes outlive the job until idle for the timeout, then go (processes too).
-    workers_done = max((out / f"rank-{r}.json").stat().st_mtime for r in (0, 1)) - started
+    # The last epoch's metric is logged before the workers end: an earlier mark, so the lower
+    # bound holds whatever the driver does after it.
     down_at = next(s["t"] for s in timeline if s["t"] > up_at and s["nodes"] == HEAD_ONLY)
-    assert down_at - workers_done >= IDLE_MINUTES * 60 - 3, timeline
-    assert down_at - workers_done <= IDLE_MINUTES * 60 + 45, timeline
+    assert down_at - workers_done >= IDLE_S - 3, timeline
+    assert down_at - workers_done <= IDLE_S + 60, timeline
     assert timeline[-1]["nodes"] == HEAD_ONLY and timeline[-1]["raylets"] == HEAD_ONLY

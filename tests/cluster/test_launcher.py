@@ -210,3 +210,30 @@ def test_explain_failure() -> None:
         config, "google.auth.exceptions.DefaultCredentialsError: ..."
     )
     assert launcher.explain_failure(config, "something else") is None
+
+
+def test_up_on_a_machine_without_the_ray_token_says_how_to_make_it(
+    cli, fake_ray, variant, tmp_path, monkeypatch
+) -> None:
+    def fill_placeholders(node: object) -> object:
+        if isinstance(node, dict):
+            return {key: fill_placeholders(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [fill_placeholders(value) for value in node]
+        return "ami-0123456789abcdef0" if "REPLACE" in str(node) else node
+
+    fake_ray()
+    config = variant("aws", lambda c: c.update(fill_placeholders(c)))
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))  # a fresh machine: no ~/.ray/auth_token
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dist").mkdir()  # the wheel folder exists: only the token is missing
+    # The cloud SDK and credentials are there (faked: checking them would call AWS).
+    monkeypatch.setattr(launcher, "_installed", lambda module: True)
+    monkeypatch.setattr(launcher, "_check_aws_credentials", lambda env: None)
+    outcome = cli("up", str(config), "--yes")
+    assert outcome.code == 2
+    (line,) = outcome.stderr.strip().splitlines()
+    assert "~/.ray/auth_token" in line and "`ray get-auth-token --generate`" in line
+    assert calls(tmp_path, "ray") == []
