@@ -139,7 +139,10 @@ def resume(runner: Runner, session: Session, resume_checkpoint: str | None = Non
 
 
 def _load(runner: Runner, directory: str | os.PathLike[str]) -> None:
-    state, _ = load_checkpoint(directory, map_location=runner.device)
+    # On the CPU, whatever the run's device: mapping everything to CUDA would put the saved
+    # numpy RNG state on the GPU, where restoring it fails. Module and optimiser
+    # `load_state_dict` copy their tensors onto the device of the parameters they fill.
+    state, _ = load_checkpoint(directory, map_location="cpu")
     runner.load_state_dict(state)
 
 

@@ -250,8 +250,11 @@ class Runner:
         would wait forever in DDP's all-reduce."""
         if not isinstance(self.train_loader, Sized):
             raise TypeError("the training loader must define len()")
-        steps = torch.tensor([len(self.train_loader)], dtype=torch.int64, device=self.device)
-        steps = int(_all_reduce(steps, dist.ReduceOp.MIN).item())
+        steps = len(self.train_loader)
+        if dist.is_available() and dist.is_initialized():
+            # On the run's device: NCCL only reduces CUDA tensors.
+            agreed = torch.tensor([steps], dtype=torch.int64, device=self.device)
+            steps = int(_all_reduce(agreed, dist.ReduceOp.MIN).item())
         if steps < 1:
             raise ValueError(
                 "the training shard of some rank is smaller than one batch: lower the batch size "
