@@ -401,6 +401,7 @@ class Runner:
         otherwise start a collective on one rank only.
         """
         model = unwrap(self.model)
+        self._broadcast_buffers(model)
         model.eval()
         meter = EpochMeter(self.device)
         for images, labels in self.val_loader:
@@ -409,6 +410,30 @@ class Runner:
                 logits = self._eval_logits(model, images)
             meter.update(self.val_criterion(logits, labels), logits, labels)
         return meter.compute("val")
+
+    def _broadcast_buffers(self, model: nn.Module) -> None:
+        """Give every rank rank 0's buffers (a collective when distributed).
+
+        DDP broadcasts buffers at the start of each training forward, then every rank updates
+        its BN running statistics from its own batch: after the last step they differ. Without
+        this, each rank would validate a model of its own, and the reported metric would be
+        that of no saved checkpoint (the checkpoint holds rank 0's buffers).
+        """
+        if not (self.placement.distributed and dist.is_available() and dist.is_initialized()):
+            return
+        buffers = [b for b in model.buffers() if b.numel()]
+        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+        for buffer in buffers:
+            by_dtype.setdefault(buffer.dtype, []).append(buffer)
+        for group in by_dtype.values():
+            # One broadcast per dtype (floats and BN's int64 batch counters), not per tensor.
+            flat = torch.cat([b.detach().reshape(-1) for b in group])
+            dist.broadcast(flat, src=0)
+            offset = 0
+            for buffer in group:
+                n = buffer.numel()
+                buffer.data.copy_(flat[offset : offset + n].view_as(buffer))
+                offset += n
 
     def _eval_logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         if not self.ten_crop:
