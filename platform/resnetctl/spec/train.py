@@ -106,10 +106,12 @@ class TrainSpec(StrictModel):
     base_lr: float = Field(
         0.1, gt=0.0, le=100.0, description="Learning rate for a global batch of lr_reference_batch."
     )
-    lr_reference_batch: int = Field(
-        256,
+    lr_reference_batch: int | None = Field(
+        None,
         ge=1,
-        description="Linear scaling rule (Goyal et al.): lr = base_lr * global_batch / this.",
+        description="Linear scaling rule (Goyal et al.): lr = base_lr * global_batch / this. "
+        "Default: the batch of the paper's recipe for the pipeline, 128 for `cifar` (lr 0.1 at "
+        "batch 128) and 256 for `imagenet` (lr 0.1 at batch 256).",
     )
     optimizer: SGDSpec = Field(default_factory=SGDSpec, description="SGD settings.")
     schedule: Schedule = Field(
@@ -176,4 +178,7 @@ class TrainSpec(StrictModel):
 
     def scaled_lr(self, workers: int) -> float:
         """The peak rate after the linear scaling rule."""
+        if self.lr_reference_batch is None:
+            # JobSpec fills it from the pipeline; a bare TrainSpec has no pipeline to ask.
+            raise ValueError("lr_reference_batch is unset: validate the TrainSpec inside a JobSpec")
         return self.base_lr * self.global_batch(workers) / self.lr_reference_batch
