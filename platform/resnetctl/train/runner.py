@@ -26,6 +26,7 @@ from resnetctl.spec.metrics import EPOCH_METRICS
 from resnetctl.train.checkpoint import capture_rng_state, restore_rng_state, unwrap
 from resnetctl.train.metrics import EpochMeter, Throughput
 from resnetctl.train.optim import build_optimizer, set_lr
+from resnetctl.train.resize import SavedProgress, resume_step
 from resnetctl.train.schedules import LRSchedule, build_schedule
 
 log = logging.getLogger(__name__)
@@ -477,19 +478,46 @@ class Runner:
             "epoch": self.epoch,
             "step": self.step,
             "world_size": self.placement.world_size,
+            # What a resume with another number of workers needs to map the step counter.
+            "steps_per_epoch": self.steps_per_epoch,
+            "global_batch": self.spec.train.global_batch(self.placement.world_size),
             "rng": self._gather_rng(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict()` output. RNG states are restored per rank when the world size
-        is unchanged; otherwise each rank is reseeded from the seed, rank and epoch."""
+        is unchanged; otherwise each rank is reseeded from the seed, rank and epoch.
+
+        A checkpoint of another number of workers is continued at the same epoch of the
+        schedule (see `resume_step`), or refused with `ResizeError` when that is not exact.
+        """
+        epoch = int(state["epoch"])
+        step = resume_step(
+            self.spec.train,
+            SavedProgress.of(state, self.spec.train),
+            epoch,
+            self.placement.world_size,
+            self.steps_per_epoch,
+        )
         unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.epoch = int(state["epoch"])
-        self.step = int(state["step"])
+        self.epoch = epoch
+        if step != int(state["step"]) and self.placement.rank == 0:
+            log.warning(
+                "resuming a checkpoint of %s workers on %d: step %s of %s steps per epoch is "
+                "step %d of %d here (end of epoch %d)",
+                state.get("world_size"),
+                self.placement.world_size,
+                state["step"],
+                state.get("steps_per_epoch", "?"),
+                step,
+                self.steps_per_epoch,
+                epoch,
+            )
+        self.step = step
         rng = state.get("rng") or []
         if len(rng) == self.placement.world_size:
             restore_rng_state(rng[self.placement.rank])

@@ -2,8 +2,10 @@
 schedule, of state updated once per epoch from the epoch's metrics.
 
 Keeping the rate a function of the step (instead of stepping a stateful scheduler) is what makes
-resume exact: after loading a checkpoint the rate at step `s` is the rate an uninterrupted run
-would have used, whatever the world size of either run.
+resume exact: after loading a checkpoint of the same world size, the rate at step `s` is the
+rate an uninterrupted run would have used. Steps per epoch (and so every length in epochs) depend
+on the world size; a checkpoint of another world size is mapped to the same epoch or refused by
+`resnetctl.train.resize`.
 """
 
 from __future__ import annotations
