@@ -67,6 +67,11 @@ class JobSpec(StrictModel):
             object.__setattr__(
                 self.data, "pipeline", FAMILY_PIPELINES[self.model.family or "imagenet"]()
             )
+        if train.final_eval is not None and self.pipeline.kind != "imagenet":
+            raise ValueError(
+                f"train.final_eval protocol {train.final_eval.protocol} needs the imagenet "
+                f"pipeline, not {self.pipeline.kind!r}; remove train.final_eval"
+            )
         if train.lr_reference_batch is None:
             reference = PIPELINE_LR_REFERENCE_BATCH[self.pipeline.kind]
             object.__setattr__(train, "lr_reference_batch", reference)

@@ -117,6 +117,25 @@ class WarmupSpec(StrictModel):
     )
 
 
+class FinalEvalSpec(StrictModel):
+    """After the last epoch, evaluate the best checkpoint (by `checkpoint.metric`) with the
+    paper's test protocol, once, and report it as its own metrics (`val_top1_error_10crop`, ...,
+    in percent like `val_top1_error`): per-epoch validation stays single-crop and cheap, the
+    paper's ImageNet tables are 10-crop."""
+
+    protocol: Literal["ten_crop"] = Field(
+        "ten_crop",
+        description="`ten_crop`: the four corners and the centre of the image resized to "
+        "`val_resize`, and their mirrors, probabilities averaged (the paper's Tables 2-3; needs "
+        "the imagenet pipeline).",
+    )
+    weights: Literal["best", "last"] = Field(
+        "best",
+        description="`best`: the checkpoint ranked best by `checkpoint.metric` (among the "
+        "checkpointed epochs); `last`: the final weights.",
+    )
+
+
 class TrainSpec(StrictModel):
     """How long and how a run trains."""
 
@@ -155,6 +174,11 @@ class TrainSpec(StrictModel):
         0,
         ge=0,
         description="Consecutive non-finite losses tolerated before the run stops with an error.",
+    )
+    final_eval: FinalEvalSpec | None = Field(
+        None,
+        description="Evaluate the best checkpoint once with the paper's test protocol at the end "
+        "of the run (the ImageNet job files: 10-crop); null: no final evaluation.",
     )
 
     @model_validator(mode="after")
