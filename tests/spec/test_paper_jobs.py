@@ -53,3 +53,11 @@ def test_a_ten_crop_final_eval_on_a_cifar_job_is_a_clear_error() -> None:
     cifar = ROOT / "jobs" / "cifar-r20.yaml"
     with pytest.raises(SpecError, match="final_eval protocol ten_crop needs the imagenet pipeline"):
         load_spec(cifar, ["train.final_eval={protocol: ten_crop}"])
+
+
+def test_the_field_reference_says_which_schedule_and_protocol_reproduce_the_tables() -> None:
+    text = (ROOT / "docs" / "job-spec.md").read_text()
+    section = text.split("## Reproducing the paper's numbers", 1)[1].split("\n## ", 1)[0]
+    assert "divided by 10 at epochs 30 and 60" in section
+    assert "val_top1_error_10crop" in section and "10-crop" in section
+    assert "32k and 48k" in section
