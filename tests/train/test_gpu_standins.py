@@ -128,3 +128,14 @@ def test_ddp_under_nccl_is_given_the_local_gpu_and_gloo_none(
         fake = _fake_runner(spec, Placement(world_size=2, device=device))
         Runner._wrap(fake, tiny_model())  # type: ignore[arg-type]
     assert [c["device_ids"] for c in calls] == [[3], None]
+
+
+def test_channels_last_reaches_the_weights_and_the_training_batches() -> None:
+    spec = job_spec(train={"channels_last": True})
+    runner = Runner(spec, model=tiny_model(), train_loader=batches(2), val_loader=batches(1))
+    conv = next(m for m in runner.model.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    images, labels = runner._to_device(*batches(1)[0])
+    assert images.is_contiguous(memory_format=torch.channels_last)
+    assert labels.dtype == torch.int64
+    assert math.isfinite(runner.run_epoch(1)["train_loss"])
