@@ -1,5 +1,6 @@
 """Two gloo processes: DDP keeps replicas identical, the loop checkpoints from rank 0 and resumes
-to the same weights, and a non-finite loss on one rank stops every rank (no hang)."""
+to the same weights, a non-finite loss on one rank stops every rank (no hang), and validation
+uses rank 0's BN statistics."""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ def _scenarios(rank: int, world: int, out: Path) -> dict[str, Any]:
         "one_step": _one_step(rank, world),
         "nan": _nan_on_rank_1(rank, world),
         "resume": _train_and_resume(rank, world, out),
+        "bn": _validate_after_training(rank, world),
     }
 
 
@@ -134,3 +136,36 @@ def _nan_on_rank_1(rank: int, world: int) -> str:
 def test_a_non_finite_loss_on_one_rank_stops_both_ranks_at_the_same_step(ddp: Any) -> None:
     messages = [r["nan"] for r in ddp[0]]
     assert all("epoch 1, step 2" in m for m in messages), messages
+
+
+def _validate_after_training(rank: int, world: int) -> dict[str, Any]:
+    # Each rank trains on its own batches, so BN running statistics drift apart after DDP's
+    # last buffer broadcast (at the start of the last forward).
+    runner = Runner(
+        job_spec(train={"epochs": 1}),
+        Placement.from_process_group(),
+        model=tiny_model(),
+        train_loader=batches(2, seed=rank),
+        val_loader=batches(1, seed=10 + rank),
+    )
+    metrics = runner.run_epoch(1)
+    return {"metrics": metrics, "state": runner.state_dict()["model"]}
+
+
+def test_validation_uses_rank_0_bn_statistics_so_the_metric_is_the_saved_models(
+    ddp: Any,
+) -> None:
+    rank0, rank1 = (r["bn"] for r in ddp[0])
+    for key, value in rank0["state"].items():
+        assert torch.equal(value, rank1["state"][key]), key
+    # The reported metric is that of rank 0's weights (what the checkpoint holds) on the whole
+    # validation set, i.e. both shards.
+    model = tiny_model()
+    model.load_state_dict(rank0["state"])
+    model.eval()
+    shards = [*batches(1, seed=10), *batches(1, seed=11)]
+    images, labels = (torch.cat(t) for t in zip(*shards, strict=True))
+    with torch.no_grad():
+        loss = nn.functional.cross_entropy(model(images), labels).item()
+    assert rank0["metrics"]["val_loss"] == pytest.approx(loss, rel=1e-5)
+    assert rank1["metrics"]["val_loss"] == rank0["metrics"]["val_loss"]

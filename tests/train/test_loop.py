@@ -81,7 +81,8 @@ def test_iteration_runs_report_a_partial_last_epoch_with_a_checkpoint(tmp_path: 
 
 
 def test_plateau_state_is_carried_across_a_resume(tmp_path: Path) -> None:
-    plateau = {"schedule": {"kind": "plateau", "patience": 0, "threshold": 0.5}}
+    raw = {"window": 1, "cooldown": 0, "max_drops": None}
+    plateau = {"schedule": {"kind": "plateau", "patience": 0, "threshold": 0.5, **raw}}
     first, runner = _run(tmp_path / "a", epochs=4, every=1, **plateau)
     # The val error of this tiny net never improves by half: the rate drops after epochs 2, 3.
     assert [m["lr"] for m, _, _ in first.reports] == pytest.approx([0.1, 0.1, 0.01, 0.001])

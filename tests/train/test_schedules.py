@@ -100,7 +100,10 @@ def test_cosine_decay_starts_after_warmup() -> None:
     assert sched.lr(60) == pytest.approx(0.05)
 
 
-def _plateau(patience: int = 2) -> Any:
+def _plateau(patience: int = 2, **fields: Any) -> Any:
+    """A plateau schedule; without `fields`, torch's ReduceLROnPlateau semantics (raw metric,
+    no cooldown, no bound on the drops)."""
+    raw = {"window": 1, "cooldown": 0, "max_drops": None}
     spec = train_spec(
         schedule={
             "kind": "plateau",
@@ -108,9 +111,47 @@ def _plateau(patience: int = 2) -> Any:
             "patience": patience,
             "factor": 0.1,
             "threshold": 0.0,
+            **raw,
+            **fields,
         },
     )
     return build_schedule(spec, 0.1, STEPS_PER_EPOCH)
+
+
+def _drop_epochs(sched: Any, values: list[float]) -> list[int]:
+    """1-based epochs after which the rate dropped."""
+    drops = []
+    for epoch, value in enumerate(values, start=1):
+        before = sched.lr(0)
+        sched.on_epoch_end({"val_top1_error": value})
+        if sched.lr(0) < before:
+            drops.append(epoch)
+    return drops
+
+
+# A val error still improving by 0.3 per epoch, with noise of period 4 whose lucky dip no epoch
+# beats for the next three: the raw value looks like a plateau, the 4-epoch mean does not.
+NOISY = [50.0 - 0.3 * e + (0.0, -2.0, 0.0, 1.0)[e % 4] for e in range(40)]
+
+
+def test_a_noisy_but_improving_error_drops_the_raw_plateau_but_not_the_smoothed_one() -> None:
+    assert _drop_epochs(_plateau(patience=2), NOISY)  # torch's semantics: decays on noise
+    assert _drop_epochs(_plateau(patience=2, window=4), NOISY) == []
+
+
+def test_cooldown_waits_after_a_drop_and_max_drops_bounds_them() -> None:
+    flat = [10.0] * 30
+    # First epoch sets the best, the second is bad (patience 0): drop; then 3 epochs of rest.
+    assert _drop_epochs(_plateau(patience=0, cooldown=3), flat[:12]) == [2, 6, 10]
+    assert _drop_epochs(_plateau(patience=0, cooldown=3, max_drops=2), flat) == [2, 6]
+
+
+def test_the_default_plateau_is_smoothed_cooled_down_and_bounded_by_the_papers_two_drops() -> None:
+    spec = train_spec(schedule={"kind": "plateau"})
+    sched = build_schedule(spec, 0.1, STEPS_PER_EPOCH)
+    assert (spec.schedule.window, spec.schedule.cooldown, spec.schedule.max_drops) == (3, 5, 2)
+    assert len(_drop_epochs(sched, [10.0] * 100)) == 2
+    assert sched.lr(0) == pytest.approx(0.001)
 
 
 def test_plateau_divides_after_patience_epochs_without_improvement() -> None:
@@ -141,6 +182,7 @@ def test_plateau_state_survives_a_state_dict_round_trip() -> None:
     fresh = _plateau(patience=1)
     fresh.load_state_dict(sched.state_dict())
     assert fresh.lr(0) == pytest.approx(0.01)
+    assert fresh.state_dict() == sched.state_dict()
     for s in (fresh, sched):  # the pending bad epoch carried over: one more divides
         s.on_epoch_end({"val_top1_error": 44.0})
     assert fresh.lr(0) == pytest.approx(sched.lr(0)) == pytest.approx(0.001)

@@ -15,6 +15,10 @@ from resnetctl.spec.train import TrainSpec
 
 # The input each model family was trained with in the paper.
 FAMILY_PIPELINES = {"imagenet": ImageNetPipeline, "cifar": CifarPipeline}
+# The global batch at which each of the paper's recipes uses lr 0.1: section 4.2 (CIFAR, 128)
+# and section 3.4 (ImageNet, 256). The default of `train.lr_reference_batch`, so a spec that
+# leaves it out trains at the paper's rate instead of half of it.
+PIPELINE_LR_REFERENCE_BATCH = {"cifar": 128, "imagenet": 256}
 
 
 class JobSpec(StrictModel):
@@ -63,6 +67,14 @@ class JobSpec(StrictModel):
             object.__setattr__(
                 self.data, "pipeline", FAMILY_PIPELINES[self.model.family or "imagenet"]()
             )
+        if train.final_eval is not None and self.pipeline.kind != "imagenet":
+            raise ValueError(
+                f"train.final_eval protocol {train.final_eval.protocol} needs the imagenet "
+                f"pipeline, not {self.pipeline.kind!r}; remove train.final_eval"
+            )
+        if train.lr_reference_batch is None:
+            reference = PIPELINE_LR_REFERENCE_BATCH[self.pipeline.kind]
+            object.__setattr__(train, "lr_reference_batch", reference)
         return self
 
     @property

@@ -17,6 +17,16 @@ MetricName = Literal[
     "epoch_seconds",
 ]
 EPOCH_METRICS: tuple[str, ...] = get_args(MetricName)
+# Reported once, with the last epoch, when `train.final_eval` asks for the paper's protocol:
+# the 10-crop errors of the best checkpoint, and which epoch that checkpoint is.
+FINAL_EVAL_METRICS: tuple[str, ...] = (
+    "val_loss_10crop",
+    "val_top1_error_10crop",
+    "val_top5_error_10crop",
+    "final_eval_epoch",
+)
+# Everything tracking logs from a report.
+LOGGED_METRICS: tuple[str, ...] = EPOCH_METRICS + FINAL_EVAL_METRICS
 
 # Metrics for which lower is better; used to default the ranking mode.
 LOWER_IS_BETTER = frozenset(
@@ -28,6 +38,9 @@ LOWER_IS_BETTER = frozenset(
         "val_top1_error",
         "val_top5_error",
         "epoch_seconds",
+        "val_loss_10crop",
+        "val_top1_error_10crop",
+        "val_top5_error_10crop",
     }
 )
 

@@ -60,7 +60,11 @@ class CheckpointSpec(StrictModel):
         None, description="Whether lower or higher `metric` is better; default: the metric's own."
     )
     resume_from: str | None = Field(
-        None, description="A checkpoint directory, or a run name under storage, to resume from."
+        None,
+        description="A checkpoint directory, or a run name under storage, to resume from. With "
+        "another number of workers, an epoch run continues at the same epoch of the new world's "
+        "schedule; a resume that cannot be exact (the global batch changes while the length or a "
+        "milestone ahead is in iterations) is refused.",
     )
 
     @model_validator(mode="after")

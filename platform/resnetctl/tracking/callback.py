@@ -11,7 +11,7 @@ from typing import Any
 
 from ray.train import UserCallback
 
-from resnetctl.spec.metrics import EPOCH_METRICS
+from resnetctl.spec.metrics import LOGGED_METRICS
 
 
 class EpochMetricsCallback(UserCallback):
@@ -41,7 +41,7 @@ class EpochMetricsCallback(UserCallback):
         now = int(time.time() * 1000)
         batch = [
             Metric(key, float(metrics[0][key]), now, epoch)
-            for key in EPOCH_METRICS
+            for key in LOGGED_METRICS
             if key in metrics[0]
         ]
         checksums = [float(m["param_checksum"]) for m in metrics if "param_checksum" in m]

@@ -93,7 +93,12 @@ def _json_default(value: Any) -> Any:
 def load_checkpoint(
     directory: str | os.PathLike[str], map_location: str | torch.device = "cpu"
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read `(state, meta)` from a checkpoint directory; `state.pt` with weights_only=True."""
+    """Read `(state, meta)` from a checkpoint directory; `state.pt` with weights_only=True.
+
+    Keep the default `map_location="cpu"` when resuming: the RNG states must stay on the CPU
+    (`restore_rng_state` converts them with `.numpy()`), and `Runner.load_state_dict` moves the
+    model's and optimiser's tensors to their device itself.
+    """
     path = Path(directory)
     state_file = path / STATE_FILE
     if not state_file.is_file():

@@ -139,7 +139,10 @@ def resume(runner: Runner, session: Session, resume_checkpoint: str | None = Non
 
 
 def _load(runner: Runner, directory: str | os.PathLike[str]) -> None:
-    state, _ = load_checkpoint(directory, map_location=runner.device)
+    # On the CPU, whatever the run's device: mapping everything to CUDA would put the saved
+    # numpy RNG state on the GPU, where restoring it fails. Module and optimiser
+    # `load_state_dict` copy their tensors onto the device of the parameters they fill.
+    state, _ = load_checkpoint(directory, map_location="cpu")
     runner.load_state_dict(state)
 
 
@@ -209,7 +212,20 @@ def run_training(
             "param_checksum": parameter_checksum(runner.model),
         }
         last = runner.finished
-        _report(runner, session, metrics, should_checkpoint(spec, epoch, last))
+        checkpoint = should_checkpoint(spec, epoch, last)
+        if checkpoint:
+            runner.offer_best(epoch, epoch_metrics)
+        if last and spec.train.final_eval is not None:
+            # With the last epoch's report, so tracking logs it and meta.json keeps it.
+            metrics.update(runner.final_evaluation())
+            if rank0:
+                log.info(
+                    "final %s evaluation of epoch %d: top-1 error %.2f %%",
+                    spec.train.final_eval.protocol,
+                    int(metrics["final_eval_epoch"]),
+                    metrics["val_top1_error_10crop"],
+                )
+        _report(runner, session, metrics, checkpoint)
     if rank0 and metrics is None:
         log.info(
             "nothing to train: the checkpoint is at step %d of %d", runner.step, runner.total_steps

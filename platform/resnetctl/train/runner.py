@@ -7,6 +7,7 @@ Every method that talks to the other ranks says so; all ranks must call those to
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import random
@@ -24,8 +25,10 @@ from torch.nn.parallel import DistributedDataParallel
 from resnetctl.spec import JobSpec
 from resnetctl.spec.metrics import EPOCH_METRICS
 from resnetctl.train.checkpoint import capture_rng_state, restore_rng_state, unwrap
+from resnetctl.train.final_eval import BestWeights
 from resnetctl.train.metrics import EpochMeter, Throughput
 from resnetctl.train.optim import build_optimizer, set_lr
+from resnetctl.train.resize import SavedProgress, resume_step
 from resnetctl.train.schedules import LRSchedule, build_schedule
 
 log = logging.getLogger(__name__)
@@ -123,6 +126,7 @@ class Runner:
         model: nn.Module | None = None,
         train_loader: Loader | None = None,
         val_loader: Loader | None = None,
+        final_eval_loader: Loader | None = None,
     ) -> None:
         self.spec = spec
         self.placement = placement or Placement()
@@ -131,6 +135,11 @@ class Runner:
         self.step = 0  # optimiser steps taken (global, identical on all ranks)
         self._nonfinite_streak = 0
         self.ten_crop = False  # validation batches are N x 10 x C x H x W
+        # The 10-crop loader of `train.final_eval`: injected (tests) or built when first used.
+        self.final_eval_loader = final_eval_loader
+        self._layout: Any = None
+        self._loader_options: dict[str, Any] = {}
+        self.best = BestWeights(spec) if spec.train.final_eval is not None else None
         self._setup(model, train_loader, val_loader)
 
     # ----------------------------------------------------------------------------- setup
@@ -181,6 +190,7 @@ class Runner:
             "device": data_device,
             "device_id": self.device.index if on_gpu else None,
         }
+        self._layout, self._loader_options = layout, common
         train = build_loader(
             self.spec.data,
             layout,
@@ -250,8 +260,11 @@ class Runner:
         would wait forever in DDP's all-reduce."""
         if not isinstance(self.train_loader, Sized):
             raise TypeError("the training loader must define len()")
-        steps = torch.tensor([len(self.train_loader)], dtype=torch.int64, device=self.device)
-        steps = int(_all_reduce(steps, dist.ReduceOp.MIN).item())
+        steps = len(self.train_loader)
+        if dist.is_available() and dist.is_initialized():
+            # On the run's device: NCCL only reduces CUDA tensors.
+            agreed = torch.tensor([steps], dtype=torch.int64, device=self.device)
+            steps = int(_all_reduce(agreed, dist.ReduceOp.MIN).item())
         if steps < 1:
             raise ValueError(
                 "the training shard of some rank is smaller than one batch: lower the batch size "
@@ -398,17 +411,78 @@ class Runner:
         otherwise start a collective on one rank only.
         """
         model = unwrap(self.model)
+        self._broadcast_buffers(model)
+        return self._evaluate(model, self.val_loader, self.ten_crop)
+
+    @torch.no_grad()
+    def _evaluate(self, model: nn.Module, loader: Loader, ten_crop: bool) -> dict[str, float]:
         model.eval()
         meter = EpochMeter(self.device)
-        for images, labels in self.val_loader:
+        for images, labels in loader:
             images, labels = self._to_device(images, labels)
             with self._autocast():
-                logits = self._eval_logits(model, images)
+                logits = self._eval_logits(model, images, ten_crop)
             meter.update(self.val_criterion(logits, labels), logits, labels)
         return meter.compute("val")
 
-    def _eval_logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        if not self.ten_crop:
+    def offer_best(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Note the checkpoint of `epoch` as a candidate for the final evaluation."""
+        if self.best is not None:
+            self.best.offer(epoch, metrics, unwrap(self.model))
+
+    def final_evaluation(self) -> dict[str, float]:
+        """Evaluate the best checkpointed weights with `train.final_eval`'s protocol (a
+        collective: each rank takes its shard of the validation set, sums are all-reduced).
+        Returns `FINAL_EVAL_METRICS`, errors in percent like the per-epoch ones."""
+        # A copy, so the live model keeps the last epoch's weights for its checkpoint.
+        model = copy.deepcopy(unwrap(self.model))
+        epoch = self.epoch
+        if self.best is not None and self.best.weights is not None and self.best.epoch:
+            model.load_state_dict(self.best.weights)
+            epoch = self.best.epoch
+        # else no finite metric ranked a checkpoint: the final weights are all there is.
+        metrics = self._evaluate(model, self._final_eval_loader(), ten_crop=True)
+        result = {f"{key}_10crop": value for key, value in metrics.items()}
+        result["final_eval_epoch"] = float(epoch)
+        return result
+
+    def _final_eval_loader(self) -> Loader:
+        if self.final_eval_loader is None:
+            from resnetctl.data import build_ten_crop_loader
+
+            if self._layout is None:
+                raise RuntimeError("injected loaders need an injected final_eval_loader")
+            self.final_eval_loader = build_ten_crop_loader(
+                self.spec.data, self._layout, **self._loader_options
+            )
+        return self.final_eval_loader
+
+    def _broadcast_buffers(self, model: nn.Module) -> None:
+        """Give every rank rank 0's buffers (a collective when distributed).
+
+        DDP broadcasts buffers at the start of each training forward, then every rank updates
+        its BN running statistics from its own batch: after the last step they differ. Without
+        this, each rank would validate a model of its own, and the reported metric would be
+        that of no saved checkpoint (the checkpoint holds rank 0's buffers).
+        """
+        if not (self.placement.distributed and dist.is_available() and dist.is_initialized()):
+            return
+        buffers = [b for b in model.buffers() if b.numel()]
+        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+        for buffer in buffers:
+            by_dtype.setdefault(buffer.dtype, []).append(buffer)
+        for group in by_dtype.values():
+            # One broadcast per dtype (floats and BN's int64 batch counters), not per tensor.
+            flat = torch.cat([b.detach().reshape(-1) for b in group])
+            dist.broadcast(flat, src=0)
+            offset = 0
+            for buffer in group:
+                n = buffer.numel()
+                buffer.data.copy_(flat[offset : offset + n].view_as(buffer))
+                offset += n
+
+    def _eval_logits(self, model: nn.Module, images: torch.Tensor, ten_crop: bool) -> torch.Tensor:
+        if not ten_crop:
             return model(images).float()
         from resnetctl.data import ten_crop_scores
 
@@ -449,19 +523,49 @@ class Runner:
             "epoch": self.epoch,
             "step": self.step,
             "world_size": self.placement.world_size,
+            # What a resume with another number of workers needs to map the step counter.
+            "steps_per_epoch": self.steps_per_epoch,
+            "global_batch": self.spec.train.global_batch(self.placement.world_size),
             "rng": self._gather_rng(),
+            **({"best": self.best.state_dict(self.epoch)} if self.best is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict()` output. RNG states are restored per rank when the world size
-        is unchanged; otherwise each rank is reseeded from the seed, rank and epoch."""
+        is unchanged; otherwise each rank is reseeded from the seed, rank and epoch.
+
+        A checkpoint of another number of workers is continued at the same epoch of the
+        schedule (see `resume_step`), or refused with `ResizeError` when that is not exact.
+        """
+        epoch = int(state["epoch"])
+        step = resume_step(
+            self.spec.train,
+            SavedProgress.of(state, self.spec.train),
+            epoch,
+            self.placement.world_size,
+            self.steps_per_epoch,
+        )
         unwrap(self.model).load_state_dict(state["model"])
+        if self.best is not None and state.get("best"):
+            self.best.load_state_dict(state["best"], state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.epoch = int(state["epoch"])
-        self.step = int(state["step"])
+        self.epoch = epoch
+        if step != int(state["step"]) and self.placement.rank == 0:
+            log.warning(
+                "resuming a checkpoint of %s workers on %d: step %s of %s steps per epoch is "
+                "step %d of %d here (end of epoch %d)",
+                state.get("world_size"),
+                self.placement.world_size,
+                state["step"],
+                state.get("steps_per_epoch", "?"),
+                step,
+                self.steps_per_epoch,
+                epoch,
+            )
+        self.step = step
         rng = state.get("rng") or []
         if len(rng) == self.placement.world_size:
             restore_rng_state(rng[self.placement.rank])

@@ -2,8 +2,10 @@
 schedule, of state updated once per epoch from the epoch's metrics.
 
 Keeping the rate a function of the step (instead of stepping a stateful scheduler) is what makes
-resume exact: after loading a checkpoint the rate at step `s` is the rate an uninterrupted run
-would have used, whatever the world size of either run.
+resume exact: after loading a checkpoint of the same world size, the rate at step `s` is the
+rate an uninterrupted run would have used. Steps per epoch (and so every length in epochs) depend
+on the world size; a checkpoint of another world size is mapped to the same epoch or refused by
+`resnetctl.train.resize`.
 """
 
 from __future__ import annotations
@@ -126,9 +128,9 @@ class Cosine(LRSchedule):
 
 @register_schedule("plateau")
 class Plateau(LRSchedule):
-    """Multiply by `factor` when the watched metric has not improved for more than `patience`
-    epochs (the semantics of torch's ReduceLROnPlateau: patience 0 reacts to the first bad
-    epoch)."""
+    """Multiply by `factor` when the watched metric, averaged over the last `window` epochs, has
+    not improved for more than `patience` epochs (patience 0 reacts to the first bad epoch, as
+    torch's ReduceLROnPlateau); then ignore `cooldown` epochs, and stop after `max_drops`."""
 
     spec: PlateauSchedule
 
@@ -138,6 +140,9 @@ class Plateau(LRSchedule):
         self.best: float | None = None
         self.bad_epochs = 0
         self.scale = 1.0
+        self.history: list[float] = []
+        self.cooldown_left = 0
+        self.drops = 0
 
     def lr(self, step: int) -> float:
         return max(self.spec.min_lr, self.peak_lr * self.scale)
@@ -155,14 +160,26 @@ class Plateau(LRSchedule):
         if value is None or not math.isfinite(value):
             # A missing or NaN metric is not evidence of a plateau.
             return
-        if self._improved(value):
-            self.best = float(value)
+        self.history = [*self.history, float(value)][-self.spec.window :]
+        if len(self.history) < self.spec.window:
+            # The mean of a partial window is biased by the first, worst epochs.
+            return
+        smoothed = sum(self.history) / len(self.history)
+        if self._improved(smoothed):
+            self.best = smoothed
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
             self.bad_epochs = 0
             return
-        self.bad_epochs += 1
-        if self.bad_epochs > self.spec.patience:
+        exhausted = self.spec.max_drops is not None and self.drops >= self.spec.max_drops
+        if self.bad_epochs > self.spec.patience and not exhausted:
             self.scale *= self.spec.factor
+            self.drops += 1
             self.bad_epochs = 0
+            self.cooldown_left = self.spec.cooldown
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -170,6 +187,9 @@ class Plateau(LRSchedule):
             "best": self.best,
             "bad_epochs": self.bad_epochs,
             "scale": self.scale,
+            "history": list(self.history),
+            "cooldown_left": self.cooldown_left,
+            "drops": self.drops,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -177,6 +197,11 @@ class Plateau(LRSchedule):
         self.best = None if state["best"] is None else float(state["best"])
         self.bad_epochs = int(state["bad_epochs"])
         self.scale = float(state["scale"])
+        # Checkpoints written before smoothing and cooldown existed lack these.
+        self.history = [float(v) for v in state.get("history", [])]
+        self.cooldown_left = int(state.get("cooldown_left", 0))
+        default_drops = round(math.log(self.scale) / math.log(self.spec.factor))
+        self.drops = int(state.get("drops", default_drops))
 
 
 class Warmup(LRSchedule):

@@ -1,0 +1,33 @@
+"""The controller's MLflow callback logs the final 10-crop evaluation as its own metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+import pytest
+
+from resnetctl.tracking.callback import EpochMetricsCallback
+
+
+class FakeClient:
+    batches: list[list[Any]] = []
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def log_batch(self, run_id: str, metrics: list[Any], tags: list[Any]) -> None:
+        FakeClient.batches.append(metrics)
+
+
+def test_the_last_epochs_ten_crop_metrics_are_logged_at_that_epoch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(mlflow, "MlflowClient", FakeClient)
+    FakeClient.batches = []
+    callback = EpochMetricsCallback("file:///nowhere", "run")
+    report = {"epoch": 90, "val_top1_error": 30.0, "val_top1_error_10crop": 28.5}
+    callback.after_report(None, [report], None)
+    logged = {(m.key, m.value, m.step) for m in FakeClient.batches[0]}
+    assert ("val_top1_error_10crop", 28.5, 90) in logged
+    assert ("val_top1_error", 30.0, 90) in logged

@@ -1,0 +1,141 @@
+"""CPU stand-ins for the Runner's GPU-only paths, so that code nobody can run here is at least
+executed here: fp16 autocast with an enabled GradScaler (torch runs both on the CPU), SyncBN
+conversion and its train/eval/checkpoint behaviour, and DDP's device ids under NCCL. What they
+cannot show is CUDA kernels or NCCL itself; `test_resume_device.py` covers the device moves of a
+resume with a meta device, and its CUDA test runs where there is a GPU."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from resnetctl.train import runner as runner_module
+from resnetctl.train.checkpoint import load_checkpoint, save_checkpoint
+from resnetctl.train.loop import _load
+from resnetctl.train.metrics import EpochMeter
+from resnetctl.train.runner import Placement, Runner
+from tests.train._helpers import batches, job_spec, tiny_model
+
+GPU = {"resources": {"use_gpu": True}}
+
+
+def _fp16_runner(**train: Any) -> Runner:
+    # The spec asks for GPUs (fp16 needs them); the Runner is given the CPU.
+    spec = job_spec(train={"precision": "fp16", **train}, **GPU)
+    return Runner(spec, model=tiny_model(), train_loader=batches(3), val_loader=batches(1))
+
+
+def test_fp16_steps_go_through_the_enabled_grad_scaler() -> None:
+    runner = _fp16_runner()
+    assert runner.scaler.is_enabled()
+    metrics = runner.run_epoch(1)
+    assert all(math.isfinite(v) for v in metrics.values())
+    # update() ran after each of the 3 steps, and none was skipped (no backoff).
+    assert runner.scaler.state_dict()["_growth_tracker"] == 3
+    assert runner.scaler.get_scale() == 65536.0
+
+
+class NaNOnce(nn.Module):
+    """NaN logits on the first training forward only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = tiny_model()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        out = self.inner(x)
+        return out * float("nan") if self.training and self.calls == 1 else out
+
+
+def test_a_non_finite_fp16_step_is_skipped_by_the_scaler_which_backs_off() -> None:
+    spec = job_spec(train={"precision": "fp16", "max_nonfinite_steps": 1}, **GPU)
+    runner = Runner(spec, model=NaNOnce(), train_loader=batches(1), val_loader=batches(1))
+    before = [p.detach().clone() for p in runner.model.parameters()]
+    images, labels = batches(1)[0]
+    runner.train_step(images, labels, 1, 1, EpochMeter())
+    # The scaler saw inf/NaN gradients: no optimiser step, half the scale; the step counts.
+    assert all(torch.equal(a, b) for a, b in zip(before, runner.model.parameters(), strict=True))
+    assert runner.scaler.get_scale() == 32768.0
+    assert runner.step == 1
+    runner.train_step(images, labels, 1, 2, EpochMeter())
+    assert not all(
+        torch.equal(a, b) for a, b in zip(before, runner.model.parameters(), strict=True)
+    )
+
+
+def test_the_scaler_state_survives_a_checkpoint(tmp_path: Any) -> None:
+    runner = _fp16_runner()
+    runner.run_epoch(1)
+    runner.scaler.update(1024.0)  # a state a fresh scaler would not have
+    save_checkpoint(tmp_path, runner.state_dict(), {"epoch": 1})
+    restored = _fp16_runner()
+    _load(restored, tmp_path)
+    assert restored.scaler.state_dict() == runner.scaler.state_dict()
+
+
+def _fake_runner(spec: Any, placement: Placement) -> Any:
+    return SimpleNamespace(spec=spec, placement=placement, device=placement.device)
+
+
+def test_sync_bn_converts_on_gpu_placements_and_falls_back_on_cpu() -> None:
+    spec = job_spec(train={"sync_bn": True}, **GPU)
+    cuda = _fake_runner(spec, Placement(world_size=2, device=torch.device("cuda", 1)))
+    converted = Runner._maybe_sync_bn(cuda, tiny_model())  # type: ignore[arg-type]
+    assert any(isinstance(m, nn.SyncBatchNorm) for m in converted.modules())
+    cpu = _fake_runner(spec, Placement(world_size=2))
+    kept = Runner._maybe_sync_bn(cpu, tiny_model())  # type: ignore[arg-type]
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in kept.modules())
+
+
+def test_a_sync_bn_model_trains_validates_and_checkpoints_like_plain_bn(tmp_path: Any) -> None:
+    # In one process SyncBN normalises like BN: same weights, same metrics, same state keys, so
+    # checkpoints (and the final evaluation's copy) move freely between the two.
+    torch.manual_seed(0)
+    plain = tiny_model()
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(tiny_model())
+    synced.load_state_dict(plain.state_dict())
+    spec = job_spec()
+    results = []
+    for model in (plain, synced):
+        runner = Runner(spec, model=model, train_loader=batches(2), val_loader=batches(1, seed=3))
+        results.append(runner.run_epoch(1))
+    for key in ("train_loss", "val_loss", "val_top1_error"):
+        assert results[0][key] == pytest.approx(results[1][key], rel=1e-5)
+    assert plain.state_dict().keys() == synced.state_dict().keys()
+    save_checkpoint(tmp_path, {"model": synced.state_dict()}, {})
+    tiny_model().load_state_dict(load_checkpoint(tmp_path)[0]["model"])
+
+
+def test_ddp_under_nccl_is_given_the_local_gpu_and_gloo_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[dict[str, Any]] = []
+
+    def fake_ddp(model: nn.Module, **kwargs: Any) -> nn.Module:
+        calls.append(kwargs)
+        return model
+
+    monkeypatch.setattr(runner_module, "DistributedDataParallel", fake_ddp)
+    spec = job_spec()
+    for device in (torch.device("cuda", 3), torch.device("cpu")):
+        fake = _fake_runner(spec, Placement(world_size=2, device=device))
+        Runner._wrap(fake, tiny_model())  # type: ignore[arg-type]
+    assert [c["device_ids"] for c in calls] == [[3], None]
+
+
+def test_channels_last_reaches_the_weights_and_the_training_batches() -> None:
+    spec = job_spec(train={"channels_last": True})
+    runner = Runner(spec, model=tiny_model(), train_loader=batches(2), val_loader=batches(1))
+    conv = next(m for m in runner.model.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    images, labels = runner._to_device(*batches(1)[0])
+    assert images.is_contiguous(memory_format=torch.channels_last)
+    assert labels.dtype == torch.int64
+    assert math.isfinite(runner.run_epoch(1)["train_loss"])
