@@ -131,14 +131,18 @@ def _print_placement(spec, config: Path, json_: bool) -> None:  # type: ignore[n
 
 
 def _print_plan(spec, resolved_yaml: str, json_: bool) -> None:  # type: ignore[no-untyped-def]
-    from resnetctl.data import DataError
+    from resnetctl.data import DataError, prepare_dataset
     from resnetctl.launch.plan import make_plan
+    from resnetctl.spec.local_checks import check_data_counts
     from resnetctl.units import human
 
     try:
         plan = make_plan(spec)
+        layout = prepare_dataset(spec.data)  # a cache hit: make_plan just prepared it
     except DataError as exc:
         fail(f"{spec.where('data', 'source')}: data.source: {exc}")
+    with spec_errors():
+        check_data_counts(spec, layout.train_files, layout.val_files, len(layout.classes))
     if json_:
         print_json({"spec": spec.model_dump(mode="json"), "plan": plan.as_dict()})
         return
