@@ -159,6 +159,20 @@ def test_dry_run_refuses_a_batch_larger_than_the_folders_shard(cli, image_folder
     assert cli("submit", job, *common, "--set", "train.global_batch_size=8").code == 0
 
 
+def test_dry_run_refuses_a_cifar_crop_beyond_the_folders_padded_images(cli, image_folder) -> None:
+    # The folder's images are 40 wide and 30 high: a 32 crop needs padding.
+    job = str(JOBS / "cifar-r20.yaml")
+    common = ["--dry-run", "--set", f"data.source.root={image_folder}"]
+    common += ["--set", "resources.use_gpu=false", "--set", "train.global_batch_size=8"]
+    outcome = cli("submit", job, *common, "--set", "data.pipeline.pad=0")
+    assert outcome.code == 2
+    assert f"{job}:20: data.pipeline.crop: data.pipeline.crop 32 is larger than the padded " in (
+        outcome.stderr
+    )
+    assert "(30x40 + 2 x pad 0 = 30)" in outcome.stderr
+    assert cli("submit", job, *common, "--set", "data.pipeline.pad=1").code == 0
+
+
 def test_dry_run_refuses_epoch_milestones_beyond_an_iteration_run(cli, image_folder) -> None:
     # 8 images, 2 per worker on 2 workers: 2 steps per epoch, so 2 iterations end in epoch 1.
     job = str(JOBS / "cifar-r20.yaml")

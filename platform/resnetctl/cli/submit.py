@@ -187,7 +187,7 @@ def _print_placement(spec, config: Path, json_: bool) -> None:  # type: ignore[n
 def _print_plan(spec, resolved_yaml: str, json_: bool) -> None:  # type: ignore[no-untyped-def]
     from resnetctl.data import DataError, prepare_dataset
     from resnetctl.launch.plan import make_plan
-    from resnetctl.spec.local_checks import check_data_counts
+    from resnetctl.spec.local_checks import check_data_counts, check_image_size
     from resnetctl.units import human
 
     try:
@@ -197,6 +197,9 @@ def _print_plan(spec, resolved_yaml: str, json_: bool) -> None:  # type: ignore[
         fail(f"{spec.where('data', 'source')}: data.source: {exc}")
     with spec_errors():
         check_data_counts(spec, layout.train_files, layout.val_files, len(layout.classes))
+        size = _first_image_size(layout)
+        if size is not None:
+            check_image_size(spec, size)
     if json_:
         print_json({"spec": spec.model_dump(mode="json"), "plan": plan.as_dict()})
         return
@@ -224,6 +227,23 @@ def _print_plan(spec, resolved_yaml: str, json_: bool) -> None:  # type: ignore[
     for key, value in rows:
         table.add_row(key, value)
     out.print(table)
+
+
+def _first_image_size(layout) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]
+    """(height, width) of the first training image, read from its header: CIFAR-style sets
+    hold images of one size, which the pipeline's crop and padding must fit."""
+    from PIL import Image
+
+    with layout.train_list.open(encoding="utf-8") as lines:
+        first = lines.readline().rstrip("\n")
+    if not first:
+        return None
+    try:
+        with Image.open(layout.train_dir / first.rsplit(" ", 1)[0]) as image:
+            width, height = image.size
+    except OSError:
+        return None
+    return height, width
 
 
 def _submit_remote(

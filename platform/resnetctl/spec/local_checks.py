@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from resnetctl.spec.data import ImageFolderSource
 from resnetctl.spec.errors import SpecError, SpecIssue
-from resnetctl.spec.feasibility import count_problems
+from resnetctl.spec.feasibility import count_problems, image_problems
 from resnetctl.spec.job import JobSpec
 
 
@@ -76,6 +76,15 @@ def check_data_counts(spec: JobSpec, train_images: int, val_images: int, classes
     a batch larger than a worker's shard, too few validation images, fewer outputs than
     classes, milestones or warm-up beyond the run."""
     problems = count_problems(spec, train_images, val_images, classes)
+    if problems:
+        raise SpecError(
+            [SpecIssue(spec.where(*path), ".".join(path), message) for path, message in problems]
+        )
+
+
+def check_image_size(spec: JobSpec, size: tuple[int, int]) -> None:
+    """Raise `SpecError` if images of (height, width) `size` cannot feed the pipeline."""
+    problems = image_problems(spec, size)
     if problems:
         raise SpecError(
             [SpecIssue(spec.where(*path), ".".join(path), message) for path, message in problems]
