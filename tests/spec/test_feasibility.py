@@ -123,3 +123,19 @@ def test_milestones_and_warmup_in_iterations_beyond_an_epoch_run() -> None:
 def test_fractional_gpus_for_several_nccl_workers() -> None:
     (message,) = refused(GOOD, "resources.use_gpu=true", "resources.gpus_per_worker=0.5")
     assert "resources.gpus_per_worker 0.5 puts several of the 2 workers on one GPU" in message
+
+
+def test_one_image_per_worker_on_one_by_one_maps() -> None:
+    imagenet = GOOD.replace("cifar_resnet20", "resnet18").replace(
+        "kind: cifar\n    crop: 16",
+        "kind: imagenet\n    crop: 32\n    scale_range: [32, 40]\n    val_resize: 32\n"
+        "    val_crop: 32",
+    )
+    (message,) = refused(imagenet, "train.global_batch_size=2")
+    assert message.startswith("--set train.global_batch_size=2: train.global_batch_size:")
+    assert "1 image per worker, and data.pipeline.crop 32 leaves 1x1 maps" in message
+    assert load_spec_text(imagenet, overrides=["train.global_batch_size=4"])  # 2 per worker
+    assert load_spec_text(
+        imagenet.replace("crop: 32\n", "crop: 33\n").replace("[32, 40]", "[33, 40]"),
+        overrides=["train.global_batch_size=2", "data.pipeline.val_resize=33"],
+    )

@@ -49,6 +49,30 @@ def image_problems(spec: JobSpec, size: tuple[int, int]) -> list[Problem]:
     return []
 
 
+def batch_norm_problems(spec: JobSpec) -> list[Problem]:
+    """One image per worker on 1x1 maps: training-mode BatchNorm needs more than one value per
+    channel, and ImageNet ResNets halve the input five times (a 32 crop ends at 1x1)."""
+    train = spec.train
+    if spec.model.family != "imagenet" or train.per_worker_batch(spec.resources.workers) > 1:
+        return []
+    side = spec.pipeline.crop
+    for _ in range(5):
+        side = math.ceil(side / 2)
+    if side > 1:
+        return []
+    batch_field = (
+        "global_batch_size" if train.global_batch_size is not None else ("batch_size_per_worker")
+    )
+    return [
+        (
+            ("train", batch_field),
+            f"train.{batch_field} gives 1 image per worker, and data.pipeline.crop "
+            f"{spec.pipeline.crop} leaves 1x1 maps in the last stage: BatchNorm cannot train on "
+            "one value per channel; use 2 or more images per worker or a crop above 32",
+        )
+    ]
+
+
 def count_problems(
     spec: JobSpec, train_images: int, val_images: int, classes: int
 ) -> list[Problem]:

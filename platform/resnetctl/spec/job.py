@@ -9,6 +9,7 @@ from pydantic import Field, PrivateAttr, model_validator
 from resnetctl.spec.base import StrictModel
 from resnetctl.spec.data import CifarPipeline, DataSpec, ImageNetPipeline
 from resnetctl.spec.feasibility import (
+    batch_norm_problems,
     count_problems,
     generated_counts,
     image_problems,
@@ -72,7 +73,8 @@ class JobSpec(StrictModel):
         # Generated sources know their image size and counts: check now what a dry run checks
         # once it has scanned a folder.
         size = source_image_size(self)
-        problems = image_problems(self, size) if size is not None else []
+        problems = batch_norm_problems(self)
+        problems += image_problems(self, size) if size is not None else []
         counts = generated_counts(self)
         if counts is not None:
             problems += count_problems(self, *counts)
