@@ -33,7 +33,14 @@ def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_job_dry_runs_with_registry_figures(cli, path: Path, image_folder, monkeypatch):
     monkeypatch.setenv("RESNETCTL_IMAGENET", str(image_folder))
     monkeypatch.setenv("RESNETCTL_CIFAR10", str(image_folder))
-    overrides = ["resources.use_gpu=false"]  # this machine has no GPU: plan the CPU variant
+    monkeypatch.setattr("resnetctl.host.usable_cpus", lambda: 2)
+    # This machine has no GPU and 2 CPUs, the folder 8 training images: plan what fits here.
+    overrides = [
+        "resources.use_gpu=false",
+        "resources.workers=2",
+        "resources.cpus_per_worker=1",
+        "train.global_batch_size=4",
+    ]
     outcome = cli(
         "submit", str(path), "--dry-run", "--json", *sum((["--set", o] for o in overrides), [])
     )
@@ -116,3 +123,65 @@ def test_dry_run_on_a_cluster_config_says_which_nodes(cli, image_folder, monkeyp
         str(JOBS.parent / "cluster" / "local.yaml"),
     )
     assert too_big.code == 2  # a CPU-only cluster cannot supply 8 GPU workers
+
+
+def test_dry_run_refuses_more_workers_than_the_embedded_ray_holds(
+    cli, tmp_path, monkeypatch
+) -> None:
+    """Issue 16: 64 workers were planned on a 2-core machine without a word."""
+    monkeypatch.setattr("resnetctl.host.usable_cpus", lambda: 2)
+    job = tmp_path / "job.yaml"
+    job.write_text((JOBS / "quickstart.yaml").read_text().replace("workers: 2", "workers: 64"))
+    outcome = cli("submit", str(job), "--dry-run", "--set", "train.global_batch_size=64")
+    assert outcome.code == 2
+    line = next(
+        n for n, text in enumerate(job.read_text().splitlines(), 1) if "workers: 64" in text
+    )
+    assert f"error: {job}:{line}: resources.workers: 64 workers x 1 CPUs" in outcome.stderr
+    assert "may use 2 CPUs" in outcome.stderr
+    quickstart = str(JOBS / "quickstart.yaml")
+    halves = cli("submit", quickstart, "--dry-run", "--set", "resources.cpus_per_worker=1.5")
+    assert halves.code == 2 and "2 workers x 1.5 CPUs" in halves.stderr  # one bundle fits, not 2
+    assert cli("submit", quickstart, "--dry-run").code == 0
+
+
+def test_dry_run_refuses_a_batch_larger_than_the_folders_shard(cli, image_folder) -> None:
+    # The folder holds 8 training images: 4 per worker for the two workers of cifar-r20.
+    job = str(JOBS / "cifar-r20.yaml")
+    common = ["--dry-run", "--set", f"data.source.root={image_folder}"]
+    common += ["--set", "resources.use_gpu=false"]
+    outcome = cli("submit", job, *common)
+    assert outcome.code == 2
+    assert f"{job}:24: train.global_batch_size: train.global_batch_size gives a batch of 64" in (
+        outcome.stderr
+    )
+    assert "(8 images / 2 workers = 4)" in outcome.stderr
+    assert cli("submit", job, *common, "--set", "train.global_batch_size=8").code == 0
+
+
+def test_dry_run_refuses_a_cifar_crop_beyond_the_folders_padded_images(cli, image_folder) -> None:
+    # The folder's images are 40 wide and 30 high: a 32 crop needs padding.
+    job = str(JOBS / "cifar-r20.yaml")
+    common = ["--dry-run", "--set", f"data.source.root={image_folder}"]
+    common += ["--set", "resources.use_gpu=false", "--set", "train.global_batch_size=8"]
+    outcome = cli("submit", job, *common, "--set", "data.pipeline.pad=0")
+    assert outcome.code == 2
+    assert f"{job}:20: data.pipeline.crop: data.pipeline.crop 32 is larger than the padded " in (
+        outcome.stderr
+    )
+    assert "(30x40 + 2 x pad 0 = 30)" in outcome.stderr
+    assert cli("submit", job, *common, "--set", "data.pipeline.pad=1").code == 0
+
+
+def test_dry_run_refuses_epoch_milestones_beyond_an_iteration_run(cli, image_folder) -> None:
+    # 8 images, 2 per worker on 2 workers: 2 steps per epoch, so 2 iterations end in epoch 1.
+    job = str(JOBS / "cifar-r20.yaml")
+    common = ["--dry-run", "--set", f"data.source.root={image_folder}"]
+    common += ["--set", "resources.use_gpu=false", "--set", "train.global_batch_size=4"]
+    common += ["--set", "train.iterations=2"]
+    outcome = cli("submit", job, *common, "--set", "train.schedule.unit=epoch")
+    assert outcome.code == 2
+    assert f"{job}:32: train.schedule.milestones: train.schedule.milestones [32000, 48000]" in (
+        outcome.stderr
+    )
+    assert "(epochs) lie outside the run of 2 iterations (1 epochs of 2 steps)" in outcome.stderr

@@ -205,9 +205,7 @@ def test_environment_variable_missing_names_variable_and_line(tmp_path: Path) ->
     with pytest.raises(SpecError) as exc:
         load_spec(path, env={})
     (message,) = issues(exc)
-    assert message.startswith(
-        f"{path}:7: data.source.root: environment variable MY_DATA is not set"
-    )
+    assert message.startswith(f"{path}:7: data.source.root: ${{MY_DATA}} is not set")
     spec = load_spec(path, env={"MY_DATA": str(tmp_path)})
     assert spec.data.source.root == tmp_path
     spec = load_spec(path, ["data.source.root=/elsewhere"], env={})

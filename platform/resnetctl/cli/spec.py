@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from resnetctl.cli.common import (
     EXIT_USAGE,
@@ -25,22 +26,34 @@ def validate(
 ) -> None:
     """Validate job specs; exit 0 when all are valid, 2 otherwise, naming file:line: field.
 
+    An unset `${VAR}` (a data path only the cluster has) is a warning, not an error: the spec
+    is checked all the same, and `submit` refuses it until the variable or a --set gives it.
+
     Example: resnetctl validate jobs/*.yaml --set train.epochs=1
     """
-    from resnetctl.spec import SpecError, load_spec
+    from resnetctl.spec import SpecError, SpecIssue, load_spec
 
     results = []
     for file in files:
+        warnings: list[SpecIssue] = []
         try:
-            spec = load_spec(file, overrides or [])
+            spec = load_spec(file, overrides or [], warnings=warnings)
         except SpecError as exc:
             results.append(
                 {"file": str(file), "valid": False, "errors": [str(i) for i in exc.issues]}
             )
             report_issues(exc)
             continue
+        for issue in warnings:
+            err.print(f"[bold yellow]warning:[/] {escape(str(issue))}", highlight=False)
         results.append(
-            {"file": str(file), "valid": True, "name": spec.name, "model": spec.model.name}
+            {
+                "file": str(file),
+                "valid": True,
+                "name": spec.name,
+                "model": spec.model.name,
+                "warnings": [str(i) for i in warnings],
+            }
         )
         if not json_:
             out.print(f"[green]ok[/] {file} ({spec.name}: {spec.model.name})", highlight=False)

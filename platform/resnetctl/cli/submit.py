@@ -68,6 +68,24 @@ def submit(
             "(default ~/resnetctl/runs on the cluster).",
         ),
     ] = None,
+    smoke: Annotated[
+        bool,
+        typer.Option(
+            "--smoke",
+            help="Try the job end to end on this machine in a minute or two: synthetic images "
+            "at its input size, 2 epochs of 2 steps, workers and devices scaled to this "
+            "machine, same model, pipeline, checkpoints and MLflow; named <name>-smoke.",
+        ),
+    ] = False,
+    smoke_size: Annotated[
+        int | None,
+        typer.Option(
+            "--smoke-size",
+            min=8,
+            metavar="PIXELS",
+            help="With --smoke: scale the input pipeline down to this crop size (faster).",
+        ),
+    ] = None,
     json_: JsonOption = False,
 ) -> None:
     """Run a training job described by FILE.
@@ -81,15 +99,24 @@ def submit(
       resnetctl submit jobs/cifar-r56.yaml --set train.epochs=1 --json
 
       resnetctl submit jobs/r50.yaml --address http://127.0.0.1:8265 --no-wait
+
+      resnetctl submit jobs/r152.yaml --smoke
     """
     from resnetctl.spec import dump_spec, load_spec
     from resnetctl.spec.local_checks import check_local
 
+    if smoke_size is not None and not smoke:
+        fail("--smoke-size shrinks a smoke run: use it with --smoke")
+    if smoke and (address or cluster is not None or resume):
+        fail("--smoke is a fresh run on this machine: drop --address, --cluster and --resume")
     with spec_errors():
         extra = list(overrides or [])
         if resume:
             extra.append(f"checkpoint.resume_from={resume}")
-        spec = load_spec(file, extra)
+        if smoke:
+            spec = _load_smoke(file, extra, smoke_size)
+        else:
+            spec = load_spec(file, extra)
         if not address and cluster is None:
             check_local(spec)
     if cluster is not None:
@@ -131,6 +158,33 @@ def _check_gcs(address: str) -> None:
         fail(str(exc))
 
 
+def _load_smoke(file: Path, overrides: list[str], size: int | None):  # type: ignore[no-untyped-def]
+    """The smoke version of the spec in `file` for this machine. The data source is replaced,
+    so a variable it reads (the data set's root) needs no value; any other still does."""
+    from resnetctl import host
+    from resnetctl.spec import SpecError, SpecIssue, load_spec
+    from resnetctl.spec.smoke import smoke_spec
+
+    unset: list[SpecIssue] = []
+    spec = load_spec(file, overrides, warnings=unset)
+    needed = [
+        i for i in unset if i.field != "data.source" and not i.field.startswith("data.source.")
+    ]
+    if needed:
+        raise SpecError(needed)
+    import torch
+
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    spec = smoke_spec(spec, cpus=host.usable_cpus(), cuda_devices=cuda, image_size=size)
+    height, width = spec.data.source.image_size
+    err.print(
+        f"smoke run {spec.name}: {spec.resources.workers} x {spec.resources.device} workers, "
+        f"synthetic {height}x{width} images, {spec.train.length[0]} {spec.train.length[1]}s",
+        highlight=False,
+    )
+    return spec
+
+
 def _print_placement(spec, config: Path, json_: bool) -> None:  # type: ignore[no-untyped-def]
     from resnetctl.cluster import ClusterConfigError, format_placement, plan_placement
 
@@ -147,14 +201,21 @@ def _print_placement(spec, config: Path, json_: bool) -> None:  # type: ignore[n
 
 
 def _print_plan(spec, resolved_yaml: str, json_: bool) -> None:  # type: ignore[no-untyped-def]
-    from resnetctl.data import DataError
+    from resnetctl.data import DataError, prepare_dataset
     from resnetctl.launch.plan import make_plan
+    from resnetctl.spec.local_checks import check_data_counts, check_image_size
     from resnetctl.units import human
 
     try:
         plan = make_plan(spec)
+        layout = prepare_dataset(spec.data)  # a cache hit: make_plan just prepared it
     except DataError as exc:
         fail(f"{spec.where('data', 'source')}: data.source: {exc}")
+    with spec_errors():
+        check_data_counts(spec, layout.train_files, layout.val_files, len(layout.classes))
+        size = _first_image_size(layout)
+        if size is not None:
+            check_image_size(spec, size)
     if json_:
         print_json({"spec": spec.model_dump(mode="json"), "plan": plan.as_dict()})
         return
@@ -182,6 +243,23 @@ def _print_plan(spec, resolved_yaml: str, json_: bool) -> None:  # type: ignore[
     for key, value in rows:
         table.add_row(key, value)
     out.print(table)
+
+
+def _first_image_size(layout) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]
+    """(height, width) of the first training image, read from its header: CIFAR-style sets
+    hold images of one size, which the pipeline's crop and padding must fit."""
+    from PIL import Image
+
+    with layout.train_list.open(encoding="utf-8") as lines:
+        first = lines.readline().rstrip("\n")
+    if not first:
+        return None
+    try:
+        with Image.open(layout.train_dir / first.rsplit(" ", 1)[0]) as image:
+            width, height = image.size
+    except OSError:
+        return None
+    return height, width
 
 
 def _submit_remote(

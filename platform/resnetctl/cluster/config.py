@@ -226,6 +226,20 @@ def read_yaml(file: Path) -> tuple[dict[str, Any], dict[FieldPath, int]]:
         raise ClusterConfigError(
             [ConfigIssue(str(file), "<top level>", "a cluster config must be a mapping", line=1)]
         )
+    from resnetctl.spec.yaml_lines import duplicate_keys
+
+    twice = [
+        ConfigIssue(
+            str(file),
+            dotted(d.path),
+            f"given twice, first at line {d.first_line}; "
+            "YAML would silently keep only the last: remove one",
+            line=d.line,
+        )
+        for d in duplicate_keys(node)
+    ]
+    if twice:
+        raise ClusterConfigError(twice)
     lines: dict[FieldPath, int] = {}
     if node is not None:
         _record_lines(node, (), lines)

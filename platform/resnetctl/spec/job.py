@@ -8,6 +8,13 @@ from pydantic import Field, PrivateAttr, model_validator
 
 from resnetctl.spec.base import StrictModel
 from resnetctl.spec.data import CifarPipeline, DataSpec, ImageNetPipeline
+from resnetctl.spec.feasibility import (
+    batch_norm_problems,
+    count_problems,
+    generated_counts,
+    image_problems,
+    source_image_size,
+)
 from resnetctl.spec.model import ModelSpec
 from resnetctl.spec.runtime import CheckpointSpec, FailureSpec, ResourcesSpec
 from resnetctl.spec.tracking import TrackingSpec
@@ -75,6 +82,16 @@ class JobSpec(StrictModel):
         if train.lr_reference_batch is None:
             reference = PIPELINE_LR_REFERENCE_BATCH[self.pipeline.kind]
             object.__setattr__(train, "lr_reference_batch", reference)
+        # Generated sources know their image size and counts: check now what a dry run checks
+        # once it has scanned a folder.
+        size = source_image_size(self)
+        problems = batch_norm_problems(self)
+        problems += image_problems(self, size) if size is not None else []
+        counts = generated_counts(self)
+        if counts is not None:
+            problems += count_problems(self, *counts)
+        if problems:
+            raise ValueError(problems[0][1])
         return self
 
     @property

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from resnetctl.spec.errors import SpecError, SpecIssue
 from resnetctl.spec.job import JobSpec
+from resnetctl.spec.yaml_lines import duplicate_keys, record_lines
 
 Path_ = tuple[str | int, ...]
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -63,17 +64,22 @@ def load_spec(
     path: str | os.PathLike[str],
     overrides: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    *,
+    warnings: list[SpecIssue] | None = None,
 ) -> JobSpec:
-    """Load, interpolate `${VAR}` / `${VAR:-default}`, override and validate a job spec file.
+    """Load, override, interpolate `${VAR}` / `${VAR:-default}` and validate a job spec file.
 
-    Raises `SpecError` naming file, line and field for every problem.
+    Raises `SpecError` naming file, line and field for every problem. A field that an override
+    replaces never needs its variable. An unset variable is an error, unless a `warnings` list
+    is given: then it is appended there, the field keeps its `${VAR}` text, and only the rest
+    of the spec must be valid (what `resnetctl validate` wants of a spec bound for a cluster).
     """
     file = Path(path)
     if not file.is_file():
         what = "is a directory, not a file" if file.is_dir() else "no such file"
         raise SpecError.single(str(file), what)
     text = file.read_text(encoding="utf-8")
-    return load_spec_text(text, str(file), overrides, env)
+    return load_spec_text(text, str(file), overrides, env, warnings=warnings)
 
 
 def load_spec_text(
@@ -81,6 +87,8 @@ def load_spec_text(
     name: str = "<spec>",
     overrides: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    *,
+    warnings: list[SpecIssue] | None = None,
 ) -> JobSpec:
     """Like `load_spec`, from text already read; `name` is used in messages."""
     source = _Source(name)
@@ -96,16 +104,42 @@ def load_spec_text(
         data = {}
     if not isinstance(data, dict):
         raise SpecError.single(f"{name}:1", "the spec must be a mapping of sections")
-    if node is not None:
-        _record_lines(node, (), source.lines)
+    source.lines = record_lines(node)
+    twice = duplicate_keys(node)
+    if twice:
+        raise SpecError(
+            [
+                SpecIssue(
+                    f"{name}:{dup.line}",
+                    ".".join(map(str, dup.path)),
+                    f"key {dup.path[-1]!r} is given twice, first at {name}:{dup.first_line}; "
+                    "YAML would silently keep only the last: remove one",
+                )
+                for dup in twice
+            ]
+        )
     for key_path, value, item in parse_overrides(overrides):
         _assign(data, key_path, value, item)
         source.overrides[key_path] = item
-    data = _interpolate(data, (), source, os.environ if env is None else env)
+        if key_path[-1] == "kind":
+            _drop_foreign_keys(data, key_path[:-1], value, source)
+    unset: list[SpecIssue] = []
+    data = _interpolate(data, (), source, os.environ if env is None else env, unset)
+    if unset and warnings is None:
+        raise SpecError(unset)
+    issues: list[SpecIssue] = []
+    spec = None
     try:
         spec = JobSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError([_issue(err, source) for err in exc.errors()]) from None
+        issues = [_issue(err, source) for err in exc.errors()]
+    # A field still holding `${VAR}` fails for want of the variable, which `unset` names.
+    unset_fields = {issue.field for issue in unset}
+    issues = [i for i in issues if not any(_under(i.field, f) for f in unset_fields)]
+    if issues or spec is None:
+        raise SpecError(issues or unset)
+    if warnings is not None:
+        warnings.extend(unset)
     spec._locator = source.where
     return spec
 
@@ -115,17 +149,39 @@ def dump_spec(spec: JobSpec) -> str:
     return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
-def _record_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            child = (*path, key_node.value)
-            lines[child] = key_node.start_mark.line + 1
-            _record_lines(value_node, child, lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            child = (*path, index)
-            lines[child] = item.start_mark.line + 1
-            _record_lines(item, child, lines)
+def _under(field_path: str, prefix: str) -> bool:
+    return field_path == prefix or field_path.startswith(prefix + ".")
+
+
+def _drop_foreign_keys(data: dict[str, Any], section: Path_, kind: Any, source: _Source) -> None:
+    """`--set data.source.kind=synthetic` switches a variant: the old variant's keys (its
+    `root: ${VAR}`) would be unknown keys of the new one, so drop those the file wrote."""
+    target: Any = data
+    for part in section:
+        target = target.get(part) if isinstance(target, dict) else None
+    if not isinstance(target, dict):
+        return
+    variant = next((m for m in _section_models(data, section) if _tag(m) == kind), None)
+    if variant is None:
+        return
+    for key in list(target):
+        if key not in variant.model_fields and (*section, key) not in source.overrides:
+            del target[key]
+
+
+def _section_models(data: dict[str, Any], section: Path_) -> list[type[BaseModel]]:
+    """The models (several for a tagged union) that may hold the section at `section`."""
+    annotation: Any = JobSpec
+    node: Any = data
+    for part in section:
+        models = _models_in(annotation)
+        if len(models) > 1 and isinstance(node, dict):
+            models = [m for m in models if _tag(m) == node.get("kind")]
+        if len(models) != 1 or not isinstance(part, str) or part not in models[0].model_fields:
+            return []
+        annotation = models[0].model_fields[part].annotation
+        node = node.get(part) if isinstance(node, dict) else None
+    return _models_in(annotation)
 
 
 def _assign(data: dict[str, Any], path: Path_, value: Any, item: str) -> None:
@@ -145,11 +201,15 @@ def _assign(data: dict[str, Any], path: Path_, value: Any, item: str) -> None:
     target[last] = value
 
 
-def _interpolate(value: Any, path: Path_, source: _Source, env: Mapping[str, str]) -> Any:
+def _interpolate(
+    value: Any, path: Path_, source: _Source, env: Mapping[str, str], unset: list[SpecIssue]
+) -> Any:
+    """Substitute variables; each unset one (without default) is added to `unset` and its
+    `${VAR}` text left in place."""
     if isinstance(value, dict):
-        return {k: _interpolate(v, (*path, k), source, env) for k, v in value.items()}
+        return {k: _interpolate(v, (*path, k), source, env, unset) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, (*path, i), source, env) for i, v in enumerate(value)]
+        return [_interpolate(v, (*path, i), source, env, unset) for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
         return value
 
@@ -160,19 +220,37 @@ def _interpolate(value: Any, path: Path_, source: _Source, env: Mapping[str, str
         if default is not None:
             return default
         dotted = ".".join(map(str, path))
-        raise SpecError.single(
-            source.where(path),
-            f"environment variable {var} is not set; export it or pass --set {dotted}=VALUE",
-            dotted,
+        unset.append(
+            SpecIssue(
+                source.where(path),
+                dotted,
+                f"${{{var}}} is not set (environment variable {var}); "
+                f"export it or pass --set {dotted}=VALUE",
+            )
         )
+        return match.group(0)
 
     return _ENV.sub(substitute, value)
 
 
 def _issue(err: Mapping[str, Any], source: _Source) -> SpecIssue:
     loc: Path_ = tuple(err["loc"])
-    clean, fields = _walk(loc)
+    clean, fields, here = _walk(loc)
     message = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        # pydantic says "Input tag 'x' found using 'kind' does not match...": name the field
+        # and the nearest valid kind, as for an unknown key.
+        kinds = [k for k in (_tag(m) for m in _models_in(here)) if k is not None]
+        tag = (err.get("ctx") or {}).get("tag")
+        if tag is None:
+            message = f"required field is missing; one of: {', '.join(kinds)}"
+        else:
+            message = f"unknown kind {tag!r}"
+            close = difflib.get_close_matches(str(tag), kinds, n=1, cutoff=0.6)
+            message += f"; did you mean {close[0]!r}?" if close else ""
+            message += f" (expected one of: {', '.join(kinds)})"
+        clean = [*clean, "kind"]
+        return SpecIssue(source.where(tuple(clean)), ".".join(map(str, clean)), message)
     if err["type"] == "extra_forbidden":
         key = str(loc[-1])
         message = f"unknown key {key!r}"
@@ -196,8 +274,9 @@ def _issue(err: Mapping[str, Any], source: _Source) -> SpecIssue:
     return SpecIssue(source.where(tuple(clean)), field_path, message)
 
 
-def _walk(loc: Path_) -> tuple[list[str | int], list[str] | None]:
-    """Drop pydantic's union-tag entries from loc and find the fields allowed where it ends."""
+def _walk(loc: Path_) -> tuple[list[str | int], list[str] | None, Any]:
+    """Drop pydantic's union-tag entries from loc; find the fields allowed where it ends and
+    the annotation of what it points at."""
     model: Any = JobSpec
     clean: list[str | int] = []
     parent_fields: list[str] | None = None
@@ -217,7 +296,7 @@ def _walk(loc: Path_) -> tuple[list[str | int], list[str] | None]:
             model = _item_type(model)
         else:
             model = None
-    return clean, parent_fields
+    return clean, parent_fields, model
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:

@@ -8,12 +8,32 @@ from __future__ import annotations
 
 from resnetctl.spec.data import ImageFolderSource
 from resnetctl.spec.errors import SpecError, SpecIssue
+from resnetctl.spec.feasibility import count_problems, image_problems
 from resnetctl.spec.job import JobSpec
 
 
-def check_local(spec: JobSpec, *, cuda_devices: int | None = None) -> None:
-    """Raise `SpecError` if this machine cannot run `spec`: GPUs or data folders missing."""
+def check_local(spec: JobSpec, *, cuda_devices: int | None = None, cpus: int | None = None) -> None:
+    """Raise `SpecError` if this machine cannot run `spec`: CPUs or GPUs too few for its
+    workers on the embedded Ray, or data folders missing."""
     issues: list[SpecIssue] = []
+    res = spec.resources
+    if cpus is None:
+        from resnetctl import host
+
+        cpus = host.usable_cpus()
+    # The embedded Ray is one node of `cpus` CPUs and never grows: as many workers fit as
+    # whole bundles of cpus_per_worker (the test `launch.capacity` applies once it started).
+    if int(cpus // res.cpus_per_worker) < res.workers:
+        issues.append(
+            SpecIssue(
+                spec.where("resources", "workers"),
+                "resources.workers",
+                f"{res.workers} workers x {res.cpus_per_worker:g} CPUs (cpus_per_worker) do "
+                f"not fit the embedded Ray on this machine, which may use {cpus} CPUs; lower "
+                "resources.workers or resources.cpus_per_worker, or submit to a cluster "
+                "with --address",
+            )
+        )
     if spec.resources.use_gpu:
         if cuda_devices is None:
             import torch
@@ -49,3 +69,23 @@ def check_local(spec: JobSpec, *, cuda_devices: int | None = None) -> None:
                 )
     if issues:
         raise SpecError(issues)
+
+
+def check_data_counts(spec: JobSpec, train_images: int, val_images: int, classes: int) -> None:
+    """Raise `SpecError` if the data set, now that its size is known, cannot feed `spec`:
+    a batch larger than a worker's shard, too few validation images, fewer outputs than
+    classes, milestones or warm-up beyond the run."""
+    problems = count_problems(spec, train_images, val_images, classes)
+    if problems:
+        raise SpecError(
+            [SpecIssue(spec.where(*path), ".".join(path), message) for path, message in problems]
+        )
+
+
+def check_image_size(spec: JobSpec, size: tuple[int, int]) -> None:
+    """Raise `SpecError` if images of (height, width) `size` cannot feed the pipeline."""
+    problems = image_problems(spec, size)
+    if problems:
+        raise SpecError(
+            [SpecIssue(spec.where(*path), ".".join(path), message) for path, message in problems]
+        )

@@ -40,6 +40,13 @@ class ResourcesSpec(StrictModel):
     def _gpu_consistency(self) -> ResourcesSpec:
         if self.use_gpu and self.gpus_per_worker <= 0:
             raise ValueError("gpus_per_worker must be > 0 when use_gpu is true")
+        if self.use_gpu and self.workers > 1 and self.gpus_per_worker < 1:
+            # Ray packs fractional GPU bundles onto one device, and NCCL refuses two ranks
+            # on the same GPU ("Duplicate GPU detected").
+            raise ValueError(
+                f"resources.gpus_per_worker {self.gpus_per_worker:g} puts several of the "
+                f"{self.workers} workers on one GPU, which NCCL refuses; use 1 GPU per worker"
+            )
         return self
 
     @property

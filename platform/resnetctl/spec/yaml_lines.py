@@ -1,0 +1,67 @@
+"""Where each key of a YAML document is written, and keys written twice.
+
+PyYAML's loaders keep the last of two equal keys in a mapping without a word, so a value the
+author fixed further down silently loses to, or wins over, an older one. The node tree from
+`yaml.compose` still has both, with their lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import yaml
+
+FieldPath = tuple[str | int, ...]
+
+# `<<` merges another mapping in; several merge keys are how YAML spells multiple bases.
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+@dataclass(frozen=True)
+class DuplicateKey:
+    """A key given twice in one mapping: its path and the lines of both occurrences."""
+
+    path: FieldPath
+    first_line: int
+    line: int
+
+
+def record_lines(node: yaml.Node | None, path: FieldPath = ()) -> dict[FieldPath, int]:
+    """The 1-based line of every key (and list item) under `node`, by its path."""
+    lines: dict[FieldPath, int] = {}
+    _walk(node, path, lines, [])
+    return lines
+
+
+def duplicate_keys(node: yaml.Node | None, path: FieldPath = ()) -> list[DuplicateKey]:
+    """Every key that a mapping under `node` gives more than once, in document order."""
+    found: list[DuplicateKey] = []
+    _walk(node, path, {}, found)
+    return found
+
+
+def _walk(
+    node: yaml.Node | None,
+    path: FieldPath,
+    lines: dict[FieldPath, int],
+    duplicates: list[DuplicateKey],
+) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[object, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            child = (*path, key_node.value)
+            line = key_node.start_mark.line + 1
+            ident = (key_node.tag, key_node.value)
+            if ident in seen:
+                duplicates.append(DuplicateKey(child, seen[ident], line))
+            else:
+                seen[ident] = line
+            lines[child] = line
+            _walk(value_node, child, lines, duplicates)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            child = (*path, index)
+            lines[child] = item.start_mark.line + 1
+            _walk(item, child, lines, duplicates)
