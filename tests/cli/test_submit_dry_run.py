@@ -185,3 +185,16 @@ def test_dry_run_refuses_epoch_milestones_beyond_an_iteration_run(cli, image_fol
         outcome.stderr
     )
     assert "(epochs) lie outside the run of 2 iterations (1 epochs of 2 steps)" in outcome.stderr
+
+
+def test_placement_needs_no_data_path_variable(cli, monkeypatch) -> None:
+    # A cluster's data path is the cluster's: planning where the job goes must not need it here.
+    monkeypatch.delenv("RESNETCTL_IMAGENET", raising=False)
+    aws = str(JOBS.parent / "cluster" / "aws.yaml")
+    planned = cli("submit", str(JOBS / "r50.yaml"), "--dry-run", "--cluster", aws)
+    assert planned.code == 0, planned.stderr
+    assert "fits: 1 worker node(s)" in planned.stdout
+    assert "warning: " in planned.stderr and "${RESNETCTL_IMAGENET} is not set" in planned.stderr
+    # Running it here still needs the variable.
+    refused = cli("submit", str(JOBS / "r50.yaml"), "--dry-run")
+    assert refused.code == 2 and "error: " in refused.stderr

@@ -143,3 +143,12 @@ def test_cli_plan_exit_codes(cli) -> None:
     )
     assert bigger.code == 2
     assert "cpu.1.max_workers: job quickstart needs 8 cpu.1 node(s)" in bigger.stdout
+
+
+def test_plan_and_validate_need_no_data_path_variable(cli, monkeypatch) -> None:
+    monkeypatch.delenv("RESNETCTL_IMAGENET", raising=False)
+    aws = str(CLUSTER / "aws.yaml")
+    r50 = str(JOBS / "r50.yaml")
+    for outcome in (cli("plan", r50, aws), cli("validate", aws, "--job", r50)):
+        assert outcome.code == 0, outcome.stderr
+        assert "${RESNETCTL_IMAGENET} is not set" in outcome.stderr

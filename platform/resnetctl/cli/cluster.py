@@ -18,6 +18,7 @@ from resnetctl.cli.common import (
     SetOption,
     err,
     fail,
+    load_spec_to_plan,
     out,
     print_json,
     spec_errors,
@@ -184,10 +185,9 @@ def status(config_file: ConfigFile, dry_run: DryRunOption = False) -> None:
 
 
 def _load_jobs(files: list[Path], overrides: list[str]) -> list[JobSpec]:
-    from resnetctl.spec import load_spec
-
+    # Placement needs the job's resources, not its data: a data path's variable may be unset.
     with spec_errors():
-        return [load_spec(f, overrides) for f in files]
+        return [load_spec_to_plan(f, overrides) for f in files]
 
 
 def _load_config(file: Path) -> ClusterConfig:

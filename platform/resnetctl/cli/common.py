@@ -62,6 +62,18 @@ def report_issues(exc: Exception) -> None:
         err.print(f"[bold red]error:[/] {escape(str(issue))}", highlight=False)
 
 
+def load_spec_to_plan(file: Path, overrides: list[str]) -> Any:
+    """Load a spec for a command that plans or checks it without running it here: an unset
+    `${VAR}` (a data path only the cluster has) is a warning line, not an error."""
+    from resnetctl.spec import SpecIssue, load_spec
+
+    warnings: list[SpecIssue] = []
+    spec = load_spec(file, overrides, warnings=warnings)
+    for issue in warnings:
+        err.print(f"[bold yellow]warning:[/] {escape(str(issue))}", highlight=False)
+    return spec
+
+
 @contextmanager
 def ray_output_on_stderr() -> Iterator[None]:
     """Send what Ray prints on stdout (worker and raylet logs) to stderr while a job or sweep

@@ -18,6 +18,7 @@ from resnetctl.cli.common import (
     SpecFile,
     err,
     fail,
+    load_spec_to_plan,
     out,
     print_json,
     ray_output_on_stderr,
@@ -115,6 +116,8 @@ def submit(
             extra.append(f"checkpoint.resume_from={resume}")
         if smoke:
             spec = _load_smoke(file, extra, smoke_size)
+        elif cluster is not None:  # placement only: the data path may be the cluster's alone
+            spec = load_spec_to_plan(file, extra)
         else:
             spec = load_spec(file, extra)
         if not address and cluster is None:
