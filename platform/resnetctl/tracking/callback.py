@@ -1,7 +1,8 @@
 """Per-epoch metrics into MLflow, from the Ray Train controller.
 
 The controller sees every `ray.train.report` once, after all ranks reported, so it is the one
-writer of per-epoch metrics; workers never hold MLflow credentials or connections.
+writer of per-epoch metrics; workers never hold MLflow credentials or connections. It also tells
+the driver's progress view that an epoch is done, through the job's progress queue.
 """
 
 from __future__ import annotations
@@ -15,11 +16,19 @@ from resnetctl.spec.metrics import EPOCH_METRICS
 
 
 class EpochMetricsCallback(UserCallback):
-    """Log rank 0's epoch metrics with the epoch as step, each epoch at most once."""
+    """Log rank 0's epoch metrics with the epoch as step, each epoch at most once; and put an
+    epoch event with them into `progress` (a `ray.util.queue.Queue`), if given."""
 
-    def __init__(self, uri: str, run_id: str, logged_epochs: set[int] | None = None):
+    def __init__(
+        self,
+        uri: str,
+        run_id: str,
+        logged_epochs: set[int] | None = None,
+        progress: Any = None,
+    ):
         self.uri = uri
         self.run_id = run_id
+        self.progress = progress
         # Epochs replayed after a restore from an older checkpoint are not logged twice.
         self.logged = set(logged_epochs or ())
         self._client: Any = None
@@ -34,6 +43,8 @@ class EpochMetricsCallback(UserCallback):
         if not metrics or "epoch" not in metrics[0]:
             return
         epoch = int(metrics[0]["epoch"])
+        # An epoch trained again after a restore is shown again, but logged once.
+        self._announce(epoch, metrics[0])
         if epoch in self.logged:
             return
         if self._client is None:
@@ -53,3 +64,16 @@ class EpochMetricsCallback(UserCallback):
         tags = [RunTag("ray.worker_nodes", ",".join(nodes))] if nodes else []
         self._client.log_batch(self.run_id, metrics=batch, tags=tags)
         self.logged.add(epoch)
+
+    def _announce(self, epoch: int, metrics: dict[str, Any]) -> None:
+        from resnetctl.launch.progress import EPOCH_EVENT
+
+        if self.progress is None:
+            return
+        event = {"kind": EPOCH_EVENT, "epoch": epoch}
+        event.update((key, float(metrics[key])) for key in EPOCH_METRICS if key in metrics)
+        try:
+            # Waits briefly for room: unlike a step, a finished epoch must not be dropped.
+            self.progress.put(event, timeout=10)
+        except Exception:  # noqa: BLE001 - the view is optional, the run and its metrics are not
+            pass

@@ -1,0 +1,58 @@
+"""The controller's epoch callback: metrics into MLflow once per epoch, and an epoch event for
+the driver's progress view every time an epoch is reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from resnetctl.launch.progress import EPOCH_EVENT
+from resnetctl.tracking.callback import EpochMetricsCallback
+
+
+class FakeQueue:
+    def __init__(self) -> None:
+        self.items: list[dict] = []
+
+    def put(self, item: dict, timeout: float | None = None) -> None:
+        self.items.append(item)
+
+
+def _report(epoch: int, rank: int) -> dict:
+    return {
+        "epoch": epoch,
+        "train_top1_error": 30.0 + rank,
+        "val_top1_error": 20.0,
+        "images_per_second": 500.0,
+        "param_checksum": 1.5,
+        "node_id": "n",
+    }
+
+
+def test_every_reported_epoch_is_announced_and_logged_once(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    queue = FakeQueue()
+    callback = EpochMetricsCallback(uri, run_id, progress=queue)
+    for epoch in (1, 2, 2):  # epoch 2 again: trained again after a restore
+        callback.after_report(None, [_report(epoch, 0), _report(epoch, 1)], None)
+    assert [(e["kind"], e["epoch"]) for e in queue.items] == [
+        (EPOCH_EVENT, 1),
+        (EPOCH_EVENT, 2),
+        (EPOCH_EVENT, 2),
+    ]
+    # Rank 0's metrics, the ones MLflow gets.
+    assert queue.items[0]["train_top1_error"] == 30.0 and queue.items[0]["val_top1_error"] == 20.0
+    history = client.get_metric_history(run_id, "val_top1_error")
+    assert sorted(m.step for m in history) == [1, 2]
+
+    # A queue whose actor is gone (the driver went away) does not stop the metrics.
+    class Gone:
+        def put(self, item: dict, timeout: float | None = None) -> None:
+            raise RuntimeError("actor died")
+
+    EpochMetricsCallback(uri, run_id, progress=Gone()).after_report(None, [_report(3, 0)], None)
+    history = client.get_metric_history(run_id, "val_top1_error")
+    assert sorted(m.step for m in history) == [1, 2, 3]
