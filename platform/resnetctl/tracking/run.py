@@ -179,6 +179,10 @@ class JobRun:
         """Copy a checkpoint directory into the run's artifacts under checkpoints/<name>."""
         self.client.log_artifacts(self.run_id, str(directory), f"checkpoints/{name}")
 
+    def log_file(self, path: str | Path, folder: str) -> None:
+        """Copy one file into the run's artifacts under `folder`."""
+        self.client.log_artifact(self.run_id, str(path), folder)
+
     def log_model(self, model: Any, input_size: int) -> str:
         """Log the trained module as a `torch.export` program (MLflow's `pt2` format) and return
         the model URI; `mlflow.pytorch.load_model(uri)` gives a module with the same logits.
