@@ -33,8 +33,8 @@ def _artifacts(workdir: Path, run_id: str, path: str = "") -> set[str]:
 
 EPOCH_LINE = (
     r"^epoch (\d+)/{total}  train error \d+\.\d\d%  val error \d+\.\d\d%  \d+ img/s  "
-    r"\d+s  \d+s left$"
-)
+    r"{clock}  {clock} left$"
+).replace("{clock}", r"(?:\d+[hm])?\d+[ms]")
 
 
 def _epoch_lines(err: str, total: int) -> list[int]:
@@ -144,6 +144,9 @@ def test_killed_worker_is_replaced_and_run_resumes(submit, workdir: Path) -> Non
         r"resumed from ray at epoch (\d+), step (\d+): continuing with epoch (\d+)", log
     )
     assert len(resumed) == 1, log[-3000:]
+    # The terminal said that a worker failed, once, and showed every epoch once.
+    assert len(re.findall(r"^worker failed \(rank \d\): \w+", err, re.M)) == 1, err[-3000:]
+    assert _epoch_lines(err, 4) == [1, 2, 3, 4], err[-3000:]
     epoch, step, following = map(int, resumed[0])
     assert 1 <= epoch < 4 and step == 4 * epoch and following == epoch + 1
 
@@ -175,6 +178,7 @@ def test_nan_loss_fails_clearly_and_keeps_last_good_checkpoint(submit, workdir: 
     tail = err.split(f"lines of {result['log_file']}:", 1)
     assert len(tail) == 2, err[-3000:]
     assert "NonFiniteLossError" in tail[1]
+    assert re.search(r"^workers? failed \(ranks? [\d, ]+\): .*non-finite", tail[0], re.M)
     assert Path(result["log_file"]).read_text().rstrip().endswith(tail[1].splitlines()[-1].strip())
     # The kept checkpoint is the last good one: epoch 1, trained at lr 0.1.
     best = Path(result["best_checkpoint"])

@@ -9,7 +9,7 @@ import re
 import pytest
 from rich.console import Console
 
-from resnetctl.launch.progress import EPOCH_EVENT, ProgressView, clock
+from resnetctl.launch.progress import EPOCH_EVENT, WORKER_ERROR_EVENT, ProgressView, clock
 
 EPOCH_LINE = re.compile(
     r"^epoch (\d+)/(\d+)  train error (\d+\.\d\d)%  val error (\d+\.\d\d)%  (\d+) img/s  "
@@ -68,6 +68,21 @@ def test_json_mode_on_a_terminal_gets_the_plain_lines() -> None:
     with ProgressView((1, "epoch"), console, live=False) as view:
         _feed(view, 1)
     assert EPOCH_LINE.match(stream.getvalue().strip())
+
+
+def test_a_worker_failure_is_one_line_however_often_it_is_reported() -> None:
+    stream = io.StringIO()
+    error = {"kind": WORKER_ERROR_EVENT, "ranks": [1], "error": "ActorDiedError: it died"}
+    with ProgressView((2, "epoch"), Console(file=stream, width=60)) as view:
+        _feed(view, 1)
+        view.update(error)
+        view.update(error)
+        _feed(view, 1)  # the restarted group trains again
+        view.update({**error, "ranks": [0, 1]})
+    lines = stream.getvalue().splitlines()
+    assert lines[1] == "worker failed (rank 1): ActorDiedError: it died"
+    assert lines[3] == "workers failed (ranks 0, 1): ActorDiedError: it died"
+    assert len(lines) == 4
 
 
 def test_epochs_of_a_run_in_iterations_come_from_the_steps_of_one_epoch() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from resnetctl.launch.progress import EPOCH_EVENT
+from resnetctl.launch.progress import EPOCH_EVENT, WORKER_ERROR_EVENT
 from resnetctl.tracking.callback import EpochMetricsCallback
 
 
@@ -56,3 +56,36 @@ def test_every_reported_epoch_is_announced_and_logged_once(tmp_path: Path) -> No
     EpochMetricsCallback(uri, run_id, progress=Gone()).after_report(None, [_report(3, 0)], None)
     history = client.get_metric_history(run_id, "val_top1_error")
     assert sorted(m.step for m in history) == [1, 2, 3]
+
+
+def test_failed_workers_are_announced_with_the_innermost_error() -> None:
+    queue = FakeQueue()
+    try:
+        try:
+            raise ValueError("first line\nnon-finite loss at epoch 2")
+        except ValueError as cause:
+            raise RuntimeError("Ray's wrapper") from cause
+    except RuntimeError as wrapped:
+        EpochMetricsCallback("sqlite:///unused.db", "r", progress=queue).after_exception(
+            None, {1: wrapped, 0: wrapped}
+        )
+    # Ray Train's wrapper of a worker's exception reads as the worker's traceback.
+    traceback = RuntimeError(
+        'Traceback (most recent call last):\n  File "loop.py", line 1\n'
+        "resnetctl.train.runner.NonFiniteLossError: non-finite validation loss at epoch 2\n"
+    )
+    EpochMetricsCallback("sqlite:///unused.db", "r", progress=queue).after_exception(
+        None, {0: traceback}
+    )
+    assert queue.items == [
+        {
+            "kind": WORKER_ERROR_EVENT,
+            "ranks": [0, 1],
+            "error": "ValueError: non-finite loss at epoch 2",
+        },
+        {
+            "kind": WORKER_ERROR_EVENT,
+            "ranks": [0],
+            "error": "NonFiniteLossError: non-finite validation loss at epoch 2",
+        },
+    ]

@@ -1,7 +1,7 @@
 """The driver's live view of training on stderr, fed through a Ray queue (never blocking the
 worker): step events from rank 0 move a progress bar of the epoch in flight, drawn on a terminal
-only; the epoch events of the Ray Train controller (`tracking.callback`) print one line per
-finished epoch, terminal or not, so a log file or CI gets the same plain lines."""
+only; the Ray Train controller's events (`tracking.callback`) print one line per finished epoch
+and one when workers fail, terminal or not, so a log file or CI gets the same plain lines."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-#: The `kind` of the controller's event for a finished epoch; step events have no kind.
+#: The `kind` of the controller's events (`tracking.callback`): an epoch every rank finished,
+#: and workers that failed. Step events from rank 0 have no kind.
 EPOCH_EVENT = "epoch"
+WORKER_ERROR_EVENT = "worker_error"
 
 
 def clock(seconds: float) -> str:
@@ -63,6 +65,7 @@ class ProgressView:
         self.steps_per_epoch = 0
         self.epoch_seconds: list[float] = []
         self._epoch_began: float | None = None
+        self._last_error: str | None = None
 
     def __enter__(self) -> ProgressView:
         self.progress.start()
@@ -75,6 +78,12 @@ class ProgressView:
         """Apply one event: a step of rank 0, or an epoch the controller saw every rank finish."""
         if event.get("kind") == EPOCH_EVENT:
             self._epoch_done(event)
+            return
+        if event.get("kind") == WORKER_ERROR_EVENT:
+            line = self.worker_error_line(event)
+            if line != self._last_error:  # one failure, however often the controller polls it
+                self._say(line)
+            self._last_error = line
             return
         now = time.monotonic()
         if self.first_event_at is None:
@@ -117,8 +126,20 @@ class ProgressView:
             f"  {clock(seconds)}  {left} left"
         )
 
+    @staticmethod
+    def worker_error_line(event: dict[str, Any]) -> str:
+        """`worker failed (rank 1): ActorDiedError: …`; the traceback is in the job's log."""
+        ranks = ", ".join(str(rank) for rank in event.get("ranks", ()))
+        who = "workers failed (ranks" if "," in ranks else "worker failed (rank"
+        return f"{who} {ranks}): {event.get('error', '')}"
+
+    def _say(self, line: str) -> None:
+        # A line above the live bar, or a plain line without a terminal.
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
     def _epoch_done(self, event: dict[str, Any]) -> None:
         now = time.monotonic()
+        self._last_error = None
         # From the previous epoch's end (or this job's first step): validation and the
         # checkpoint count, as they do for the time left.
         seconds = now - (self._epoch_began if self._epoch_began is not None else now)
@@ -127,9 +148,7 @@ class ProgressView:
         task = self.tasks.pop(int(event["epoch"]), None)
         if task is not None:
             self.progress.remove_task(task)
-        self.console.print(
-            self.epoch_line(event, seconds), markup=False, highlight=False, soft_wrap=True
-        )
+        self._say(self.epoch_line(event, seconds))
 
     def drain(self, queue: Any) -> None:
         """Apply every event waiting in the queue."""

@@ -7,6 +7,7 @@ the driver's progress view that an epoch is done, through the job's progress que
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -65,15 +66,43 @@ class EpochMetricsCallback(UserCallback):
         self._client.log_batch(self.run_id, metrics=batch, tags=tags)
         self.logged.add(epoch)
 
+    def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]) -> None:
+        """Called by Ray Train when workers failed: the driver says so on the terminal (the
+        traceback is in the job's log) before the group restarts or the run fails."""
+        from resnetctl.launch.progress import WORKER_ERROR_EVENT
+
+        if worker_exceptions:
+            ranks = sorted(worker_exceptions)
+            error = _describe(worker_exceptions[ranks[0]])
+            self._put({"kind": WORKER_ERROR_EVENT, "ranks": ranks, "error": error})
+
     def _announce(self, epoch: int, metrics: dict[str, Any]) -> None:
         from resnetctl.launch.progress import EPOCH_EVENT
 
-        if self.progress is None:
-            return
         event = {"kind": EPOCH_EVENT, "epoch": epoch}
         event.update((key, float(metrics[key])) for key in EPOCH_METRICS if key in metrics)
+        self._put(event)
+
+    def _put(self, event: dict[str, Any]) -> None:
+        if self.progress is None:
+            return
         try:
-            # Waits briefly for room: unlike a step, a finished epoch must not be dropped.
+            # Waits briefly for room: unlike a step, these events must not be dropped.
             self.progress.put(event, timeout=10)
         except Exception:  # noqa: BLE001 - the view is optional, the run and its metrics are not
             pass
+
+
+def _describe(error: BaseException, limit: int = 300) -> str:
+    # Ray wraps worker exceptions; the innermost message is the one a user can act on. Ray
+    # Train's wrapper of a user's exception reads as its traceback, whose last line names it.
+    while error.__cause__ is not None:
+        error = error.__cause__
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    named = _TRACEBACK_END.match(last)
+    text = f"{named[1]}: {named[2]}" if named else f"{type(error).__name__}: {last}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_TRACEBACK_END = re.compile(r"^(?:\w+\.)*(\w+(?:Error|Exception|Interrupt|Exit)): (.*)$")
