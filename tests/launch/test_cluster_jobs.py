@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,11 @@ def test_two_worker_job_spans_both_nodes_and_tracks_to_server(
     job = json.loads(done.stdout)
     assert job["state"] == "SUCCEEDED"
     assert f"resnetctl status {job['job_id']}" in done.stderr  # the next commands
+    # The job's logs, followed on stderr, are the clean stream: Ray's lines are in the run's log.
+    assert "Reporting training result" not in done.stderr and "\x1b[" not in done.stderr
+    assert re.findall(r"^epoch (\d)/2  train error", done.stderr, re.M) == ["1", "2"]
+    ray_lines = (storage / job["job_id"] / "resnetctl.log").read_text()
+    assert "Reporting training result 2" in ray_lines
     client = MlflowClient(cluster.mlflow)
     experiment = client.get_experiment_by_name("e2e")
     (run,) = client.search_runs(
@@ -75,7 +81,7 @@ def test_two_worker_job_spans_both_nodes_and_tracks_to_server(
     history = client.get_metric_history(run.info.run_id, "val_top1_error")
     assert sorted(m.step for m in history) == [1, 2]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"spec", "plots", "checkpoints"} <= artifacts
+    assert {"spec", "plots", "checkpoints", "logs"} <= artifacts
     listed = resnetctl("list", "--json", "--address", cluster.dashboard, cwd=workdir)
     rows = {row["job_id"]: row for row in json.loads(listed.stdout)}
     assert rows[job["job_id"]]["state"] == "SUCCEEDED"

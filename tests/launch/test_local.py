@@ -31,11 +31,43 @@ def _artifacts(workdir: Path, run_id: str, path: str = "") -> set[str]:
     return found
 
 
+EPOCH_LINE = (
+    r"^epoch (\d+)/{total}  train error \d+\.\d\d%  val error \d+\.\d\d%  \d+ img/s  "
+    r"{clock}  {clock} left$"
+).replace("{clock}", r"(?:\d+[hm])?\d+[ms]")
+
+
+def _epoch_lines(err: str, total: int) -> list[int]:
+    return [int(e) for e in re.findall(EPOCH_LINE.format(total=total), err, re.M)]
+
+
+def _assert_clean_terminal(err: str) -> None:
+    """Stderr holds the job's own lines: Ray's and MLflow's chatter went to the run's log."""
+    for chatter in (
+        "Reporting training result",
+        "Checkpoint successfully created",
+        "Creating initial MLflow database tables",
+        "TrainController",
+        "RayTrainWorker",
+        "pickle",
+    ):
+        assert chatter not in err, err[-3000:]
+    assert "\x1b[" not in err  # no colour or cursor codes without a terminal
+
+
 def test_two_worker_run_is_tracked_and_resumes_at_the_next_epoch(submit, workdir: Path) -> None:
     code, out, err = submit("job.yaml", "--json").wait()
     assert code == 0, err[-3000:]
     result = summary(out)
     assert result["succeeded"] and result["epochs_completed"] == 3
+    _assert_clean_terminal(err)
+    assert _epoch_lines(err, 3) == [1, 2, 3], err[-3000:]
+    # ... and all of it is in the run's log, beside its checkpoints.
+    log_file = Path(result["storage_path"]) / "resnetctl.log"
+    assert result["log_file"] == str(log_file)
+    log = log_file.read_text()
+    assert "Reporting training result 3" in log and "Checkpoint successfully created" in log
+    assert "Creating initial MLflow database tables" in log
     (run,) = mlflow_runs(workdir)
     assert run.info.run_id == result["mlflow_run_id"] and run.info.status == "FINISHED"
     for key in EPOCH_METRICS:
@@ -53,12 +85,16 @@ def test_two_worker_run_is_tracked_and_resumes_at_the_next_epoch(submit, workdir
     assert "spec/resolved.yaml" in files
     assert "plots/error_curves.png" in files
     assert "checkpoints/best/state.pt" in files and "checkpoints/best/meta.json" in files
+    assert "logs/resnetctl.log" in files
     assert result["model_uri"] and result["model_uri"].startswith("models:/")
     import mlflow.pytorch
 
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
     model = mlflow.pytorch.load_model(result["model_uri"])
-    assert model.fc.out_features == 4
+    import torch
+
+    with torch.no_grad():
+        assert model(torch.zeros(3, 3, 16, 16)).shape == (3, 4)  # 4 classes, any batch size
 
     # Resuming the finished run with a longer budget continues at epoch 4, in the same MLflow
     # run (one job start saved: this used to be a test of its own).
@@ -70,7 +106,12 @@ def test_two_worker_run_is_tracked_and_resumes_at_the_next_epoch(submit, workdir
     assert resumed["mlflow_run_id"] == result["mlflow_run_id"]
     (run,) = mlflow_runs(workdir)
     assert [s for s, _ in metric_history(workdir, run.info.run_id, "train_loss")] == [1, 2, 3, 4]
-    assert "resumed from" in err and "continuing with epoch 4" in err
+    _assert_clean_terminal(err)
+    assert _epoch_lines(err, 4) == [4] and "resuming from" in err
+    # The run keeps one log: the resumed job's lines follow the first job's.
+    log = log_file.read_text()
+    assert log.count("===== resnetctl: a job of this run started") == 2
+    assert "resumed from" in log and "continuing with epoch 4" in log
 
 
 def test_killed_worker_is_replaced_and_run_resumes(submit, workdir: Path) -> None:
@@ -93,13 +134,19 @@ def test_killed_worker_is_replaced_and_run_resumes(submit, workdir: Path) -> Non
     (run,) = mlflow_runs(workdir)
     steps = [s for s, _ in metric_history(workdir, run.info.run_id, "val_top1_error")]
     assert steps == [1, 2, 3, 4]  # every epoch once: none lost, none logged twice
-    assert summary(out)["epochs_completed"] == 4
+    result = summary(out)
+    assert result["epochs_completed"] == 4
     # The restarted group loaded Ray's latest checkpoint and went on from there, not from
-    # epoch 1: 64 images over 2 ranks at batch 8 make 4 steps an epoch.
+    # epoch 1: 64 images over 2 ranks at batch 8 make 4 steps an epoch. The workers say so in
+    # the run's log.
+    log = Path(result["log_file"]).read_text()
     resumed = re.findall(
-        r"resumed from ray at epoch (\d+), step (\d+): continuing with epoch (\d+)", err
+        r"resumed from ray at epoch (\d+), step (\d+): continuing with epoch (\d+)", log
     )
-    assert len(resumed) == 1, err[-3000:]
+    assert len(resumed) == 1, log[-3000:]
+    # The terminal said that a worker failed, once, and showed every epoch once.
+    assert len(re.findall(r"^worker failed \(rank \d\): \w+", err, re.M)) == 1, err[-3000:]
+    assert _epoch_lines(err, 4) == [1, 2, 3, 4], err[-3000:]
     epoch, step, following = map(int, resumed[0])
     assert 1 <= epoch < 4 and step == 4 * epoch and following == epoch + 1
 
@@ -127,6 +174,12 @@ def test_nan_loss_fails_clearly_and_keeps_last_good_checkpoint(submit, workdir: 
     assert not result["succeeded"] and "NonFiniteLossError" in result["error"]
     assert "non-finite" in result["error"] and "at epoch" in result["error"]
     assert 1 <= result["epochs_completed"] < 6
+    # The terminal shows the end of the run's log, where the workers' error is.
+    tail = err.split(f"lines of {result['log_file']}:", 1)
+    assert len(tail) == 2, err[-3000:]
+    assert "NonFiniteLossError" in tail[1]
+    assert re.search(r"^workers? failed \(ranks? [\d, ]+\): .*non-finite", tail[0], re.M)
+    assert Path(result["log_file"]).read_text().rstrip().endswith(tail[1].splitlines()[-1].strip())
     # The kept checkpoint is the last good one: epoch 1, trained at lr 0.1.
     best = Path(result["best_checkpoint"])
     assert best.name == "epoch_0001" and (best / "state.pt").is_file()

@@ -1,33 +1,103 @@
-"""The controller's MLflow callback logs the final 10-crop evaluation as its own metrics."""
+"""The controller's epoch callback: metrics into MLflow once per epoch, and an epoch event for
+the driver's progress view every time an epoch is reported."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
-import mlflow
-import pytest
+from mlflow import MlflowClient
 
+from resnetctl.launch.progress import EPOCH_EVENT, WORKER_ERROR_EVENT
 from resnetctl.tracking.callback import EpochMetricsCallback
 
 
-class FakeClient:
-    batches: list[list[Any]] = []
+class FakeQueue:
+    def __init__(self) -> None:
+        self.items: list[dict] = []
 
-    def __init__(self, uri: str) -> None:
-        self.uri = uri
-
-    def log_batch(self, run_id: str, metrics: list[Any], tags: list[Any]) -> None:
-        FakeClient.batches.append(metrics)
+    def put(self, item: dict, timeout: float | None = None) -> None:
+        self.items.append(item)
 
 
-def test_the_last_epochs_ten_crop_metrics_are_logged_at_that_epoch(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(mlflow, "MlflowClient", FakeClient)
-    FakeClient.batches = []
-    callback = EpochMetricsCallback("file:///nowhere", "run")
+def _report(epoch: int, rank: int) -> dict:
+    return {
+        "epoch": epoch,
+        "train_top1_error": 30.0 + rank,
+        "val_top1_error": 20.0,
+        "images_per_second": 500.0,
+        "param_checksum": 1.5,
+        "node_id": "n",
+    }
+
+
+def test_every_reported_epoch_is_announced_and_logged_once(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    queue = FakeQueue()
+    callback = EpochMetricsCallback(uri, run_id, progress=queue)
+    for epoch in (1, 2, 2):  # epoch 2 again: trained again after a restore
+        callback.after_report(None, [_report(epoch, 0), _report(epoch, 1)], None)
+    assert [(e["kind"], e["epoch"]) for e in queue.items] == [
+        (EPOCH_EVENT, 1),
+        (EPOCH_EVENT, 2),
+        (EPOCH_EVENT, 2),
+    ]
+    # Rank 0's metrics, the ones MLflow gets.
+    assert queue.items[0]["train_top1_error"] == 30.0 and queue.items[0]["val_top1_error"] == 20.0
+    history = client.get_metric_history(run_id, "val_top1_error")
+    assert sorted(m.step for m in history) == [1, 2]
+
+    # A queue whose actor is gone (the driver went away) does not stop the metrics.
+    class Gone:
+        def put(self, item: dict, timeout: float | None = None) -> None:
+            raise RuntimeError("actor died")
+
+    EpochMetricsCallback(uri, run_id, progress=Gone()).after_report(None, [_report(3, 0)], None)
+    history = client.get_metric_history(run_id, "val_top1_error")
+    assert sorted(m.step for m in history) == [1, 2, 3]
+
+
+def test_failed_workers_are_announced_with_the_innermost_error() -> None:
+    queue = FakeQueue()
+    try:
+        try:
+            raise ValueError("first line\nnon-finite loss at epoch 2")
+        except ValueError as cause:
+            raise RuntimeError("Ray's wrapper") from cause
+    except RuntimeError as wrapped:
+        EpochMetricsCallback("sqlite:///unused.db", "r", progress=queue).after_exception(
+            None, {1: wrapped, 0: wrapped}
+        )
+    # Ray Train's wrapper of a worker's exception reads as the worker's traceback.
+    traceback = RuntimeError(
+        'Traceback (most recent call last):\n  File "loop.py", line 1\n'
+        "resnetctl.train.runner.NonFiniteLossError: non-finite validation loss at epoch 2\n"
+    )
+    EpochMetricsCallback("sqlite:///unused.db", "r", progress=queue).after_exception(
+        None, {0: traceback}
+    )
+    assert queue.items == [
+        {
+            "kind": WORKER_ERROR_EVENT,
+            "ranks": [0, 1],
+            "error": "ValueError: non-finite loss at epoch 2",
+        },
+        {
+            "kind": WORKER_ERROR_EVENT,
+            "ranks": [0],
+            "error": "NonFiniteLossError: non-finite validation loss at epoch 2",
+        },
+    ]
+
+
+def test_the_last_epochs_ten_crop_metrics_are_logged_at_that_epoch(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
     report = {"epoch": 90, "val_top1_error": 30.0, "val_top1_error_10crop": 28.5}
-    callback.after_report(None, [report], None)
-    logged = {(m.key, m.value, m.step) for m in FakeClient.batches[0]}
-    assert ("val_top1_error_10crop", 28.5, 90) in logged
-    assert ("val_top1_error", 30.0, 90) in logged
+    EpochMetricsCallback(uri, run_id).after_report(None, [report], None)
+    (ten_crop,) = client.get_metric_history(run_id, "val_top1_error_10crop")
+    assert (ten_crop.value, ten_crop.step) == (28.5, 90)
+    (single,) = client.get_metric_history(run_id, "val_top1_error")
+    assert (single.value, single.step) == (30.0, 90)

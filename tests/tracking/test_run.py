@@ -1,5 +1,5 @@
-"""The driver's MLflow run handle: preparing the store, environment tags, and what logging a
-model leaves behind in the process."""
+"""The driver's MLflow run handle: preparing the store, environment tags, logging the trained
+model in a format that loads without unpickling code, and what logging it leaves behind."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow import MlflowClient
 
 from resnetctl.models import create_model
@@ -29,6 +30,51 @@ def test_log_model_does_not_leak_its_store_into_the_next_job(
     import mlflow
 
     assert mlflow.get_tracking_uri() != uri
+
+
+def _tiny_trained_net() -> torch.nn.Module:
+    # A few steps of SGD in train mode: weights and BatchNorm's running statistics move away
+    # from their initial values, so equal logits mean the trained state went through.
+    torch.manual_seed(0)
+    model = create_model("cifar_resnet8", num_classes=4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):
+        images, labels = torch.randn(8, 3, 16, 16), torch.randint(0, 4, (8,))
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+def test_logged_model_is_not_a_pickle_and_reloads_with_the_same_logits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    import mlflow.pytorch
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    model = _tiny_trained_net()
+    model_uri = JobRun(uri, run_id).log_model(model, 16)
+
+    mlflow.set_tracking_uri(uri)
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "dl")))
+        # torch.export's archive (weights as raw tensors, the graph as JSON), not torch.save's
+        # pickle of the module, which runs code when it is loaded.
+        assert (local / "data" / "model.pt2").is_file()
+        assert not list(local.rglob("*.pth"))
+        loaded = mlflow.pytorch.load_model(model_uri)
+    finally:
+        mlflow.set_tracking_uri(None)
+    # A batch size other than the logged example's: the batch dimension was exported dynamic.
+    images = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), model(images))
 
 
 def test_prepare_store_creates_a_new_sqlite_store_that_jobs_then_use(tmp_path: Path) -> None:

@@ -87,6 +87,15 @@ def submit(
             help="With --smoke: scale the input pipeline down to this crop size (faster).",
         ),
     ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Also print what Ray and MLflow log (always kept in resnetctl.log in the "
+            "run's folder).",
+        ),
+    ] = False,
     json_: JsonOption = False,
 ) -> None:
     """Run a training job described by FILE.
@@ -140,7 +149,8 @@ def submit(
 
     try:
         with ray_output_on_stderr():
-            summary = run_local(spec, spec_file=os.fspath(file))
+            # With --json a program reads the output: plain lines, no live bar.
+            summary = run_local(spec, spec_file=os.fspath(file), verbose=verbose, live=not json_)
     except LaunchError as exc:
         fail(str(exc))
     if json_:

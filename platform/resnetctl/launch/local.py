@@ -4,6 +4,7 @@ part of (the Ray Jobs entrypoint runs the same function on the head node)."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from resnetctl.launch import embedded
+from resnetctl.launch.joblog import LOG_FILE, JobLog
 from resnetctl.launch.progress import ProgressView
 from resnetctl.launch.runs import (
     RunRecord,
@@ -42,6 +44,7 @@ class RunSummary:
     best_checkpoint: str | None = None
     model_uri: str | None = None
     error: str | None = None
+    log_file: str | None = None  # what Ray and MLflow printed: resnetctl.log in the run's folder
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -61,6 +64,7 @@ class RunSummary:
             ("mlflow run", self.mlflow_run_id),
             ("mlflow url", self.mlflow_url),
             ("checkpoints", self.storage_path),
+            ("log", self.log_file or ""),
         ]
         if self.error:
             rows.append(("error", self.error))
@@ -73,11 +77,46 @@ class LaunchError(RuntimeError):
     """The job could not be started (tracking, resume target, resources)."""
 
 
-def run_local(spec: JobSpec, *, spec_file: str | None = None) -> RunSummary:
+def run_local(
+    spec: JobSpec, *, spec_file: str | None = None, verbose: bool = False, live: bool = True
+) -> RunSummary:
     """Train `spec` with Ray Train from this process and track it in MLflow.
 
     Without RAY_ADDRESS an embedded Ray sized to this machine is started and stopped.
+
+    Stderr shows the progress (a live bar if `live` and stderr is a terminal), a line per
+    epoch and, if the job fails, the last lines of its log. Everything Ray and MLflow print
+    goes to that log, `resnetctl.log` in the run's folder, and with `verbose` to stderr too.
     """
+    # Bound to stderr now: the job's log takes sys.stderr over. Lines are never cut or wrapped.
+    console = Console(file=sys.stderr, soft_wrap=True)
+    log = JobLog(echo=_echo(console) if verbose else None)
+    try:
+        with log:
+            summary = _run(spec, spec_file, log, console, live)
+    except LaunchError:
+        raise  # the job did not start, and the message says why
+    except Exception:
+        if not verbose:
+            log.show_tail(console)
+        raise
+    if not summary.succeeded and not verbose:
+        log.show_tail(console)
+    return summary
+
+
+def _echo(console: Console) -> Any:
+    from rich.text import Text
+
+    def echo(line: str) -> None:
+        console.print(Text.from_ansi(line), highlight=False, soft_wrap=True)
+
+    return echo
+
+
+def _run(
+    spec: JobSpec, spec_file: str | None, log: JobLog, console: Console, live: bool
+) -> RunSummary:
     from resnetctl.tracking.store import TrackingError
 
     started = time.monotonic()
@@ -97,9 +136,22 @@ def run_local(spec: JobSpec, *, spec_file: str | None = None) -> RunSummary:
     run = None
     try:
         run, run_name = _open_run(spec, uri, storage, record, spec_file)
+        log.attach(storage / run_name / LOG_FILE)
+        console.print(
+            f"{run_name}: Ray and MLflow log to {log.path}", markup=False, highlight=False
+        )
+        if resume_checkpoint is not None:
+            console.print(f"resuming from {resume_checkpoint}", markup=False, highlight=False)
         run.set_tags({"ray.job_id": _ray_job_id()})
-        error, first_step_at = _fit(spec, run, run_name, storage, resume_checkpoint)
-        summary = _finish(spec, run, run_name, storage, error, started)
+        error, first_step_at = _fit(
+            spec,
+            run,
+            run_name,
+            storage,
+            resume_checkpoint,
+            ProgressView(spec.train.length, console, live=live),
+        )
+        summary = _finish(spec, run, run_name, storage, error, started, log.path)
         if first_step_at is not None:
             summary.startup_seconds = first_step_at - started
         return summary
@@ -212,10 +264,15 @@ def _ray_job_id() -> str:
 
 
 def _fit(
-    spec: JobSpec, run: Any, run_name: str, storage: Path, resume: Path | None
+    spec: JobSpec,
+    run: Any,
+    run_name: str,
+    storage: Path,
+    resume: Path | None,
+    view: ProgressView,
 ) -> tuple[BaseException | None, float | None]:
-    """Fit the trainer in a thread while this one draws progress; returns the failure, if
-    any, and when the first training step was seen."""
+    """Fit the trainer in a thread while this one draws progress on `view`; returns the
+    failure, if any, and when the first training step was seen."""
     from ray.util.queue import Queue
 
     from resnetctl.launch.trainer import build_trainer
@@ -232,7 +289,7 @@ def _fit(
         run_name=run_name,
         storage_path=storage,
         loop_config=config,
-        callbacks=[EpochMetricsCallback(run.uri, run.run_id, run.logged_epochs())],
+        callbacks=[EpochMetricsCallback(run.uri, run.run_id, run.logged_epochs(), progress_queue)],
     )
     outcome: dict[str, Any] = {}
 
@@ -244,7 +301,7 @@ def _fit(
 
     worker = threading.Thread(target=fit, name="resnetctl-fit", daemon=True)
     worker.start()
-    with ProgressView(spec.train.length) as view:
+    with view:
         while worker.is_alive():
             view.drain(progress_queue)
             worker.join(timeout=0.5)
@@ -261,6 +318,7 @@ def _finish(
     storage: Path,
     error: BaseException | None,
     started: float,
+    log_file: Path | None = None,
 ) -> RunSummary:
     from resnetctl.launch.runs import best_checkpoint, latest_checkpoint
 
@@ -279,6 +337,8 @@ def _finish(
         model_uri = run.log_model(_load_model(spec, last), spec.pipeline.crop)
     if epochs:
         run.log_curves(spec.name)
+    if log_file is not None and log_file.is_file():
+        run.log_file(log_file, "logs")  # up to here: what Ray prints as it stops comes after
     run.end("FINISHED" if error is None else "FAILED")
     return RunSummary(
         succeeded=error is None,
@@ -292,6 +352,7 @@ def _finish(
         best_checkpoint=str(best) if best else None,
         model_uri=model_uri,
         error=_describe(error) if error else None,
+        log_file=str(log_file) if log_file else None,
     )
 
 

@@ -1,25 +1,35 @@
 """Per-epoch metrics into MLflow, from the Ray Train controller.
 
 The controller sees every `ray.train.report` once, after all ranks reported, so it is the one
-writer of per-epoch metrics; workers never hold MLflow credentials or connections.
+writer of per-epoch metrics; workers never hold MLflow credentials or connections. It also tells
+the driver's progress view that an epoch is done, through the job's progress queue.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 from ray.train import UserCallback
 
-from resnetctl.spec.metrics import LOGGED_METRICS
+from resnetctl.spec.metrics import EPOCH_METRICS, LOGGED_METRICS
 
 
 class EpochMetricsCallback(UserCallback):
-    """Log rank 0's epoch metrics with the epoch as step, each epoch at most once."""
+    """Log rank 0's epoch metrics with the epoch as step, each epoch at most once; and put an
+    epoch event with them into `progress` (a `ray.util.queue.Queue`), if given."""
 
-    def __init__(self, uri: str, run_id: str, logged_epochs: set[int] | None = None):
+    def __init__(
+        self,
+        uri: str,
+        run_id: str,
+        logged_epochs: set[int] | None = None,
+        progress: Any = None,
+    ):
         self.uri = uri
         self.run_id = run_id
+        self.progress = progress
         # Epochs replayed after a restore from an older checkpoint are not logged twice.
         self.logged = set(logged_epochs or ())
         self._client: Any = None
@@ -34,6 +44,8 @@ class EpochMetricsCallback(UserCallback):
         if not metrics or "epoch" not in metrics[0]:
             return
         epoch = int(metrics[0]["epoch"])
+        # An epoch trained again after a restore is shown again, but logged once.
+        self._announce(epoch, metrics[0])
         if epoch in self.logged:
             return
         if self._client is None:
@@ -53,3 +65,44 @@ class EpochMetricsCallback(UserCallback):
         tags = [RunTag("ray.worker_nodes", ",".join(nodes))] if nodes else []
         self._client.log_batch(self.run_id, metrics=batch, tags=tags)
         self.logged.add(epoch)
+
+    def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]) -> None:
+        """Called by Ray Train when workers failed: the driver says so on the terminal (the
+        traceback is in the job's log) before the group restarts or the run fails."""
+        from resnetctl.launch.progress import WORKER_ERROR_EVENT
+
+        if worker_exceptions:
+            ranks = sorted(worker_exceptions)
+            error = _describe(worker_exceptions[ranks[0]])
+            self._put({"kind": WORKER_ERROR_EVENT, "ranks": ranks, "error": error})
+
+    def _announce(self, epoch: int, metrics: dict[str, Any]) -> None:
+        from resnetctl.launch.progress import EPOCH_EVENT
+
+        event = {"kind": EPOCH_EVENT, "epoch": epoch}
+        event.update((key, float(metrics[key])) for key in EPOCH_METRICS if key in metrics)
+        self._put(event)
+
+    def _put(self, event: dict[str, Any]) -> None:
+        if self.progress is None:
+            return
+        try:
+            # Waits briefly for room: unlike a step, these events must not be dropped.
+            self.progress.put(event, timeout=10)
+        except Exception:  # noqa: BLE001 - the view is optional, the run and its metrics are not
+            pass
+
+
+def _describe(error: BaseException, limit: int = 300) -> str:
+    # Ray wraps worker exceptions; the innermost message is the one a user can act on. Ray
+    # Train's wrapper of a user's exception reads as its traceback, whose last line names it.
+    while error.__cause__ is not None:
+        error = error.__cause__
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    named = _TRACEBACK_END.match(last)
+    text = f"{named[1]}: {named[2]}" if named else f"{type(error).__name__}: {last}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_TRACEBACK_END = re.compile(r"^(?:\w+\.)*(\w+(?:Error|Exception|Interrupt|Exit)): (.*)$")

@@ -179,14 +179,26 @@ class JobRun:
         """Copy a checkpoint directory into the run's artifacts under checkpoints/<name>."""
         self.client.log_artifacts(self.run_id, str(directory), f"checkpoints/{name}")
 
+    def log_file(self, path: str | Path, folder: str) -> None:
+        """Copy one file into the run's artifacts under `folder`."""
+        self.client.log_artifact(self.run_id, str(path), folder)
+
     def log_model(self, model: Any, input_size: int) -> str:
-        """Log the trained module with `mlflow.pytorch.log_model` (pickle format, so it reloads
-        as the same nn.Module); returns the model URI."""
+        """Log the trained module as a `torch.export` program (MLflow's `pt2` format) and return
+        the model URI; `mlflow.pytorch.load_model(uri)` gives a module with the same logits.
+
+        Not `pickle`: unpickling a module runs whatever code the file names. The `pt2` archive
+        holds the graph and raw tensors. Its batch dimension is dynamic (MLflow exports the
+        signature's -1 as `Dim.AUTO`), which needs an example batch larger than one.
+        """
         import mlflow
         import mlflow.pytorch
+        import numpy as np
         import torch
 
         requirements = [f"torch=={torch.__version__.split('+')[0]}", "resnetctl"]
+        # Zeros: the example is stored with the model as JSON, where they take the least room.
+        example = np.zeros((2, 3, input_size, input_size), dtype=np.float32)
         # The fluent API needs the global tracking URI, and `set_tracking_uri` also exports it
         # as $MLFLOW_TRACKING_URI, where the next job started in this process would take it as
         # its store: put both back afterwards.
@@ -198,9 +210,10 @@ class JobRun:
             with tempfile.TemporaryDirectory() as scratch, _working_directory(scratch):
                 with mlflow.start_run(run_id=self.run_id):
                     info = mlflow.pytorch.log_model(
-                        model,
+                        model.eval(),
                         name="model",
-                        serialization_format="pickle",
+                        serialization_format="pt2",
+                        input_example=example,
                         pip_requirements=requirements,
                     )
         finally:
