@@ -416,34 +416,6 @@ class SweepOutcome:
         }
 
 
-def _ensure_ray() -> bool:
-    """Join RAY_ADDRESS's cluster or start an embedded Ray; True if this process started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
-        return False
-    # Ray Train V2 frees the placement group of a trial that Tune stopped (its controller died
-    # with the trial's actor) through the state API, which finds "the" local Ray by scanning for
-    # GCS processes and fails when another Ray runs on the machine: the workers' CPUs would stay
-    # reserved and the next trial wait forever. Naming our dashboard to every process fixes it.
-    port = _free_port()
-    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-    embedded.start(dashboard_port=port)
-    return True
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _cluster_capacity(record: SweepRecord) -> int:
     import ray
 
@@ -587,7 +559,7 @@ def run_sweep(record: SweepRecord, *, resume: bool = False, console: Any = None)
     except TrackingError as exc:
         raise SweepError(str(exc)) from None
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_SNAPSHOT_S)
-    owns_ray = _ensure_ray()
+    owns_ray = embedded.ensure_ray(os.environ.get("RAY_ADDRESS"))
     parent = None
     try:
         if not record.max_concurrent:
