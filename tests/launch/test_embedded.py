@@ -73,6 +73,54 @@ def test_a_failed_start_leaves_the_environment_as_it_was(
     assert dict(os.environ) == before
 
 
+def test_without_an_address_the_ray_is_a_new_private_one_with_its_own_state_api(
+    fake_ray: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `ray.init()` without an address would join the cluster Ray's address file names; the state
+    # API would ask that cluster (or fail among several) about our Ray Train controller.
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", "http://10.0.0.9:8265")
+    assert embedded.ensure_ray(None) is True
+    (call,) = fake_ray
+    options = call["options"]
+    assert options["address"] == "local"
+    port = options["dashboard_port"]
+    assert isinstance(port, int) and port > 0
+    assert call["env"]["RAY_API_SERVER_ADDRESS"] == f"http://127.0.0.1:{port}"
+    embedded.stop()
+    assert os.environ["RAY_API_SERVER_ADDRESS"] == "http://10.0.0.9:8265"
+
+
+def test_with_an_address_ray_joins_that_cluster_as_it_is(fake_ray: list[dict[str, Any]]) -> None:
+    before = dict(os.environ)
+    assert embedded.ensure_ray("10.0.0.9:6379") is False
+    (call,) = fake_ray
+    assert call["options"] == {"address": "10.0.0.9:6379", "log_to_driver": True}
+    assert dict(os.environ) == before
+
+
+def test_the_sigterm_handler_chosen_before_ray_init_stays(
+    fake_ray: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    def ray_like_init(**options: Any) -> None:
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)  # as ray.init does
+
+    def chosen(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ray, "init", ray_like_init)
+    previous = signal.signal(signal.SIGTERM, chosen)
+    try:
+        embedded.ensure_ray(None)
+        assert signal.getsignal(signal.SIGTERM) is chosen
+        embedded.ensure_ray("10.0.0.9:6379")
+        assert signal.getsignal(signal.SIGTERM) is chosen
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        embedded.stop()
+
+
 def test_tracking_store_is_complete_before_a_job_that_cannot_start_returns(
     monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:

@@ -1,12 +1,16 @@
 """`resnetctl submit` on the embedded local Ray: DDP on 2 CPU workers, MLflow, checkpoints,
 resume, fault tolerance (a SIGKILLed worker: the group restarts from the latest checkpoint at
-the next epoch and step). Each test starts a real Ray; they are the slow part of the suite."""
+the next epoch and step), SIGINT and SIGTERM, another Ray on the machine. Each test starts a
+real Ray; they are the slow part of the suite."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -14,6 +18,7 @@ import pytest
 
 from resnetctl.spec.metrics import EPOCH_METRICS
 from tests.launch.conftest import metric_history, mlflow_runs, summary, wait_for
+from tests.launch.rays import ForeignRay, foreign_ray, session_processes, stale_address_file
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +60,23 @@ def _assert_clean_terminal(err: str) -> None:
     assert "\x1b[" not in err  # no colour or cursor codes without a terminal
 
 
-def test_two_worker_run_is_tracked_and_resumes_at_the_next_epoch(submit, workdir: Path) -> None:
+@pytest.fixture
+def foreign(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ForeignRay]:
+    """A user's `ray start --head` runs on the machine, named by Ray's address file, while the
+    test's `resnetctl` commands run."""
+    with foreign_ray(workdir) as running:
+        for name, value in running.env.items():
+            monkeypatch.setenv(name, value)
+        yield running
+
+
+def test_two_worker_run_is_tracked_and_resumes_at_the_next_epoch(
+    submit, workdir: Path, foreign: ForeignRay
+) -> None:
+    # Both runs start an embedded Ray of their own beside the foreign head (`ray.init()` would
+    # join it and fail: "When connecting to an existing cluster, num_cpus and num_gpus must not
+    # be provided"), and leave it as it was.
+    foreign_address = foreign.address_file.read_text()
     code, out, err = submit("job.yaml", "--json").wait()
     assert code == 0, err[-3000:]
     result = summary(out)
@@ -112,6 +133,54 @@ def test_two_worker_run_is_tracked_and_resumes_at_the_next_epoch(submit, workdir
     log = log_file.read_text()
     assert log.count("===== resnetctl: a job of this run started") == 2
     assert "resumed from" in log and "continuing with epoch 4" in log
+    assert foreign.running and foreign.nodes_and_jobs() == (1, 0)  # no node lost, no job of ours
+    assert foreign.address_file.read_text() == foreign_address
+
+
+def test_ctrl_c_kills_the_run_and_its_ray_and_leaves_it_resumable(
+    submit, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGTERM takes the same path (cli/interrupt.py, tests/cli/test_interrupt.py); a real one
+    # stops the first sweep of tests/tune/test_sweep.py. Each end-to-end run costs ~50 s.
+    from resnetctl.launch.runs import latest_checkpoint, resolve_resume
+    from resnetctl.train.checkpoint import load_checkpoint
+
+    # A head that crashed left Ray's address file naming a dead cluster: the job's Ray must be
+    # its own (joining would fail at once), and the file stays as it was.
+    temp_root = Path(tempfile.mkdtemp(prefix="rs-", dir="/tmp"))
+    try:
+        stale = stale_address_file(temp_root)
+        dead = stale.read_text()
+        monkeypatch.setenv("RAY_TMPDIR", str(temp_root))
+        job = submit("job.yaml", "--json", "--set", "train.epochs=500")
+        storage = Path(os.environ["RESNETCTL_STORAGE"])
+
+        def first_epoch_saved() -> bool:
+            assert job.process.poll() is None, job.stderr.read_text()[-3000:]
+            return any(storage.glob("*/epoch_0001"))
+
+        assert wait_for(first_epoch_saved, timeout=240)
+        ours = session_processes(job.process.pid)
+        assert len(ours) > 5, ours  # the driver, Ray's daemons, the controller, 2 workers
+        os.kill(job.process.pid, signal.SIGINT)  # the driver alone, not its group
+        code, out, err = job.wait(timeout=60)
+        assert code == 130, err[-3000:]
+        assert "interrupted: the run is marked KILLED" in err
+        assert wait_for(lambda: not session_processes(job.process.pid), 15), [
+            p.cmdline() for p in session_processes(job.process.pid)
+        ]
+        assert stale.read_text() == dead
+    finally:
+        shutil.rmtree(temp_root, ignore_errors=True)
+    (run,) = mlflow_runs(workdir)
+    assert run.info.status == "KILLED"
+    # `--resume RUN` picks the run's latest checkpoint, a whole one, and writes to its MLflow run.
+    (folder,) = storage.iterdir()
+    checkpoint, record = resolve_resume(folder.name, storage)
+    assert record is not None and record.mlflow_run_id == run.info.run_id
+    assert checkpoint == latest_checkpoint(folder)
+    state, meta = load_checkpoint(checkpoint)
+    assert meta["epoch"] >= 1 and "model" in state
 
 
 def test_killed_worker_is_replaced_and_run_resumes(submit, workdir: Path) -> None:

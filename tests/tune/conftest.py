@@ -107,14 +107,16 @@ def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def start_sweep(workdir: Path, *args: str, tag: str) -> Sweep:
-    """Start `python -m resnetctl tune ARGS` in `workdir`, in a new session."""
+def start_sweep(workdir: Path, *args: str, tag: str, env: dict[str, str] | None = None) -> Sweep:
+    """Start `python -m resnetctl tune ARGS` in `workdir`, in a new session (`env` added to
+    this process's environment)."""
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
         "RAY_DEDUP_LOGS": "0",
         "RESNETCTL_STORAGE": str(workdir / "runs"),
         "RESNETCTL_CACHE": str(workdir.parent / "cache"),
+        **(env or {}),
     }
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("RAY_ADDRESS", None)

@@ -5,6 +5,8 @@ tens of seconds."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from resnetctl.spec import load_spec
+from tests.launch.rays import foreign_ray, session_processes
 from tests.tune.conftest import (
     kill_group,
     mlflow_client,
@@ -26,6 +29,7 @@ pytestmark = pytest.mark.slow
 SWEEP = "tiny"
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "resnetctl.tune.trial_id"
+ROLE_TAG = "resnetctl.tune.role"
 
 
 def _checkpoint_files(folder: Path) -> dict[str, float]:
@@ -34,12 +38,23 @@ def _checkpoint_files(folder: Path) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def resumed(sweep_dir: Path, processes: list) -> dict:
-    """Two depths x two variants, one epoch each, two at a time: killed (driver and Ray, as one
-    process group) once Tune has recorded a finished trial, then continued with --resume."""
+    """Two depths x two variants, one epoch each, two at a time: stopped with SIGTERM to the
+    driver once Tune has recorded a finished trial, then continued with --resume; a user's
+    `ray start --head` runs on the machine all along (its address file where `ray.init()`
+    looks)."""
+    with foreign_ray(sweep_dir) as foreign:
+        foreign_address = foreign.address_file.read_text()
+        outcome = _stopped_and_resumed(sweep_dir, processes, foreign.env)
+        outcome["foreign_nodes_and_jobs"] = foreign.nodes_and_jobs() if foreign.running else None
+        outcome["foreign_address_kept"] = foreign.address_file.read_text() == foreign_address
+    return outcome
+
+
+def _stopped_and_resumed(sweep_dir: Path, processes: list, env: dict[str, str]) -> dict:
     args = ["--json", "--export-best", "best.yaml"]
     first = start_sweep(
         sweep_dir, "base.yaml", "--depths", "8,14", "--variants", "residual,plain",
-        "--max-concurrent", "2", "--name", SWEEP, *args, tag="first",
+        "--max-concurrent", "2", "--name", SWEEP, *args, tag="first", env=env,
     )  # fmt: skip
     processes.append(first)
     experiment = sweep_dir / "runs" / SWEEP
@@ -50,7 +65,27 @@ def resumed(sweep_dir: Path, processes: list) -> dict:
 
     assert wait_for(a_trial_finished, timeout=240), first.stderr.read_text()[-3000:]
     finished = {t for t, s in trial_states(experiment).items() if s == "TERMINATED"}
+    processes_before = len(session_processes(first.process.pid))
+    os.kill(first.process.pid, signal.SIGTERM)  # the driver alone, as `kill` or a scheduler
+    try:
+        stop_code: int | None = first.process.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        stop_code = None
+    left = wait_for(lambda: not session_processes(first.process.pid), 15)
+    # Whatever the outcome, nothing of the first sweep may take the resume's CPUs.
     kill_group(first.process)
+    for straggler in session_processes(first.process.pid):
+        straggler.kill()
+    parent = [r for r in sweep_runs(sweep_dir) if r.data.tags.get(ROLE_TAG) == "parent"]
+    stopped = {
+        "code": stop_code,
+        "out": first.stdout.read_text(),
+        "err": first.stderr.read_text(),
+        "finished": finished,
+        "processes_before": processes_before,
+        "none_left": left,
+        "parent_status": [r.info.status for r in parent],
+    }
     children = {
         run.data.tags[TRIAL_TAG]: run for run in sweep_runs(sweep_dir) if TRIAL_TAG in run.data.tags
     }
@@ -62,11 +97,35 @@ def resumed(sweep_dir: Path, processes: list) -> dict:
         }
         for trial in finished
     }
-    second = start_sweep(sweep_dir, "--resume", SWEEP, *args, tag="second")
+    second = start_sweep(sweep_dir, "--resume", SWEEP, *args, tag="second", env=env)
     processes.append(second)
     code, out, err = second.wait(timeout=360)
     return {"code": code, "out": out, "err": err, "finished": finished, "before": before,
-            "experiment": experiment}  # fmt: skip
+            "experiment": experiment, "stopped": stopped}  # fmt: skip
+
+
+def test_sigterm_stops_the_sweep_and_its_ray_and_marks_the_parent_killed(resumed: dict) -> None:
+    stopped = resumed["stopped"]
+    assert stopped["code"] == 143, stopped["err"][-4000:]
+    assert f"continue with `resnetctl tune --resume {SWEEP}`" in stopped["err"]
+    assert stopped["processes_before"] > 5  # driver, Ray's daemons, trials, their workers
+    assert stopped["none_left"]
+    assert stopped["parent_status"] == ["KILLED"]
+    # Tune hands back every trial it stopped or had not started as terminated: they are not
+    # reported as finished (trials it had not created yet are not reported at all), and the
+    # resume runs them (test_resumed_sweep_completes_and_ranks_every_trial).
+    result = json.loads(stopped["out"])
+    assert result["interrupted"]
+    statuses = {t["trial_id"]: t["status"] for t in result["trials"]}
+    assert {statuses[trial] for trial in stopped["finished"]} == {"finished"}
+    assert set(statuses.values()) <= {"finished", "interrupted"}, statuses
+    assert "interrupted" in statuses.values() or len(statuses) < 4, statuses
+
+
+def test_another_ray_on_the_machine_is_neither_joined_nor_disturbed(resumed: dict) -> None:
+    assert resumed["code"] == 0, resumed["err"][-4000:]
+    assert resumed["foreign_nodes_and_jobs"] == (1, 0)  # still up, no node lost, no job of ours
+    assert resumed["foreign_address_kept"]
 
 
 def test_resumed_sweep_completes_and_ranks_every_trial(resumed: dict) -> None:

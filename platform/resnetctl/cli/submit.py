@@ -145,14 +145,26 @@ def submit(
     if address:  # a GCS address (host:port, auto): join that cluster as its driver
         _check_gcs(address)
         os.environ["RAY_ADDRESS"] = address
+    from resnetctl.cli.interrupt import stop_on_signals
     from resnetctl.launch.local import LaunchError, run_local
 
-    try:
-        with ray_output_on_stderr():
-            # With --json a program reads the output: plain lines, no live bar.
-            summary = run_local(spec, spec_file=os.fspath(file), verbose=verbose, live=not json_)
-    except LaunchError as exc:
-        fail(str(exc))
+    with stop_on_signals() as interruption:
+        try:
+            with ray_output_on_stderr():
+                # With --json a program reads the output: plain lines, no live bar.
+                summary = run_local(
+                    spec, spec_file=os.fspath(file), verbose=verbose, live=not json_
+                )
+        except LaunchError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            # run_local marked the MLflow run KILLED and stopped its Ray on the way out.
+            err.print(
+                "[bold yellow]interrupted:[/] the run is marked KILLED; continue it with "
+                "`resnetctl submit FILE --resume RUN` (`resnetctl list` names it)",
+                highlight=False,
+            )
+            raise typer.Exit(interruption.exit_code) from None
     if json_:
         print_json(summary.as_dict())
     else:

@@ -132,6 +132,7 @@ def tune(
 
       resnetctl tune --resume tune-digits-tune-20260101-120000
     """
+    from resnetctl.cli.interrupt import stop_on_signals
     from resnetctl.tune.sweep import SweepError, SweepRequest, load_sweep, plan_sweep, run_sweep
 
     if resume:
@@ -179,11 +180,20 @@ def tune(
         f"{record.metric} ({record.mode}), up to {record.max_concurrent or 'auto'} at once",
         highlight=False,
     )
-    try:
-        with ray_output_on_stderr():
-            outcome = run_sweep(record, resume=bool(resume))
-    except SweepError as exc:
-        fail(str(exc))
+    with stop_on_signals() as interruption:
+        try:
+            with ray_output_on_stderr():
+                outcome = run_sweep(record, resume=bool(resume))
+        except SweepError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            # A second signal, or one outside Tune's run: run_sweep marked the parent KILLED.
+            err.print(
+                f"[bold yellow]interrupted:[/] continue with "
+                f"`resnetctl tune --resume {escape(record.name)}`",
+                highlight=False,
+            )
+            raise typer.Exit(interruption.exit_code) from None
     if export_best is not None and outcome.best is not None:
         from resnetctl.tune.sweep import best_spec_yaml
 
@@ -200,7 +210,7 @@ def tune(
             f"`resnetctl tune --resume {escape(outcome.record.name)}`",
             highlight=False,
         )
-        raise typer.Exit(EXIT_JOB_FAILED)
+        raise typer.Exit(interruption.exit_code)
     if outcome.best is None:
         err.print("[bold red]error:[/] no trial reported the metric", highlight=False)
         raise typer.Exit(EXIT_JOB_FAILED)

@@ -13,12 +13,30 @@ needs, because on a small machine every process Ray adds takes CPU from the trai
 The settings are environment variables, set before `ray.init` so that the driver (which reads
 Ray Train's when a trainer's `fit()` starts), Ray's daemons and every worker see them, and
 removed again by `stop`. A variable already set in the environment wins.
+
+It is private even when another Ray runs, or ran, on the machine:
+
+* `ray.init()` without an address joins the cluster named in Ray's address file
+  (`ray_current_cluster` in Ray's temp folder, written by `ray start --head` and left behind when
+  a head dies); `address="local"` always starts a new instance. Such an instance writes no
+  address file (only `ray start` does), so another cluster's file is neither read nor replaced.
+* Ray's state API finds "the" local Ray from that address file, or by scanning for GCS
+  processes. Ray Train's placement-group cleaner asks it whether a run's controller still lives
+  (a sweep needs the answer to free a stopped trial's CPUs for the next one): it would ask
+  another cluster, which does not know our controller and so frees our running workers'
+  placement group, or fail when several Rays run. `RAY_API_SERVER_ADDRESS` names our own
+  dashboard to this process and every process of our Ray.
+* The dashboard gets a free port rather than Ray's default 8265, which a `ray start --head` holds.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import signal
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from resnetctl.host import usable_cpus
 
@@ -30,23 +48,45 @@ EMBEDDED_ENV: dict[str, str] = {
 }
 
 _added: list[str] = []
+#: Variables `start` set over a value of the environment, with the value to put back.
+_replaced: dict[str, str | None] = {}
+
+
+def ensure_ray(address: str | None, *, env_vars: Mapping[str, str] | None = None) -> bool:
+    """Join the cluster at `address`, or start this process's own embedded Ray without one.
+
+    True if this process started the Ray it is connected to (and must `stop` it). Nothing
+    happens when Ray is already initialised in this process. `env_vars` go to every worker of
+    an embedded Ray.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        _init(address=address, log_to_driver=True)
+        return False
+    start(env_vars=env_vars)
+    return True
 
 
 def start(*, env_vars: Mapping[str, str] | None = None, dashboard_port: int | None = None) -> None:
-    """`ray.init` a local Ray with `EMBEDDED_ENV`; `env_vars` go to every Ray worker."""
-    import ray
-
+    """`ray.init` a new private local Ray with `EMBEDDED_ENV`; `env_vars` go to every Ray worker."""
+    port = dashboard_port or _free_port()
     for name, value in EMBEDDED_ENV.items():
         if name not in os.environ:
             os.environ[name] = value
             _added.append(name)
+    _replaced["RAY_API_SERVER_ADDRESS"] = os.environ.get("RAY_API_SERVER_ADDRESS")
+    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
     try:
-        ray.init(
+        _init(
+            address="local",
             num_cpus=usable_cpus(),
             runtime_env={"env_vars": dict(env_vars)} if env_vars else None,
             include_dashboard=True,
             dashboard_host="127.0.0.1",
-            dashboard_port=dashboard_port,
+            dashboard_port=port,
             log_to_driver=True,
             logging_level="WARNING",
         )
@@ -63,6 +103,37 @@ def stop() -> None:
     _restore_environment()
 
 
+def _init(**options: Any) -> None:
+    """`ray.init(**options)`, keeping the SIGTERM handler this process had chosen.
+
+    `ray.init` replaces it with its own (a `sys.exit(15)`) and its core worker with a C handler
+    that aborts the process (exit -6): `resnetctl` turns SIGTERM into the same clean stop as
+    Ctrl-C, which must still be in place once Ray runs.
+    """
+    import ray
+
+    chosen: Callable[..., Any] | int | None = None
+    if threading.current_thread() is threading.main_thread():
+        chosen = signal.getsignal(signal.SIGTERM)
+    try:
+        ray.init(**options)
+    finally:
+        if callable(chosen):
+            signal.signal(signal.SIGTERM, chosen)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _restore_environment() -> None:
     while _added:
         os.environ.pop(_added.pop(), None)
+    while _replaced:
+        name, value = _replaced.popitem()
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -224,27 +224,22 @@ def _resume_target(spec: JobSpec, storage: Path) -> tuple[Path | None, RunRecord
 
 
 def _ensure_ray(spec: JobSpec) -> bool:
-    """Join RAY_ADDRESS's cluster or start an embedded Ray; True if this process started it.
+    """Join RAY_ADDRESS's cluster or start a private embedded Ray; True if this process started
+    it.
 
     Either way, return only when the cluster has room for every worker: an embedded Ray never
     grows, so it fails at once; a cluster gets `resources.placement_timeout_s` and an
     autoscaler request.
     """
-    import ray
-
     from resnetctl.launch.capacity import CapacityError, autoscaler_request, wait_for_capacity
 
-    owns = False
-    if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS")
-        if address:
-            ray.init(address=address, log_to_driver=True)
-        else:
-            # Workers see the driver's data cache and storage even where Ray's worker pool was
-            # started from another environment.
-            passed = ("RESNETCTL_CACHE", "RESNETCTL_STORAGE", "XDG_CACHE_HOME")
-            embedded.start(env_vars={key: os.environ[key] for key in passed if key in os.environ})
-            owns = True
+    # Workers see the driver's data cache and storage even where Ray's worker pool was started
+    # from another environment.
+    passed = ("RESNETCTL_CACHE", "RESNETCTL_STORAGE", "XDG_CACHE_HOME")
+    owns = embedded.ensure_ray(
+        os.environ.get("RAY_ADDRESS"),
+        env_vars={key: os.environ[key] for key in passed if key in os.environ},
+    )
     try:
         if owns:
             wait_for_capacity(spec, timeout=0)

@@ -11,7 +11,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -416,34 +416,6 @@ class SweepOutcome:
         }
 
 
-def _ensure_ray() -> bool:
-    """Join RAY_ADDRESS's cluster or start an embedded Ray; True if this process started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
-        return False
-    # Ray Train V2 frees the placement group of a trial that Tune stopped (its controller died
-    # with the trial's actor) through the state API, which finds "the" local Ray by scanning for
-    # GCS processes and fails when another Ray runs on the machine: the workers' CPUs would stay
-    # reserved and the next trial wait forever. Naming our dashboard to every process fixes it.
-    port = _free_port()
-    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-    embedded.start(dashboard_port=port)
-    return True
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _cluster_capacity(record: SweepRecord) -> int:
     import ray
 
@@ -587,7 +559,7 @@ def run_sweep(record: SweepRecord, *, resume: bool = False, console: Any = None)
     except TrackingError as exc:
         raise SweepError(str(exc)) from None
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_SNAPSHOT_S)
-    owns_ray = _ensure_ray()
+    owns_ray = embedded.ensure_ray(os.environ.get("RAY_ADDRESS"))
     parent = None
     try:
         if not record.max_concurrent:
@@ -602,8 +574,10 @@ def run_sweep(record: SweepRecord, *, resume: bool = False, console: Any = None)
         tuner = _tuner(record, resume)
         with TrialView(record, console):
             results = tuner.fit()
-        interrupted = results.num_terminated + results.num_errors < len(results)
-        rows = rank_trials(record, results)
+        unfinished = _unfinished_trials(results)
+        # Tune creates trials as it goes: a stopped sweep may not have created them all.
+        interrupted = bool(unfinished) or len(results) < record.search.size(record.samples)
+        rows = rank_trials(record, results, unfinished)
         _finish_parent(parent, record, rows, interrupted)
         return SweepOutcome(
             record=record,
@@ -640,8 +614,30 @@ def _children(record: SweepRecord) -> dict[str, Any]:
     return {run.data.tags.get(TRIAL_TAG, ""): run for run in runs}
 
 
-def rank_trials(record: SweepRecord, results: Any) -> list[TrialRow]:
-    """Every trial, best first by its last reported metric; trials without it come last."""
+def _unfinished_trials(results: Any) -> set[str]:
+    """The trials a stopped sweep did not finish, which `--resume` runs.
+
+    Stopped by a signal, Tune saves the sweep's state and then marks every trial it stops, or
+    never started, TERMINATED in the results it returns; only the saved state tells them apart.
+    """
+    from ray.tune import ExperimentAnalysis
+    from ray.tune.experiment import Trial
+
+    try:
+        saved = ExperimentAnalysis(results.experiment_path, storage_filesystem=results.filesystem)
+    except Exception:  # noqa: BLE001 - no readable state: the results are all there is
+        return set()
+    done = (Trial.TERMINATED, Trial.ERROR)
+    return {trial.trial_id for trial in saved.trials if trial.status not in done}
+
+
+def rank_trials(
+    record: SweepRecord,
+    results: Any,
+    unfinished: Collection[str] = (),
+) -> list[TrialRow]:
+    """Every trial, best first by its last reported metric; trials without it come last.
+    `unfinished` trials (of a stopped sweep) are "interrupted"."""
     from resnetctl.tune.view import TrialFacts, trial_state
 
     children = _children(record)
@@ -658,6 +654,8 @@ def rank_trials(record: SweepRecord, results: Any) -> list[TrialRow]:
         best = (min if record.mode == "min" else max)(history) if history else value
         if result.error is not None:
             status = "error"
+        elif trial_id in unfinished:
+            status = "interrupted"
         else:
             status = trial_state("TERMINATED", epoch, info.get("epochs"))
         child = children.get(trial_id)
