@@ -60,6 +60,15 @@ def colour_spec(root: Path, **model: object) -> JobSpec:
     )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # Tiny models: one intra-op thread beats two fighting over two busy cores.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="package")
 def colour_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """(the image folder, the last checkpoint of a 3-epoch run on it)."""
