@@ -13,6 +13,7 @@ import torch
 from resnetctl.spec import JobSpec
 from resnetctl.train.loop import run_training
 from resnetctl.train.runner import Placement
+from tests.analysis.conftest import mlflow_template  # noqa: F401  (a fixture, shared)
 from tests.train._helpers import FakeSession
 
 SIZE = 16
