@@ -46,3 +46,20 @@ def test_bad_init_names_file_line_and_field(
         load_spec(write(tmp_path, text))
     found = issues(exc)
     assert any(f"job.yaml:{line}:" in issue and message in issue for issue in found), found
+
+
+def test_a_run_name_or_relative_path_becomes_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ray workers run elsewhere: the spec they receive must name the files absolutely.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RESNETCTL_STORAGE", str(tmp_path / "runs"))
+    (tmp_path / "runs" / "base-1").mkdir(parents=True)
+    (tmp_path / "w.pth").write_bytes(b"")
+    for source, expected in (
+        ("base-1", tmp_path / "runs" / "base-1"),
+        ("w.pth", tmp_path / "w.pth"),
+        ("elsewhere", "elsewhere"),
+    ):
+        spec = load_spec(write(tmp_path, with_init(f"    source: {source}\n")))
+        assert spec.model.init is not None and spec.model.init.source == str(expected)

@@ -82,6 +82,17 @@ def _pick_checkpoint(folder: Path, spec: JobSpec | None) -> Path | None:
     return best_checkpoint(folder, metric, mode) or latest_checkpoint(folder)
 
 
+def absolute_source(source: str) -> str:
+    """`source` as an absolute path when it is an existing path here or a run name under the
+    storage root, else unchanged: the spec validated on the driver then names the same files
+    in Ray workers, whose working directory and environment differ."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    run = _storage_root() / source
+    return str(run.resolve()) if source and run.is_dir() else source
+
+
 # ------------------------------------------------------------------------------------------
 
 

@@ -43,7 +43,12 @@ class ModelInit(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _unique(self) -> ModelInit:
+    def _resolve(self) -> ModelInit:
+        from resnetctl.inference.source import absolute_source
+
+        absolute = absolute_source(self.source)
+        if absolute != self.source:
+            object.__setattr__(self, "source", absolute)
         repeated = sorted({part for part in self.freeze if self.freeze.count(part) > 1})
         if repeated:
             raise ValueError(f"freeze: {', '.join(repeated)} given twice")
