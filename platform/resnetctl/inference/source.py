@@ -130,8 +130,16 @@ def _spec_of_run(uri: str, run_id: str) -> JobSpec | None:
 
 
 def _spec_of_meta(meta: dict[str, Any]) -> JobSpec | None:
+    from pydantic import ValidationError
+
     raw = meta.get("spec")
-    return JobSpec.model_validate(raw) if isinstance(raw, dict) else None
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return JobSpec.model_validate(raw)
+    except ValidationError:
+        # A spec of another resnetctl version: the MLflow run's copy is the next best source.
+        return None
 
 
 def data_classes(spec: JobSpec | None) -> tuple[str, ...] | None:
