@@ -60,3 +60,51 @@ def test_multi_scale_averages_scales(colour_run: tuple[Path, Path]) -> None:
     sizes = multi_scale_sizes(loaded.spec.pipeline)  # type: ignore[union-attr]
     # Each scale twice (the image and its mirror), whole images of that shorter side.
     assert sorted(seen) == sorted((s, s) for s in sizes for _ in range(2))
+
+
+def test_imagenet_protocols_use_the_specs_geometry_and_mirrors() -> None:
+    from resnetctl.inference.source import LoadedModel
+    from resnetctl.models import create_model
+    from resnetctl.spec import JobSpec
+
+    spec = JobSpec.model_validate(
+        {
+            "name": "tiny-imagenet",
+            "model": {"name": "resnet18"},
+            "data": {
+                "source": {
+                    "kind": "synthetic",
+                    "num_classes": 3,
+                    "train_per_class": 2,
+                    "val_per_class": 2,
+                    "image_size": [40, 48],
+                },
+                "pipeline": {
+                    "kind": "imagenet",
+                    "crop": 32,
+                    "scale_range": [32, 40],
+                    "val_resize": 36,
+                    "val_crop": 32,
+                },
+                "threads": 1,
+            },
+            "train": {"epochs": 1, "batch_size_per_worker": 2},
+        }
+    )
+    torch.manual_seed(0)
+    model = create_model("resnet18", num_classes=3).eval()
+    seen: list[tuple[int, ...]] = []
+
+    def spy(images: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(images.shape))
+        return model(images)
+
+    loaded = LoadedModel(model=spy, spec=spec, classes=None, origin="test")  # type: ignore[arg-type]
+    results, _ = evaluate(loaded, ["ten_crop", "multi_scale"], batch_size=6)
+    ten_crop, multi_scale = results
+    assert ten_crop.images == multi_scale.images == 6
+    assert ten_crop.views == "10 crops of 32, resized to 36"
+    assert seen[0] == (60, 3, 32, 32)  # 6 images x 10 views
+    # Whole 40x48 images at shorter sides 32..91 (and mirrors): width follows the aspect ratio.
+    shapes = {shape[2:] for shape in seen[1:]}
+    assert (32, 38) in shapes and (91, 109) in shapes and len(seen[1:]) == 10
