@@ -10,8 +10,11 @@ from resnetctl import __version__
 from resnetctl.cli import analyze as analyze_cmd
 from resnetctl.cli import cluster as cluster_cmd
 from resnetctl.cli import data as data_cmd
+from resnetctl.cli import eval as eval_cmd
+from resnetctl.cli import export as export_cmd
 from resnetctl.cli import jobs as jobs_cmd
 from resnetctl.cli import models as models_cmd
+from resnetctl.cli import predict as predict_cmd
 from resnetctl.cli import reproduce as reproduce_cmd
 from resnetctl.cli import spec as spec_cmd
 from resnetctl.cli import submit as submit_cmd
@@ -55,6 +58,9 @@ app.command("stop")(jobs_cmd.stop)
 app.command("list")(jobs_cmd.list_)
 app.command("tune")(tune_cmd.tune)
 app.command("analyze")(analyze_cmd.analyze)
+app.command("eval")(eval_cmd.eval_)
+app.command("export")(export_cmd.export)
+app.command("predict")(predict_cmd.predict)
 
 
 app.add_typer(data_cmd.app, name="data")

@@ -8,6 +8,52 @@ from pydantic import Field, model_validator
 
 from resnetctl.spec.base import StrictModel
 
+#: Parts of a ResNet that `model.init.freeze` can freeze: the stem (first conv and its BN) and
+#: the stages, named as the network's modules are.
+FREEZABLE = ("stem", "layer1", "layer2", "layer3", "layer4")
+
+
+class ModelInit(StrictModel):
+    """Start from trained weights (fine-tuning) instead of He initialisation.
+
+    The weights are loaded on every worker before DDP wraps the model. A resumed run loads its
+    checkpoint afterwards, so only the freezing matters then.
+    """
+
+    source: str = Field(
+        min_length=1,
+        description="A run name under the storage root, a run or checkpoint directory, or "
+        "(kind torchvision) a state-dict file saved by `torch.save(model.state_dict())`. No "
+        "download happens at run time: the file must be on every worker's disk.",
+    )
+    kind: Literal["auto", "run", "checkpoint", "torchvision"] = Field(
+        "auto",
+        description="What `source` is. `auto`: a checkpoint directory, else a file "
+        "(torchvision), else a run.",
+    )
+    head: Literal["auto", "keep", "replace"] = Field(
+        "auto",
+        description="The classifier (`fc`): `replace` starts a new one, `keep` loads it (the "
+        "class counts must agree), `auto` replaces it when they differ.",
+    )
+    freeze: list[Literal["stem", "layer1", "layer2", "layer3", "layer4"]] = Field(
+        default_factory=list,
+        description="Parts left untrained: their weights get no gradient and their BatchNorm "
+        "layers stay in eval mode (running statistics fixed).",
+    )
+
+    @model_validator(mode="after")
+    def _resolve(self) -> ModelInit:
+        from resnetctl.inference.source import absolute_source
+
+        absolute = absolute_source(self.source)
+        if absolute != self.source:
+            object.__setattr__(self, "source", absolute)
+        repeated = sorted({part for part in self.freeze if self.freeze.count(part) > 1})
+        if repeated:
+            raise ValueError(f"freeze: {', '.join(repeated)} given twice")
+        return self
+
 
 class ModelSpec(StrictModel):
     """The network: a registry name, or a family and depth.
@@ -46,6 +92,9 @@ class ModelSpec(StrictModel):
     num_classes: int | None = Field(
         None, ge=2, description="Classifier outputs; default: the number of classes in the data."
     )
+    init: ModelInit | None = Field(
+        None, description="Initial weights from a run, a checkpoint or a torchvision file."
+    )
 
     @model_validator(mode="after")
     def _resolve(self) -> ModelSpec:
@@ -77,6 +126,8 @@ class ModelSpec(StrictModel):
             raise ValueError(
                 f"zero_init_residual: plain net {name!r} has no residual branch to zero"
             )
+        if self.init is not None:
+            self._check_init(name, info)
         # Write the resolution back so the dumped spec says exactly what trains.
         values = {
             "name": name,
@@ -89,6 +140,31 @@ class ModelSpec(StrictModel):
             if getattr(self, key) != value:
                 object.__setattr__(self, key, value)
         return self
+
+    def _check_init(self, name: str, info: object) -> None:
+        init = self.init
+        assert init is not None
+        family, depth = getattr(info, "family", None), getattr(info, "depth", 0)
+        if family == "cifar" and "layer4" in init.freeze:
+            raise ValueError(f"init.freeze: {name} has three stages; layer4 does not exist")
+        if getattr(info, "preact", False) and "stem" in init.freeze:
+            raise ValueError(f"init.freeze: the stem of pre-activation net {name} has no BN")
+        if init.kind == "torchvision":
+            if family != "imagenet" or getattr(info, "plain", False):
+                raise ValueError(
+                    f"init.kind torchvision: torchvision's ResNets fit the imagenet residual "
+                    f"nets, not {name}"
+                )
+            if depth >= 50 and self.stride_in_1x1:
+                raise ValueError(
+                    "init.kind torchvision: torchvision's bottlenecks stride in the 3x3 (v1.5); "
+                    "set model.stride_in_1x1: false or the weights compute something else"
+                )
+            if self.shortcut not in (None, "B"):
+                raise ValueError(
+                    f"init.kind torchvision: torchvision's ResNets use shortcut B, not "
+                    f"{self.shortcut}"
+                )
 
     def create_options(self, num_classes: int) -> dict[str, object]:
         """Keyword options for `resnetctl.models.create_model(self.name, ...)`."""

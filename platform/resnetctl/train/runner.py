@@ -230,11 +230,22 @@ class Runner:
             name = self.spec.model.name
             assert name is not None, "ModelSpec resolves its name during validation"
             model = create_model(name, **self.spec.model.create_options(num_classes))
+            if self.spec.model.init is not None:
+                # Before DDP wraps it: every rank loads the same weights, and DDP's broadcast
+                # from rank 0 then changes nothing.
+                from resnetctl.train.init import initialise
+
+                initialise(model, self.spec.model.init)
         model = self._maybe_sync_bn(model)
         model = model.to(self.device)
         if self.spec.train.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return self._wrap(model)
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The class folder names the labels index (None with injected loaders)."""
+        return tuple(self._layout.classes) if self._layout is not None else None
 
     def _maybe_sync_bn(self, model: nn.Module) -> nn.Module:
         if not (self.spec.train.sync_bn and self.placement.distributed):

@@ -1,0 +1,43 @@
+"""The MODEL argument that `eval`, `export` and `predict` share, and how it is loaded."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from resnetctl.cli.common import err, fail
+
+ModelArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="MODEL",
+        help="A run name under the storage root ($RESNETCTL_STORAGE, default .resnetctl/runs; "
+        "its best checkpoint), a run or checkpoint directory, or an MLflow model URI "
+        "(models:/NAME@alias, models:/m-..., runs:/ID/model).",
+        show_default=False,
+    ),
+]
+TrackingOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        envvar="MLFLOW_TRACKING_URI",
+        help="MLflow store for models:/ URIs (default: sqlite:///./mlflow.db; a run's own "
+        "store is taken from its record).",
+    ),
+]
+
+
+def load(target: str, tracking_uri: str | None) -> Any:
+    """`load_model`, or exit 2 with what was looked for."""
+    from resnetctl.inference.source import ModelSourceError, load_model
+
+    try:
+        loaded = load_model(target, tracking_uri=tracking_uri)
+    except (ModelSourceError, FileNotFoundError) as exc:
+        fail(str(exc))
+    epoch = f" (epoch {loaded.epoch})" if loaded.epoch is not None else ""
+    err.print(f"{escape(target)}: {escape(loaded.origin)}{epoch}", highlight=False)
+    return loaded

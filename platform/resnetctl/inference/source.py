@@ -1,0 +1,327 @@
+"""MODEL -> (network, spec, class names, where it came from).
+
+MODEL is a run name under the storage root (its best checkpoint by the spec's ranking metric,
+else its latest), a run or checkpoint directory, or an MLflow model URI (`models:/NAME@alias`,
+`models:/m-...`, `runs:/ID/model`).
+
+Where each piece is found, first hit wins:
+- the spec: the checkpoint's `meta.json` (written since the `spec` key exists), else the run's
+  MLflow artifact `spec/resolved.yaml` (the run named by the run record), else nothing: the
+  network is rebuilt from the model name in `meta.json` and the shape of the weights;
+- the class names: `meta.json`'s `classes`, else the class folders of the spec's data source
+  (cheap: the scan is cached), else None (labels are printed as indices).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from resnetctl.spec import JobSpec
+
+SPEC_ARTIFACT = "spec/resolved.yaml"
+RUN_NAME_TAG = "resnetctl.run_name"
+
+
+class ModelSourceError(ValueError):
+    """MODEL names nothing loadable; the message says what was looked for."""
+
+
+@dataclass
+class LoadedModel:
+    """A trained network in eval mode, with what is known about it."""
+
+    model: nn.Module
+    spec: JobSpec | None
+    classes: tuple[str, ...] | None
+    origin: str
+    run_id: str | None = None
+    tracking_uri: str | None = None
+    checkpoint: Path | None = None
+    epoch: int | None = None
+
+    def class_name(self, index: int) -> str:
+        """The folder name of class `index` (or the index as text when names are unknown)."""
+        if self.classes is not None and 0 <= index < len(self.classes):
+            return self.classes[index]
+        return str(index)
+
+
+# ------------------------------------------------------------------------------------------
+# Run records and checkpoints: every call into `launch.runs` is here, so that moving those
+# helpers to another module changes this block only.
+
+
+def _storage_root() -> Path:
+    from resnetctl.launch.runs import storage_root
+
+    return storage_root()
+
+
+def _run_record(folder: Path) -> Any:
+    """The `RunRecord` of the run directory holding `folder` (itself or a parent), or None."""
+    from resnetctl.launch.runs import RECORD, RunRecord
+
+    for parent in (folder, *folder.parents):
+        if (parent / RECORD).is_file():
+            return RunRecord.load(parent.parent, parent.name)
+    return None
+
+
+def _pick_checkpoint(folder: Path, spec: JobSpec | None) -> Path | None:
+    from resnetctl.launch.runs import best_checkpoint, latest_checkpoint
+
+    metric = spec.checkpoint.metric if spec is not None else "val_top1_error"
+    mode = (spec.checkpoint.mode if spec is not None else None) or "min"
+    return best_checkpoint(folder, metric, mode) or latest_checkpoint(folder)
+
+
+def absolute_source(source: str) -> str:
+    """`source` as an absolute path when it is an existing path here or a run name under the
+    storage root, else unchanged: the spec validated on the driver then names the same files
+    in Ray workers, whose working directory and environment differ."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    run = _storage_root() / source
+    return str(run.resolve()) if source and run.is_dir() else source
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def default_tracking_uri() -> str:
+    """`$MLFLOW_TRACKING_URI`, else `sqlite:///<cwd>/mlflow.db` (what `submit` uses)."""
+    from resnetctl.tracking.store import default_store_uri
+
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_store_uri()
+
+
+def _is_checkpoint(path: Path) -> bool:
+    from resnetctl.train.checkpoint import is_checkpoint
+
+    return is_checkpoint(path)
+
+
+def _spec_of_run(uri: str, run_id: str) -> JobSpec | None:
+    """The spec logged with an MLflow run, or None when the run or artifact is missing."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from resnetctl.spec.loader import load_spec_text
+
+    client = MlflowClient(uri)
+    try:
+        names = {item.path for item in client.list_artifacts(run_id, "spec")}
+        if SPEC_ARTIFACT not in names:
+            return None
+        with tempfile.TemporaryDirectory(prefix="resnetctl-spec-") as tmp:
+            path = Path(client.download_artifacts(run_id, SPEC_ARTIFACT, tmp))
+            text = path.read_text(encoding="utf-8")
+    except (MlflowException, OSError):
+        return None
+    return load_spec_text(text, f"run {run_id}: {SPEC_ARTIFACT}")
+
+
+def _spec_of_meta(meta: dict[str, Any]) -> JobSpec | None:
+    from pydantic import ValidationError
+
+    raw = meta.get("spec")
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return JobSpec.model_validate(raw)
+    except ValidationError:
+        # A spec of another resnetctl version: the MLflow run's copy is the next best source.
+        return None
+
+
+def data_classes(spec: JobSpec | None) -> tuple[str, ...] | None:
+    """The class folder names of the spec's data source (None if it cannot be prepared)."""
+    if spec is None:
+        return None
+    from resnetctl.data import DataError, prepare_dataset
+
+    try:
+        return tuple(prepare_dataset(spec.data).classes)
+    except (DataError, OSError):
+        return None
+
+
+def build_network(
+    spec: JobSpec | None, model_name: str | None, weights: dict[str, Any]
+) -> nn.Module:
+    """The spec's network (else the registered `model_name` whose variant fits the weights),
+    sized by the weights (classes, input channels), with the weights loaded."""
+    if spec is None:
+        if not model_name:
+            raise ModelSourceError("the checkpoint names no model and no spec was found")
+        from resnetctl.analysis.responses import AnalysisError
+        from resnetctl.analysis.targets import build_from_weights
+
+        try:
+            return build_from_weights(model_name, weights)
+        except AnalysisError as exc:
+            raise ModelSourceError(str(exc)) from None
+    from resnetctl.models import create_model
+
+    assert spec.model.name is not None
+    if "fc.weight" not in weights:
+        raise ModelSourceError("the checkpoint has no fc.weight: not a resnetctl classifier")
+    options = spec.model.create_options(int(weights["fc.weight"].shape[0]))
+    if "conv1.weight" in weights:
+        options["in_channels"] = int(weights["conv1.weight"].shape[1])
+    model = create_model(spec.model.name, **options)
+    model.load_state_dict(weights)
+    return model
+
+
+def locate_checkpoint(
+    target: str, storage: Path | None = None, spec: JobSpec | None = None
+) -> tuple[Path, Any]:
+    """The checkpoint directory `target` names (a checkpoint directory; a run directory or run
+    name under the storage root: its best checkpoint by `spec`'s ranking metric, else its
+    latest) and the run's record (None for a checkpoint outside any run).
+
+    Raises ModelSourceError naming what is missing."""
+    storage = storage or _storage_root()
+    path = Path(target).expanduser()
+    if _is_checkpoint(path):
+        return path.resolve(), _run_record(path.resolve())
+    folder = path if path.is_dir() else storage / target
+    if not folder.is_dir():
+        known = sorted(p.name for p in storage.iterdir() if p.is_dir()) if storage.is_dir() else []
+        hint = f"; known runs: {', '.join(known[-5:])}" if known else ""
+        raise ModelSourceError(
+            f"{target!r} is not a checkpoint directory, a run directory, a run name under "
+            f"{storage}, or a models:/ URI{hint}"
+        )
+    folder = folder.resolve()
+    checkpoint = _pick_checkpoint(folder, spec)
+    if checkpoint is None:
+        raise ModelSourceError(f"run {target!r} ({folder}) has no checkpoint")
+    return checkpoint, _run_record(folder)
+
+
+def load_model(
+    target: str, *, tracking_uri: str | None = None, storage: Path | None = None
+) -> LoadedModel:
+    """Resolve MODEL (see the module docstring) to its network in eval mode.
+
+    Raises ModelSourceError naming what is missing.
+    """
+    if target.startswith(("models:/", "runs:/")):
+        return _from_mlflow_model(target, tracking_uri or default_tracking_uri())
+    checkpoint, record = locate_checkpoint(target, storage)
+    uri = (record.mlflow_uri if record is not None else None) or tracking_uri
+    run_id = record.mlflow_run_id if record is not None else None
+    spec = _spec_of_meta(_read_meta(checkpoint))
+    if spec is None and uri and run_id:
+        spec = _spec_of_run(uri, run_id)
+    if spec is not None and not _is_checkpoint(Path(target).expanduser()):
+        # Ranked again now that the run's own metric is known.
+        checkpoint, _ = locate_checkpoint(target, storage, spec)
+    return _from_checkpoint(checkpoint, spec, run_id, uri if run_id else None)
+
+
+def _read_meta(checkpoint: Path) -> dict[str, Any]:
+    from resnetctl.train.checkpoint import META_FILE
+
+    meta_file = checkpoint / META_FILE
+    return json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+
+
+def _from_checkpoint(
+    checkpoint: Path, spec: JobSpec | None, run_id: str | None, uri: str | None
+) -> LoadedModel:
+    from resnetctl.train.checkpoint import load_checkpoint
+
+    state, meta = load_checkpoint(checkpoint)
+    spec = spec or _spec_of_meta(meta)
+    if spec is None and uri and run_id:
+        spec = _spec_of_run(uri, run_id)
+    weights = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise ModelSourceError(f"{checkpoint}: the checkpoint holds no model state")
+    model = build_network(spec, meta.get("model"), weights).eval()
+    classes = meta.get("classes")
+    return LoadedModel(
+        model=model,
+        spec=spec,
+        classes=tuple(classes) if classes else data_classes(spec),
+        origin=str(checkpoint),
+        run_id=run_id,
+        tracking_uri=uri,
+        checkpoint=checkpoint,
+        epoch=meta.get("epoch"),
+    )
+
+
+def as_module(loaded: Any) -> nn.Module:
+    """What `mlflow.pytorch.load_model` returns as an nn.Module: the module itself (pickle
+    format), or the module of a `torch.export` program (pt2 format)."""
+    if isinstance(loaded, nn.Module):
+        return loaded
+    module = getattr(loaded, "module", None)
+    if callable(module):
+        return module()
+    raise ModelSourceError(f"the logged model is a {type(loaded).__name__}, not a torch module")
+
+
+def _from_mlflow_model(target: str, uri: str) -> LoadedModel:
+    import mlflow
+    import mlflow.pytorch
+    from mlflow.exceptions import MlflowException
+
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        try:
+            loaded = mlflow.pytorch.load_model(target, map_location="cpu")
+            run_id = mlflow.models.get_model_info(target).run_id
+        except (MlflowException, OSError) as exc:
+            raise ModelSourceError(f"{target}: {str(exc).splitlines()[0]}") from None
+    finally:
+        mlflow.set_tracking_uri(previous)
+    module = as_module(loaded)
+    spec = _spec_of_run(uri, run_id) if run_id else None
+    classes = None
+    if run_id:
+        classes = _classes_of_run_checkpoints(uri, run_id)
+    if hasattr(module, "eval"):
+        try:
+            module.eval()
+        except (NotImplementedError, RuntimeError):
+            # An exported program's module cannot switch modes: it is frozen as exported.
+            pass
+    return LoadedModel(
+        model=module,
+        spec=spec,
+        classes=classes or data_classes(spec),
+        origin=target,
+        run_id=run_id,
+        tracking_uri=uri if run_id else None,
+    )
+
+
+def _classes_of_run_checkpoints(uri: str, run_id: str) -> tuple[str, ...] | None:
+    """Class names from the checkpoints still under the storage root for the run."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        name = MlflowClient(uri).get_run(run_id).data.tags.get(RUN_NAME_TAG)
+    except MlflowException:
+        return None
+    folder = _storage_root() / name if name else None
+    if folder is None or not folder.is_dir():
+        return None
+    checkpoint = _pick_checkpoint(folder, None)
+    classes = _read_meta(checkpoint).get("classes") if checkpoint else None
+    return tuple(classes) if classes else None

@@ -1,0 +1,58 @@
+"""MODEL -> network, spec and class names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnetctl.inference.source import ModelSourceError, as_module, load_model
+from resnetctl.launch.runs import RunRecord
+
+
+def test_a_checkpoint_carries_its_spec_and_class_names(colour_run: tuple[Path, Path]) -> None:
+    _, checkpoint = colour_run
+    meta = json.loads((checkpoint / "meta.json").read_text())
+    assert meta["classes"] == ["blue", "red"]
+    loaded = load_model(str(checkpoint))
+    assert loaded.classes == ("blue", "red")
+    assert loaded.spec is not None and loaded.spec.model.name == "cifar_resnet8"
+    assert not loaded.model.training
+    state = torch.load(checkpoint / "state.pt", weights_only=True)["model"]
+    assert torch.equal(loaded.model.state_dict()["fc.weight"], state["fc.weight"])
+
+
+def test_a_run_name_picks_the_best_checkpoint(
+    colour_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    _, checkpoint = colour_run
+    storage = tmp_path / "runs"
+    run = storage / "colours-1"
+    for epoch, error in ((1, 10.0), (2, 50.0)):
+        target = run / f"epoch_{epoch:04d}"
+        shutil.copytree(checkpoint, target)
+        meta = json.loads((target / "meta.json").read_text())
+        meta.update(epoch=epoch, metrics={**meta["metrics"], "val_top1_error": error})
+        (target / "meta.json").write_text(json.dumps(meta))
+    RunRecord("colours-1", "colours", "", "").save(storage)
+    loaded = load_model("colours-1", storage=storage)
+    assert loaded.checkpoint == (run / "epoch_0001").resolve()
+    assert loaded.epoch == 1
+
+
+def test_unknown_model_names_what_was_looked_for(tmp_path: Path) -> None:
+    with pytest.raises(ModelSourceError, match="no-such-run"):
+        load_model("no-such-run", storage=tmp_path)
+
+
+def test_a_pt2_model_is_used_through_its_module() -> None:
+    model = torch.nn.Linear(3, 2)
+    program = torch.export.export(model, (torch.randn(2, 3),))
+    module = as_module(program)
+    x = torch.randn(2, 3)
+    assert torch.allclose(module(x), model(x))
+    assert as_module(model) is model
