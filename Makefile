@@ -1,11 +1,12 @@
-# Two entry points: `make quickstart` and `make test`. Both create .venv with pip when it is
+# Entry points: `make quickstart`, `make test` (the whole suite, what CI runs) and `make check`
+# (the fast tier: no Ray, no deep nets). Each creates .venv with pip when it is
 # missing; installing is skipped when pyproject.toml has not changed since the last install.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: quickstart test lint install clean-venv
+.PHONY: quickstart test check lint install clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,10 @@ quickstart: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=15
+
+# The fast tier for contributors: every test that starts no Ray and trains no deep net.
+check: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff check platform tests benchmarks

@@ -209,7 +209,14 @@ def _main_path_layers(model: nn.Module) -> int:
     return len(convs) + 1
 
 
-@pytest.mark.parametrize("name", list_models())
+def _with_cost(name: str) -> object:
+    # The 1000-layer nets take most of a minute each on 2 cores: `make test` runs them,
+    # `make check` (the fast tier) leaves them out.
+    deep = name.endswith(("1001", "1202"))
+    return pytest.param(name, marks=pytest.mark.slow) if deep else name
+
+
+@pytest.mark.parametrize("name", [_with_cost(n) for n in list_models()])
 def test_forward_backward_and_depth(name: str) -> None:
     info = get_model_info(name)
     torch.manual_seed(0)
