@@ -168,6 +168,24 @@ class Processes:
             _kill_group(process)  # type: ignore[arg-type]
 
 
+def ray_head_argv(gcs_port: int, dashboard_port: int, *extra: str) -> list[str]:
+    """`ray start --head --block` with one CPU, every port on 127.0.0.1 and free."""
+    return [
+        str(Path(sys.executable).parent / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={gcs_port}",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard_port}",
+        "--num-cpus=1",
+        f"--ray-client-server-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        *extra,
+    ]
+
+
 @dataclass
 class Cluster:
     """A running two-node Ray cluster and MLflow server."""
@@ -213,20 +231,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         )
         processes.start(
             "head",
-            [
-                str(bin_dir / "ray"),
-                "start",
-                "--head",
-                "--block",
-                "--node-ip-address=127.0.0.1",
-                f"--port={gcs_port}",
-                "--dashboard-host=127.0.0.1",
-                f"--dashboard-port={dash_port}",
-                "--num-cpus=1",
-                f"--temp-dir={temp_dir}",
-                f"--ray-client-server-port={free_port()}",
-                f"--dashboard-agent-listen-port={free_port()}",
-            ],
+            ray_head_argv(gcs_port, dash_port, f"--temp-dir={temp_dir}"),
             env,
         )
         dashboard = f"http://127.0.0.1:{dash_port}"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.launch.conftest import Processes, free_port, wait_for
+from tests.launch.conftest import Processes, free_port, ray_head_argv, wait_for
 
 
 @dataclass
@@ -74,19 +74,7 @@ def foreign_ray(logs: Path) -> Iterator[ForeignRay]:
     try:
         processes.start(
             "foreign-head",
-            [
-                str(Path(sys.executable).parent / "ray"),
-                "start",
-                "--head",
-                "--block",
-                "--node-ip-address=127.0.0.1",
-                f"--port={gcs_port}",
-                "--dashboard-host=127.0.0.1",
-                f"--dashboard-port={free_port()}",
-                "--num-cpus=1",
-                f"--ray-client-server-port={free_port()}",
-                f"--dashboard-agent-listen-port={free_port()}",
-            ],
+            ray_head_argv(gcs_port, free_port()),
             {"RAY_TMPDIR": str(temp_root), "RAY_AUTH_MODE": "token"},
         )
         foreign = ForeignRay(f"127.0.0.1:{gcs_port}", temp_root, processes)
