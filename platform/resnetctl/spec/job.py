@@ -57,6 +57,12 @@ class JobSpec(StrictModel):
                 f"train.global_batch_size {train.global_batch_size} is not divisible by "
                 f"resources.workers {workers}"
             )
+        micro = workers * train.accumulation_steps
+        if train.global_batch_size is not None and train.global_batch_size % micro:
+            raise ValueError(
+                f"train.global_batch_size {train.global_batch_size} is not divisible by "
+                f"resources.workers x train.accumulation_steps ({micro})"
+            )
         if train.precision == "fp16" and not self.resources.use_gpu:
             raise ValueError("train.precision fp16 needs GPUs (resources.use_gpu); use bf16 on CPU")
         if train.sync_bn and not self.resources.use_gpu:

@@ -142,9 +142,32 @@ class TrainSpec(StrictModel):
     epochs: int | None = Field(None, ge=1, description="Training length in epochs.")
     iterations: int | None = Field(None, ge=1, description="Training length in iterations.")
     global_batch_size: int | None = Field(
-        None, ge=1, description="Images per step over all workers (divisible by workers)."
+        None,
+        ge=1,
+        description="Images per optimiser step over all workers (divisible by workers x "
+        "accumulation_steps).",
     )
-    batch_size_per_worker: int | None = Field(None, ge=1, description="Images per step per worker.")
+    batch_size_per_worker: int | None = Field(
+        None, ge=1, description="Images per forward pass (micro-batch) per worker."
+    )
+    accumulation_steps: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Micro-batches whose gradients are summed into one optimiser step: global "
+        "batch = workers x batch_size_per_worker x accumulation_steps, and the linear scaling "
+        "rule, the schedule's steps and `iterations` count optimiser steps of that global batch. "
+        "Under DDP the gradients are all-reduced once per optimiser step. BN statistics are "
+        "those of each micro-batch, so with BN the result is close to, not equal to, the big "
+        "batch.",
+    )
+    grad_clip_norm: float | None = Field(
+        None,
+        gt=0.0,
+        description="Clip the global L2 norm of the gradients (over all parameters, after DDP's "
+        "averaging and the fp16 unscaling) to this value before each optimiser step; null: no "
+        "clipping.",
+    )
     base_lr: float = Field(
         0.1, gt=0.0, le=100.0, description="Learning rate for a global batch of lr_reference_batch."
     )
@@ -213,15 +236,15 @@ class TrainSpec(StrictModel):
         return self.iterations, "iteration"
 
     def global_batch(self, workers: int) -> int:
-        """Images per optimiser step over all workers."""
+        """Images per optimiser step over all workers (all micro-batches included)."""
         if self.global_batch_size is not None:
             return self.global_batch_size
         assert self.batch_size_per_worker is not None
-        return self.batch_size_per_worker * workers
+        return self.batch_size_per_worker * workers * self.accumulation_steps
 
     def per_worker_batch(self, workers: int) -> int:
-        """Images per step on one worker."""
-        return self.global_batch(workers) // workers
+        """Images per forward pass (one micro-batch) on one worker."""
+        return self.global_batch(workers) // (workers * self.accumulation_steps)
 
     def scaled_lr(self, workers: int) -> float:
         """The peak rate after the linear scaling rule."""

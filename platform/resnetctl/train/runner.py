@@ -11,7 +11,7 @@ import copy
 import logging
 import math
 import random
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Sequence, Sized
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +26,7 @@ from resnetctl.spec import JobSpec
 from resnetctl.spec.metrics import EPOCH_METRICS
 from resnetctl.train.checkpoint import capture_rng_state, restore_rng_state, unwrap
 from resnetctl.train.final_eval import BestWeights
+from resnetctl.train.gradients import clip_gradients, no_sync
 from resnetctl.train.metrics import EpochMeter, Throughput
 from resnetctl.train.optim import build_optimizer, set_lr
 from resnetctl.train.resize import SavedProgress, resume_step
@@ -134,6 +135,7 @@ class Runner:
         self.epoch = 0  # last completed epoch
         self.step = 0  # optimiser steps taken (global, identical on all ranks)
         self._nonfinite_streak = 0
+        self.grad_norm: torch.Tensor | None = None  # before clipping, of the last step
         self.ten_crop = False  # validation batches are N x 10 x C x H x W
         # The 10-crop loader of `train.final_eval`: injected (tests) or built when first used.
         self.final_eval_loader = final_eval_loader
@@ -260,7 +262,8 @@ class Runner:
         would wait forever in DDP's all-reduce."""
         if not isinstance(self.train_loader, Sized):
             raise TypeError("the training loader must define len()")
-        steps = len(self.train_loader)
+        # The loader yields micro-batches; an optimiser step takes `accumulation_steps`.
+        steps = len(self.train_loader) // self.spec.train.accumulation_steps
         if dist.is_available() and dist.is_initialized():
             # On the run's device: NCCL only reduces CUDA tensors.
             agreed = torch.tensor([steps], dtype=torch.int64, device=self.device)
@@ -339,24 +342,45 @@ class Runner:
         step_in_epoch: int,
         meter: EpochMeter,
     ) -> float:
-        """One optimiser step (a collective). Returns the loss averaged over the ranks."""
-        images, labels = self._to_device(images, labels)
+        """One optimiser step on one batch (a collective). Returns the loss averaged over the
+        ranks."""
+        return self.accumulated_step([(images, labels)], epoch, step_in_epoch, meter)
+
+    def accumulated_step(
+        self, micro_batches: Sequence[Batch], epoch: int, step_in_epoch: int, meter: EpochMeter
+    ) -> float:
+        """One optimiser step over `train.accumulation_steps` micro-batches (a collective).
+
+        Each micro-batch's mean loss is divided by their number, so the summed gradients are
+        those of the mean loss over the concatenated batch. Under DDP all but the last backward
+        run in `no_sync`: gradients are all-reduced once per optimiser step, not per micro-batch.
+        Returns the loss averaged over the micro-batches and the ranks.
+        """
         set_lr(self.optimizer, self.lr())
-        with self._autocast():
-            logits = self.model(images)
-        loss = self.criterion(logits.float(), labels)
-        finite, global_loss = self._global_loss(loss)
+        count = len(micro_batches)
+        seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        for index, (images, labels) in enumerate(micro_batches):
+            images, labels = self._to_device(images, labels)
+            with no_sync(self.model, last=index == count - 1):
+                with self._autocast():
+                    logits = self.model(images)
+                loss = self.criterion(logits.float(), labels)
+                # Backward runs on non-finite losses too: DDP expects every forward to be
+                # followed by a backward on all ranks.
+                self.scaler.scale(loss / count).backward()
+            seen.append((loss.detach(), logits.detach(), labels))
+        mean_loss = torch.stack([loss for loss, _, _ in seen]).mean()
+        finite, global_loss = self._global_loss(mean_loss)
         self._check_nonfinite(finite, epoch, step_in_epoch)
-        # Backward runs on non-finite steps too: DDP expects every forward to be followed by
-        # a backward on all ranks.
-        self.scaler.scale(loss).backward()
         if finite or self.scaler.is_enabled():
             # The fp16 scaler detects inf/NaN gradients itself and skips those steps.
+            self.grad_norm = clip_gradients(self.model, self.optimizer, self.scaler, self.spec)
             self.scaler.step(self.optimizer)
             self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         if finite:
-            meter.update(loss, logits, labels)
+            for loss, logits, labels in seen:
+                meter.update(loss, logits, labels)
         self.step += 1
         return global_loss
 
@@ -377,10 +401,11 @@ class Runner:
             # resumed run sees the batches an uninterrupted run would have seen.
             set_epoch(epoch - 1)
         iterator = iter(self.train_loader)
+        micro = self.spec.train.accumulation_steps
         for i in range(1, steps + 1):
-            images, labels = next(iterator)
+            batch = [next(iterator) for _ in range(micro)]
             lr = self.lr()
-            loss = self.train_step(images, labels, epoch, i, meter)
+            loss = self.accumulated_step(batch, epoch, i, meter)
             # The first step is reported too: it tells the driver when training really began.
             if on_step is not None and (i == 1 or i % every == 0 or i == steps):
                 seen = i * self.spec.train.global_batch(self.placement.world_size)
