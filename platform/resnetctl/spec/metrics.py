@@ -27,6 +27,17 @@ FINAL_EVAL_METRICS: tuple[str, ...] = (
 )
 # Everything tracking logs from a report.
 LOGGED_METRICS: tuple[str, ...] = EPOCH_METRICS + FINAL_EVAL_METRICS
+# Reported every `train.log_every_n_steps` optimiser steps, without a checkpoint, and logged
+# with the global step (not the epoch) as MLflow step: loss and rate of that step, throughput
+# since the previous step report, and the gradient norm when `train.grad_clip_norm` is set.
+STEP_METRICS: tuple[str, ...] = (
+    "step_train_loss",
+    "step_lr",
+    "step_images_per_second",
+    "step_grad_norm",
+)
+# The key that marks a step report (epoch reports carry `epoch` instead).
+STEP_REPORT_KEY = "global_step"
 
 # Metrics for which lower is better; used to default the ranking mode.
 LOWER_IS_BETTER = frozenset(

@@ -11,7 +11,7 @@ from typing import Any
 
 from ray.train import UserCallback
 
-from resnetctl.spec.metrics import LOGGED_METRICS
+from resnetctl.spec.metrics import LOGGED_METRICS, STEP_METRICS, STEP_REPORT_KEY
 
 
 class EpochMetricsCallback(UserCallback):
@@ -22,6 +22,8 @@ class EpochMetricsCallback(UserCallback):
         self.run_id = run_id
         # Epochs replayed after a restore from an older checkpoint are not logged twice.
         self.logged = set(logged_epochs or ())
+        # Steps replayed after a restore are not logged twice either (within this driver).
+        self.logged_steps: set[int] = set()
         self._client: Any = None
 
     def after_report(
@@ -31,6 +33,9 @@ class EpochMetricsCallback(UserCallback):
         from mlflow import MlflowClient
         from mlflow.entities import Metric, RunTag
 
+        if metrics and STEP_REPORT_KEY in metrics[0]:
+            self._log_step(metrics[0])
+            return
         if not metrics or "epoch" not in metrics[0]:
             return
         epoch = int(metrics[0]["epoch"])
@@ -53,3 +58,18 @@ class EpochMetricsCallback(UserCallback):
         tags = [RunTag("ray.worker_nodes", ",".join(nodes))] if nodes else []
         self._client.log_batch(self.run_id, metrics=batch, tags=tags)
         self.logged.add(epoch)
+
+    def _log_step(self, report: dict[str, Any]) -> None:
+        """Log a `train.log_every_n_steps` report with the global step as MLflow step."""
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric
+
+        step = int(report[STEP_REPORT_KEY])
+        if step in self.logged_steps:
+            return
+        if self._client is None:
+            self._client = MlflowClient(self.uri)
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(report[k]), now, step) for k in STEP_METRICS if k in report]
+        self._client.log_batch(self.run_id, metrics=batch, tags=[])
+        self.logged_steps.add(step)

@@ -27,7 +27,7 @@ from resnetctl.spec.metrics import EPOCH_METRICS
 from resnetctl.train.checkpoint import capture_rng_state, restore_rng_state, unwrap
 from resnetctl.train.final_eval import BestWeights
 from resnetctl.train.gradients import clip_gradients, no_sync
-from resnetctl.train.metrics import EpochMeter, Throughput
+from resnetctl.train.metrics import EpochMeter, StepMetrics, Throughput
 from resnetctl.train.optim import build_optimizer, set_lr
 from resnetctl.train.resize import SavedProgress, resume_step
 from resnetctl.train.schedules import LRSchedule, build_schedule
@@ -385,14 +385,21 @@ class Runner:
         return global_loss
 
     def train_epoch(
-        self, epoch: int, on_step: StepCallback | None = None, every: int = 10
+        self,
+        epoch: int,
+        on_step: StepCallback | None = None,
+        every: int = 10,
+        on_metrics: StepCallback | None = None,
     ) -> dict[str, float]:
         """Train epoch `epoch` (1-based; a collective). `on_step`, if given, receives a progress
-        dict every `every` steps. Returns train_loss/top1/top5 error, lr and images_per_second.
+        dict every `every` steps; `on_metrics` receives `StepMetrics`' report every
+        `train.log_every_n_steps` global steps, on every rank. Returns train_loss/top1/top5
+        error, lr and images_per_second.
         """
         self.model.train()
         meter = EpochMeter(self.device)
         timer = Throughput()
+        step_metrics = StepMetrics(self.spec.train, self.placement.world_size, self.step)
         steps = min(self.steps_per_epoch, self.total_steps - self.step)
         lr = self.lr()
         set_epoch = getattr(self.train_loader, "set_epoch", None)
@@ -406,6 +413,8 @@ class Runner:
             batch = [next(iterator) for _ in range(micro)]
             lr = self.lr()
             loss = self.accumulated_step(batch, epoch, i, meter)
+            if on_metrics is not None and step_metrics.due(self.step):
+                on_metrics(step_metrics.report(self.step, loss, lr, self.grad_norm))
             # The first step is reported too: it tells the driver when training really began.
             if on_step is not None and (i == 1 or i % every == 0 or i == steps):
                 seen = i * self.spec.train.global_batch(self.placement.world_size)
@@ -516,12 +525,16 @@ class Runner:
         return ten_crop_scores(model, images).float().clamp_min(1e-12).log()
 
     def run_epoch(
-        self, epoch: int, on_step: StepCallback | None = None, every: int = 10
+        self,
+        epoch: int,
+        on_step: StepCallback | None = None,
+        every: int = 10,
+        on_metrics: StepCallback | None = None,
     ) -> dict[str, float]:
         """Train and validate one epoch, update the plateau state, and return exactly the
         metrics of `EPOCH_METRICS` (a collective)."""
         timer = Throughput()
-        metrics = self.train_epoch(epoch, on_step=on_step, every=every)
+        metrics = self.train_epoch(epoch, on_step=on_step, every=every, on_metrics=on_metrics)
         metrics.update(self.validate())
         metrics["epoch_seconds"] = timer.seconds()
         self.schedule.on_epoch_end(metrics)
