@@ -35,6 +35,10 @@ def test_global_batch_must_split_into_workers_and_micro_batches(tmp_path: Path) 
     [
         ("  accumulation_steps: 0", "train.accumulation_steps"),
         ("  grad_clip_norm: 0", "train.grad_clip_norm"),
+        ("  ema: {decay: 1.0}", "train.ema.decay"),
+        ("  ema: {every_n_steps: 0}", "train.ema.every_n_steps"),
+        ("  mix: {prob: 1.5}", "train.mix.prob"),
+        ("  mix: {mixup_alpha: 0, cutmix_alpha: 0}", "train.mix"),
     ],
 )
 def test_bad_values_name_file_line_and_field(tmp_path: Path, line: str, field: str) -> None:
@@ -43,3 +47,16 @@ def test_bad_values_name_file_line_and_field(tmp_path: Path, line: str, field: s
         load_spec(path)
     (message,) = issues(exc)
     assert message.startswith(f"{path}:14: {field}:")
+
+
+def test_ranking_by_an_ema_metric_needs_the_ema(tmp_path: Path) -> None:
+    text = GOOD + "checkpoint:\n  metric: val_top1_error_ema\n"
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError) as exc:
+        load_spec(path)
+    (message,) = issues(exc)
+    assert message.startswith(f"{path}:") and "needs train.ema" in message
+    spec = load_spec(
+        write(tmp_path, text.replace("  epochs: 2", "  epochs: 2\n  ema: {}"), "ok.yaml")
+    )
+    assert spec.checkpoint.mode == "min" and spec.train.ema is not None

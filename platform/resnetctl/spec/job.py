@@ -8,6 +8,7 @@ from pydantic import Field, PrivateAttr, model_validator
 
 from resnetctl.spec.base import StrictModel
 from resnetctl.spec.data import CifarPipeline, DataSpec, ImageNetPipeline
+from resnetctl.spec.metrics import EMA_METRICS
 from resnetctl.spec.model import ModelSpec
 from resnetctl.spec.runtime import CheckpointSpec, FailureSpec, ResourcesSpec
 from resnetctl.spec.tracking import TrackingSpec
@@ -63,6 +64,8 @@ class JobSpec(StrictModel):
                 f"train.global_batch_size {train.global_batch_size} is not divisible by "
                 f"resources.workers x train.accumulation_steps ({micro})"
             )
+        if self.checkpoint.metric in EMA_METRICS and train.ema is None:
+            raise ValueError(f"checkpoint.metric {self.checkpoint.metric} needs train.ema")
         if train.precision == "fp16" and not self.resources.use_gpu:
             raise ValueError("train.precision fp16 needs GPUs (resources.use_gpu); use bf16 on CPU")
         if train.sync_bn and not self.resources.use_gpu:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from resnetctl.spec.base import StrictModel
-from resnetctl.spec.metrics import MetricName
+from resnetctl.spec.metrics import EMA_METRICS, MetricName
 
 Unit = Literal["epoch", "iteration"]
 
@@ -136,6 +136,57 @@ class FinalEvalSpec(StrictModel):
     )
 
 
+class EMASpec(StrictModel):
+    """An exponential moving average of the weights (and BN buffers), evaluated every epoch as
+    `val_*_ema` and checkpointed beside the raw weights (timm's ModelEma, torchvision's
+    `--model-ema`). Each update: ema = d * ema + (1 - d) * weights."""
+
+    decay: float = Field(
+        0.9998,
+        gt=0.0,
+        lt=1.0,
+        description="Decay d per update. The average spans about every_n_steps / (1 - d) steps: "
+        "keep that well under the run's length.",
+    )
+    warmup: bool = Field(
+        True,
+        description="Use d_n = min(decay, (1 + n) / (10 + n)) at the n-th update (0-based), so "
+        "the random initial weights fade from the average within the first updates.",
+    )
+    every_n_steps: int = Field(
+        1, ge=1, description="Update after every N optimiser steps (cheaper; torchvision uses 32)."
+    )
+
+
+class MixSpec(StrictModel):
+    """Mixup (Zhang et al.) and CutMix (Yun et al.) on each training batch, on the device:
+    images are blended with (mixup) or pasted into (CutMix) those of the batch rolled by one,
+    and the targets become the matching convex mixture of the one-hot labels (then smoothed by
+    `train.label_smoothing`). Train errors stay measured against the unmixed labels."""
+
+    mixup_alpha: float = Field(
+        0.2, ge=0.0, le=10.0, description="Beta(alpha, alpha) of the mixup ratio; 0: no mixup."
+    )
+    cutmix_alpha: float = Field(
+        1.0, ge=0.0, le=10.0, description="Beta(alpha, alpha) of the CutMix ratio; 0: no CutMix."
+    )
+    prob: float = Field(
+        1.0, ge=0.0, le=1.0, description="Probability that a batch is mixed at all."
+    )
+    switch_prob: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="With both enabled: probability that a mixed batch uses CutMix, not mixup.",
+    )
+
+    @model_validator(mode="after")
+    def _something_to_mix(self) -> MixSpec:
+        if self.mixup_alpha == 0 and self.cutmix_alpha == 0:
+            raise ValueError("mixup_alpha and cutmix_alpha are both 0: remove train.mix instead")
+        return self
+
+
 class TrainSpec(StrictModel):
     """How long and how a run trains."""
 
@@ -183,6 +234,15 @@ class TrainSpec(StrictModel):
         default_factory=PlateauSchedule, description="Learning-rate schedule after warm-up."
     )
     warmup: WarmupSpec = Field(default_factory=WarmupSpec, description="Learning-rate warm-up.")
+    ema: EMASpec | None = Field(
+        None,
+        description="Keep an EMA of the weights, validated every epoch (`val_loss_ema`, "
+        "`val_top1_error_ema`, `val_top5_error_ema`) and saved in checkpoints; "
+        "`checkpoint.metric` may rank by those. null: no EMA.",
+    )
+    mix: MixSpec | None = Field(
+        None, description="Mixup / CutMix of training batches; null: neither."
+    )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Label smoothing epsilon.")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="Autocast dtype; fp16 uses a gradient scaler and needs GPUs."
@@ -232,6 +292,12 @@ class TrainSpec(StrictModel):
                 )
         if isinstance(schedule, PlateauSchedule) and self.iterations is not None:
             raise ValueError("the plateau schedule is evaluated per epoch: set `epochs`")
+        if (
+            isinstance(schedule, PlateauSchedule)
+            and self.ema is None
+            and schedule.metric in (EMA_METRICS)
+        ):
+            raise ValueError(f"schedule.metric {schedule.metric} needs train.ema")
         return self
 
     @property

@@ -23,8 +23,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from resnetctl.spec import JobSpec
-from resnetctl.spec.metrics import EPOCH_METRICS
+from resnetctl.spec.metrics import EMA_METRICS, EPOCH_METRICS
 from resnetctl.train.checkpoint import capture_rng_state, restore_rng_state, unwrap
+from resnetctl.train.ema import WeightsEMA
 from resnetctl.train.final_eval import BestWeights
 from resnetctl.train.gradients import clip_gradients, no_sync
 from resnetctl.train.metrics import EpochMeter, StepMetrics, Throughput
@@ -166,12 +167,23 @@ class Runner:
         self.peak_lr = train.scaled_lr(self.placement.world_size)
         self.optimizer = build_optimizer(unwrap(self.model), train.optimizer, self.peak_lr)
         self.schedule: LRSchedule = build_schedule(train, self.peak_lr, self.steps_per_epoch)
+        self.ema = None if train.ema is None else WeightsEMA(unwrap(self.model), train.ema)
+        self.mixer = self._build_mixer(num_classes)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=train.precision == "fp16")
         self.criterion = nn.CrossEntropyLoss(label_smoothing=train.label_smoothing)
         # Validation loss without smoothing, so it compares across recipes.
         self.val_criterion = nn.CrossEntropyLoss()
         # Ranks differ from here on, so that any stochastic layer draws different numbers.
         seed_everything(train.seed + 1_000_003 * self.placement.rank)
+
+    def _build_mixer(self, num_classes: int) -> Callable[[torch.Tensor, torch.Tensor], Batch]:
+        mix = self.spec.train.mix
+        if mix is None:
+            return lambda images, labels: (images, labels)
+        from resnetctl.train.mixup import BatchMixer, infer_num_classes
+
+        # The targets must be as wide as the logits: ask the model, not the data set.
+        return BatchMixer(mix, infer_num_classes(unwrap(self.model), num_classes))
 
     def _build_loaders(self) -> tuple[Loader, Loader, int]:
         from resnetctl.data import (
@@ -361,10 +373,11 @@ class Runner:
         seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         for index, (images, labels) in enumerate(micro_batches):
             images, labels = self._to_device(images, labels)
+            images, targets = self.mixer(images, labels)
             with no_sync(self.model, last=index == count - 1):
                 with self._autocast():
                     logits = self.model(images)
-                loss = self.criterion(logits.float(), labels)
+                loss = self.criterion(logits.float(), targets)
                 # Backward runs on non-finite losses too: DDP expects every forward to be
                 # followed by a backward on all ranks.
                 self.scaler.scale(loss / count).backward()
@@ -382,6 +395,8 @@ class Runner:
             for loss, logits, labels in seen:
                 meter.update(loss, logits, labels)
         self.step += 1
+        if self.ema is not None and self.ema.due(self.step):
+            self.ema.update(unwrap(self.model))
         return global_loss
 
     def train_epoch(
@@ -446,7 +461,12 @@ class Runner:
         """
         model = unwrap(self.model)
         self._broadcast_buffers(model)
-        return self._evaluate(model, self.val_loader, self.ten_crop)
+        metrics = self._evaluate(model, self.val_loader, self.ten_crop)
+        if self.ema is not None:
+            self._broadcast_buffers(self.ema.module)
+            ema = self._evaluate(self.ema.module, self.val_loader, self.ten_crop)
+            metrics.update({f"{key}_ema": value for key, value in ema.items()})
+        return metrics
 
     @torch.no_grad()
     def _evaluate(self, model: nn.Module, loader: Loader, ten_crop: bool) -> dict[str, float]:
@@ -459,17 +479,23 @@ class Runner:
             meter.update(self.val_criterion(logits, labels), logits, labels)
         return meter.compute("val")
 
+    def _ranked_model(self) -> nn.Module:
+        """The weights `checkpoint.metric` ranks: the EMA's for a `*_ema` metric."""
+        if self.ema is not None and self.spec.checkpoint.metric in EMA_METRICS:
+            return self.ema.module
+        return unwrap(self.model)
+
     def offer_best(self, epoch: int, metrics: dict[str, float]) -> None:
         """Note the checkpoint of `epoch` as a candidate for the final evaluation."""
         if self.best is not None:
-            self.best.offer(epoch, metrics, unwrap(self.model))
+            self.best.offer(epoch, metrics, self._ranked_model())
 
     def final_evaluation(self) -> dict[str, float]:
         """Evaluate the best checkpointed weights with `train.final_eval`'s protocol (a
         collective: each rank takes its shard of the validation set, sums are all-reduced).
         Returns `FINAL_EVAL_METRICS`, errors in percent like the per-epoch ones."""
         # A copy, so the live model keeps the last epoch's weights for its checkpoint.
-        model = copy.deepcopy(unwrap(self.model))
+        model = copy.deepcopy(self._ranked_model())
         epoch = self.epoch
         if self.best is not None and self.best.weights is not None and self.best.epoch:
             model.load_state_dict(self.best.weights)
@@ -539,7 +565,8 @@ class Runner:
         metrics["epoch_seconds"] = timer.seconds()
         self.schedule.on_epoch_end(metrics)
         self.epoch = epoch
-        return {key: float(metrics[key]) for key in EPOCH_METRICS}
+        keys = EPOCH_METRICS + (EMA_METRICS if self.ema is not None else ())
+        return {key: float(metrics[key]) for key in keys}
 
     # ------------------------------------------------------------------------------ state
 
@@ -566,7 +593,18 @@ class Runner:
             "global_batch": self.spec.train.global_batch(self.placement.world_size),
             "rng": self._gather_rng(),
             **({"best": self.best.state_dict(self.epoch)} if self.best is not None else {}),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
+
+    def _load_ema(self, state: dict[str, Any]) -> None:
+        assert self.ema is not None
+        if state.get("ema"):
+            self.ema.load_state_dict(state["ema"])
+            return
+        # A checkpoint of a run without EMA: the average starts from the resumed weights.
+        self.ema.reset(unwrap(self.model))
+        if self.placement.rank == 0:
+            log.warning("the checkpoint has no EMA weights: the EMA starts from its weights")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict()` output. RNG states are restored per rank when the world size
@@ -584,8 +622,13 @@ class Runner:
             self.steps_per_epoch,
         )
         unwrap(self.model).load_state_dict(state["model"])
+        if self.ema is not None:
+            self._load_ema(state)
         if self.best is not None and state.get("best"):
-            self.best.load_state_dict(state["best"], state["model"])
+            ranked = state["model"]
+            if self.ema is not None and self.spec.checkpoint.metric in EMA_METRICS:
+                ranked = self.ema.module.state_dict()
+            self.best.load_state_dict(state["best"], ranked)
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         if state.get("scaler"):
