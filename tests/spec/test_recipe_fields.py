@@ -60,3 +60,18 @@ def test_ranking_by_an_ema_metric_needs_the_ema(tmp_path: Path) -> None:
         write(tmp_path, text.replace("  epochs: 2", "  epochs: 2\n  ema: {}"), "ok.yaml")
     )
     assert spec.checkpoint.mode == "min" and spec.train.ema is not None
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ("    auto_augment: randaug", "data.pipeline.auto_augment"),
+        ("    random_erasing: 2", "data.pipeline.random_erasing"),
+    ],
+)
+def test_bad_policy_fields_name_file_line_and_field(tmp_path: Path, line: str, field: str) -> None:
+    path = write(tmp_path, GOOD.replace("    crop: 16", f"    crop: 16\n{line}"))
+    with pytest.raises(SpecError) as exc:
+        load_spec(path)
+    (message,) = issues(exc)
+    assert message.startswith(f"{path}:12: {field}: "), message
