@@ -123,3 +123,32 @@ def test_gradient_clipping_bounds_the_update() -> None:
     # Plain SGD moves by lr x gradient: the clipped gradient has norm `clip` exactly.
     assert r.grad_norm is not None and float(r.grad_norm) > clip
     torch.testing.assert_close(delta.norm().item(), lr * clip, rtol=1e-4, atol=0.0)
+
+
+def test_compile_switch_compiles_the_model_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Compiling on 2 shared cores takes long: record the call, run the eager function.
+    compiled: list[Any] = []
+
+    def fake_compile(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        compiled.append(fn)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    model = bn_free_model()
+    r = Runner(
+        job_spec({"epochs": 1, "compile": True}),
+        model=model,
+        train_loader=batches(1),
+        val_loader=batches(1),
+    )
+    assert compiled == [model._call_impl] and r.model is model
+    assert model._compiled_call_impl is not None
+    off = Runner(
+        job_spec({"epochs": 1}),
+        model=bn_free_model(),
+        train_loader=batches(1),
+        val_loader=batches(1),
+    )
+    assert off.model._compiled_call_impl is None and len(compiled) == 1
+    r.train_epoch(1)  # trains through the compiled entry point
+    assert "0.weight" in r.state_dict()["model"]  # keys without torch.compile's prefix

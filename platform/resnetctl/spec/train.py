@@ -247,6 +247,12 @@ class TrainSpec(StrictModel):
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="Autocast dtype; fp16 uses a gradient scaler and needs GPUs."
     )
+    compile: bool = Field(
+        False,
+        description="Compile the model's forward and backward with `torch.compile` (TorchInductor) "
+        "on each worker. The first steps pay the compilation (tens of seconds to minutes); see "
+        "docs/benchmarks.md for the measured gain and when it pays off.",
+    )
     channels_last: bool = Field(False, description="NHWC memory format (faster on tensor cores).")
     sync_bn: bool = Field(False, description="Synchronise BN statistics across workers.")
     seed: int = Field(0, ge=0, description="Seed of weights, shuffling and augmentation.")

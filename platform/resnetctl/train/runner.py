@@ -169,6 +169,10 @@ class Runner:
         self.schedule: LRSchedule = build_schedule(train, self.peak_lr, self.steps_per_epoch)
         self.ema = None if train.ema is None else WeightsEMA(unwrap(self.model), train.ema)
         self.mixer = self._build_mixer(num_classes)
+        if train.compile:
+            # In place (`nn.Module.compile`): state_dict keys, DDP's wrapper and `unwrap` stay as
+            # they are, and deep copies (the EMA, the final evaluation) come out eager.
+            unwrap(self.model).compile()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=train.precision == "fp16")
         self.criterion = nn.CrossEntropyLoss(label_smoothing=train.label_smoothing)
         # Validation loss without smoothing, so it compares across recipes.
