@@ -9,6 +9,7 @@ validation broadcasts rank 0's EMA buffers first, like the raw model's.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,8 @@ import torch
 from torch import nn
 
 from resnetctl.spec.train import EMASpec
+
+log = logging.getLogger(__name__)
 
 
 class WeightsEMA:
@@ -63,6 +66,16 @@ class WeightsEMA:
         """Restore `state_dict()` output."""
         self.module.load_state_dict(state["module"])
         self.updates = int(state["updates"])
+
+    def resume(self, state: Mapping[str, Any] | None, model: nn.Module, warn: bool) -> None:
+        """Restore a checkpoint's EMA; a checkpoint of a run without EMA (`state` None)
+        starts the average from `model`, the weights it resumed."""
+        if state:
+            self.load_state_dict(state)
+            return
+        self.reset(model)
+        if warn:
+            log.warning("the checkpoint has no EMA weights: the EMA starts from its weights")
 
     def reset(self, model: nn.Module) -> None:
         """Start the average again from `model`'s weights."""

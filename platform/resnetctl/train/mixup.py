@@ -8,11 +8,22 @@ checkpoints, so a resumed run mixes as an uninterrupted one would.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
-from torchvision.transforms import v2
 
 from resnetctl.spec.train import MixSpec
+
+Mixer = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def build_mixer(spec: MixSpec | None, model: nn.Module, num_classes: int) -> Mixer:
+    """The batch mixer of `train.mix`, or the identity when it is off."""
+    if spec is None:
+        return lambda images, labels: (images, labels)
+    # The targets must be as wide as the logits: ask the model, not the data set.
+    return BatchMixer(spec, infer_num_classes(model, num_classes))
 
 
 class BatchMixer:
@@ -20,6 +31,8 @@ class BatchMixer:
     probability `prob`, else the batch unchanged (integer labels)."""
 
     def __init__(self, spec: MixSpec, num_classes: int) -> None:
+        from torchvision.transforms import v2  # only runs that mix pay for importing it
+
         self.spec = spec
         self.mixup = (
             v2.MixUp(alpha=spec.mixup_alpha, num_classes=num_classes) if spec.mixup_alpha else None

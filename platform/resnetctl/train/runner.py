@@ -29,6 +29,7 @@ from resnetctl.train.ema import WeightsEMA
 from resnetctl.train.final_eval import BestWeights
 from resnetctl.train.gradients import clip_gradients, no_sync
 from resnetctl.train.metrics import EpochMeter, StepMetrics, Throughput
+from resnetctl.train.mixup import build_mixer
 from resnetctl.train.optim import build_optimizer, set_lr
 from resnetctl.train.resize import SavedProgress, resume_step
 from resnetctl.train.schedules import LRSchedule, build_schedule
@@ -168,7 +169,7 @@ class Runner:
         self.optimizer = build_optimizer(unwrap(self.model), train.optimizer, self.peak_lr)
         self.schedule: LRSchedule = build_schedule(train, self.peak_lr, self.steps_per_epoch)
         self.ema = None if train.ema is None else WeightsEMA(unwrap(self.model), train.ema)
-        self.mixer = self._build_mixer(num_classes)
+        self.mixer = build_mixer(train.mix, unwrap(self.model), num_classes)
         if train.compile:
             # In place (`nn.Module.compile`): state_dict keys, DDP's wrapper and `unwrap` stay as
             # they are, and deep copies (the EMA, the final evaluation) come out eager.
@@ -179,15 +180,6 @@ class Runner:
         self.val_criterion = nn.CrossEntropyLoss()
         # Ranks differ from here on, so that any stochastic layer draws different numbers.
         seed_everything(train.seed + 1_000_003 * self.placement.rank)
-
-    def _build_mixer(self, num_classes: int) -> Callable[[torch.Tensor, torch.Tensor], Batch]:
-        mix = self.spec.train.mix
-        if mix is None:
-            return lambda images, labels: (images, labels)
-        from resnetctl.train.mixup import BatchMixer, infer_num_classes
-
-        # The targets must be as wide as the logits: ask the model, not the data set.
-        return BatchMixer(mix, infer_num_classes(unwrap(self.model), num_classes))
 
     def _build_loaders(self) -> tuple[Loader, Loader, int]:
         from resnetctl.data import (
@@ -600,16 +592,6 @@ class Runner:
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
-    def _load_ema(self, state: dict[str, Any]) -> None:
-        assert self.ema is not None
-        if state.get("ema"):
-            self.ema.load_state_dict(state["ema"])
-            return
-        # A checkpoint of a run without EMA: the average starts from the resumed weights.
-        self.ema.reset(unwrap(self.model))
-        if self.placement.rank == 0:
-            log.warning("the checkpoint has no EMA weights: the EMA starts from its weights")
-
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict()` output. RNG states are restored per rank when the world size
         is unchanged; otherwise each rank is reseeded from the seed, rank and epoch.
@@ -627,7 +609,7 @@ class Runner:
         )
         unwrap(self.model).load_state_dict(state["model"])
         if self.ema is not None:
-            self._load_ema(state)
+            self.ema.resume(state.get("ema"), unwrap(self.model), warn=self.placement.rank == 0)
         if self.best is not None and state.get("best"):
             ranked = state["model"]
             if self.ema is not None and self.spec.checkpoint.metric in EMA_METRICS:
