@@ -5,13 +5,15 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
-from resnetctl.train.runner import Runner
+from resnetctl.train.runner import Placement, Runner
+from tests.train._dist import run_distributed
 from tests.train._helpers import NUM_CLASSES, batches, job_spec
 
 
@@ -152,3 +154,34 @@ def test_compile_switch_compiles_the_model_in_place(monkeypatch: pytest.MonkeyPa
     assert off.model._compiled_call_impl is None and len(compiled) == 1
     r.train_epoch(1)  # trains through the compiled entry point
     assert "0.weight" in r.state_dict()["model"]  # keys without torch.compile's prefix
+
+
+RECIPE = {"epochs": 1, "base_lr": 0.2, "optimizer": {"momentum": 0.9, "weight_decay": 1e-3}}
+
+
+def _accumulate_under_ddp(rank: int, world: int) -> list[torch.Tensor]:
+    micro = batches(4, batch=4)[2 * rank : 2 * rank + 2]  # each rank: its own 2 micro-batches
+    r = Runner(
+        job_spec({**RECIPE, "batch_size_per_worker": 4, "accumulation_steps": 2}),
+        Placement.from_process_group(),
+        model=bn_free_model(),
+        train_loader=micro,
+        val_loader=batches(1),
+    )
+    assert isinstance(r.model, nn.parallel.DistributedDataParallel)
+    r.train_epoch(1)
+    return [p.detach().clone() for p in r.model.parameters()]
+
+
+def test_accumulation_under_ddp_equals_the_global_big_batch(tmp_path: Path) -> None:
+    ranks = run_distributed(_accumulate_under_ddp, 2, tmp_path)
+    big = Runner(
+        job_spec({**RECIPE, "batch_size_per_worker": 16}),
+        model=bn_free_model(),
+        train_loader=concatenated(batches(4, batch=4), 4),
+        val_loader=batches(1),
+    )
+    big.train_epoch(1)
+    for rank in ranks:
+        for pa, pb in zip(rank, big.model.parameters(), strict=True):
+            torch.testing.assert_close(pa, pb)
