@@ -112,3 +112,27 @@ def test_a_broken_progress_reader_is_disabled_not_fatal() -> None:
     send({"step": 1})
     send({"step": 2})
     assert len(calls) == 1
+
+
+def test_step_metrics_are_reported_every_n_global_steps_without_checkpoints(
+    tmp_path: Path,
+) -> None:
+    session, runner = _run(
+        tmp_path, epochs=3, every=1, log_every_n_steps=2, schedule={"kind": "cosine"}
+    )
+    steps = [m for m, _, _ in session.reports if "global_step" in m]
+    epochs = [m for m, _, _ in session.reports if "epoch" in m]
+    # 3 steps per epoch: the count runs across epochs, 9 steps in all.
+    assert [m["global_step"] for m in steps] == [2, 4, 6, 8]
+    assert all(path is None for m, path, _ in session.reports if "global_step" in m)
+    assert len(session.checkpoints) == len(epochs) == 3
+    for m in steps:
+        # The rate of the reported step (global step s is 0-based index s - 1).
+        assert m["step_lr"] == pytest.approx(runner.schedule.lr(m["global_step"] - 1))
+        assert m["step_train_loss"] > 0 and m["step_images_per_second"] > 0
+        assert "step_grad_norm" not in m and "epoch" not in m
+
+
+def test_no_step_reports_without_log_every_n_steps(tmp_path: Path) -> None:
+    session, _ = _run(tmp_path, epochs=2, every=1)
+    assert all("global_step" not in m for m, _, _ in session.reports)

@@ -8,6 +8,7 @@ placed on a GPU, so a CPU pipeline builds and runs on machines without CUDA.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -146,6 +147,54 @@ def _lighting(pca_lighting: float) -> tuple[Any, Any, Any] | None:
     )
 
 
+def _policy(images: Any, cfg: ImageNetPipeline | CifarPipeline, crop: int) -> Any:
+    """`cfg.auto_augment` on uint8 HWC crops (what `nvidia.dali.auto_aug` takes), so it runs
+    before colour and normalisation. Its operators follow the device of `images`; the pipeline
+    must be built with `enable_conditionals=True` (each op is chosen per sample)."""
+    if cfg.auto_augment is None:
+        return images
+    from nvidia.dali.auto_aug import auto_augment, rand_augment, trivial_augment
+
+    # Translations relative to the crop (the libraries' defaults are absolute, for 224 crops).
+    shape = (crop, crop)
+    if cfg.auto_augment == "rand_augment":
+        return rand_augment.rand_augment(
+            images, n=cfg.rand_augment_n, m=cfg.rand_augment_m, shape=shape
+        )
+    if cfg.auto_augment == "trivial_augment":
+        return trivial_augment.trivial_augment_wide(images, shape=shape)
+    return auto_augment.auto_augment_image_net(images, shape=shape)
+
+
+#: torchvision's RandomErasing defaults: area fraction and aspect-ratio range of the rectangle.
+ERASE_AREA: tuple[float, float] = (0.02, 0.33)
+ERASE_RATIO: tuple[float, float] = (0.3, 3.3)
+
+
+def _random_erasing(images: Any, probability: float, device: Device) -> Any:
+    """Erase one rectangle to 0 (the mean after normalisation) with `probability`, per sample.
+    Area and log-aspect are uniform as in torchvision; the rectangle is clipped to the image."""
+    if probability <= 0:
+        return images
+    area = fn.random.uniform(range=ERASE_AREA)
+    ratio = dmath.exp(fn.random.uniform(range=tuple(math.log(r) for r in ERASE_RATIO)))
+    height = dmath.min(dmath.sqrt(area * ratio), 1.0)
+    width = dmath.min(dmath.sqrt(area / ratio), 1.0)
+    u = fn.random.uniform(range=(0.0, 1.0), shape=2)
+    if fn.random.coin_flip(probability=probability):
+        images = fn.erase(
+            images,
+            device=device,
+            anchor=fn.stack(u[0] * (1.0 - height), u[1] * (1.0 - width)),
+            shape=fn.stack(height, width),
+            normalized_anchor=True,
+            normalized_shape=True,
+            axis_names="HW",
+            fill_value=0.0,
+        )
+    return images
+
+
 def _mirror(flip: bool) -> Any:
     return fn.random.coin_flip(probability=0.5) if flip else 0
 
@@ -188,7 +237,7 @@ def decode_region(
     return images, fn.stack(y0, x0, size_y, size_x)
 
 
-@pipeline_def
+@pipeline_def(enable_conditionals=True)
 def imagenet_train(
     *,
     reader: dict[str, Any],
@@ -231,9 +280,11 @@ def imagenet_train(
             num_attempts=10,
         )
         images = fn.resize(images, device=device, size=(cfg.crop, cfg.crop), antialias=True)
+    images = _policy(images, cfg, cfg.crop)
     # Colour runs on the crop only: colour-correcting pixels the crop discards was the
     # dominant cost in the measurements of verified.md.
     images = _colour_normalise(images, cfg, device, channels_last)
+    images = _random_erasing(images, cfg.random_erasing, device)
     return (images, labels, *extras)
 
 
@@ -295,7 +346,7 @@ def imagenet_ten_crop(
     return fn.stack(*views, axis=0, axis_name="V"), labels
 
 
-@pipeline_def
+@pipeline_def(enable_conditionals=True)
 def cifar_train(
     *,
     reader: dict[str, Any],
@@ -325,6 +376,7 @@ def cifar_train(
         out_of_bounds_policy="pad",
         fill_values=0,
     )
+    images = _policy(images, cfg, cfg.crop)
     images = fn.crop_mirror_normalize(
         images,
         device=device,
@@ -334,7 +386,7 @@ def cifar_train(
         std=list(cfg.std),
         mirror=_mirror(cfg.flip),
     )
-    return images, labels
+    return _random_erasing(images, cfg.random_erasing, device), labels
 
 
 @pipeline_def

@@ -34,10 +34,13 @@ class JobPlan:
         return asdict(self)
 
 
-def steps_per_epoch(train_images: int, per_worker_batch: int, workers: int) -> int:
+def steps_per_epoch(
+    train_images: int, per_worker_batch: int, workers: int, accumulation: int = 1
+) -> int:
     """Optimiser steps per epoch: every rank runs the same number of full batches of its shard
-    (a rank with an extra step would wait forever in DDP's allreduce)."""
-    return max(1, (train_images // workers) // per_worker_batch)
+    (a rank with an extra step would wait forever in DDP's allreduce), `accumulation` of them
+    per optimiser step."""
+    return max(1, (train_images // workers) // per_worker_batch // accumulation)
 
 
 def make_plan(spec: JobSpec) -> JobPlan:
@@ -57,7 +60,9 @@ def make_plan(spec: JobSpec) -> JobPlan:
     workers = spec.resources.workers
     per_worker = spec.train.per_worker_batch(workers)
     global_batch = spec.train.global_batch(workers)
-    per_epoch = steps_per_epoch(layout.train_files, per_worker, workers)
+    per_epoch = steps_per_epoch(
+        layout.train_files, per_worker, workers, spec.train.accumulation_steps
+    )
     length, unit = spec.train.length
     total = length * per_epoch if unit == "epoch" else length
     # Forward is 2 FLOPs per multiply-add; backward costs about twice the forward.

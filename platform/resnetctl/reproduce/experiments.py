@@ -144,7 +144,12 @@ def _iterations_as_epochs(base: Path, overrides: list[str], notes: list[str]) ->
     except DataError as exc:
         raise SpecError.single("--data", str(exc)) from None
     workers = spec.resources.workers
-    steps = steps_per_epoch(layout.train_files, spec.train.per_worker_batch(workers), workers)
+    steps = steps_per_epoch(
+        layout.train_files,
+        spec.train.per_worker_batch(workers),
+        workers,
+        spec.train.accumulation_steps,
+    )
     epochs = math.ceil(length / steps)
     notes.append(
         f"the recipe's {length} iterations run as {epochs} epochs of {steps} iterations "

@@ -105,7 +105,12 @@ def _data_facts(spec: Any, cache: dict[str, tuple[int, int]]) -> tuple[int, int]
         layout = prepare_dataset(spec.data)
         workers = spec.resources.workers
         cache[key] = (
-            steps_per_epoch(layout.train_files, spec.train.per_worker_batch(workers), workers),
+            steps_per_epoch(
+                layout.train_files,
+                spec.train.per_worker_batch(workers),
+                workers,
+                spec.train.accumulation_steps,
+            ),
             len(layout.classes),
         )
     return cache[key]

@@ -97,7 +97,32 @@ class ColorAugment(StrictModel):
         return any((self.brightness, self.contrast, self.saturation, self.pca_lighting))
 
 
-class ImageNetPipeline(StrictModel):
+class PolicyAugment(StrictModel):
+    """Fields shared by the training pipelines: a learned or random augmentation policy from
+    DALI's `nvidia.dali.auto_aug` on the uint8 crop, and random erasing after normalisation."""
+
+    auto_augment: Literal["rand_augment", "trivial_augment", "auto_augment"] | None = Field(
+        None,
+        description="Policy applied to each training crop before colour and normalisation: "
+        "`rand_augment` (RandAugment, `rand_augment_n` ops of magnitude `rand_augment_m`), "
+        "`trivial_augment` (TrivialAugment Wide), `auto_augment` (AutoAugment's ImageNet "
+        "policy). Translations scale with the crop. null: none (the paper).",
+    )
+    rand_augment_n: int = Field(2, ge=1, le=10, description="RandAugment: ops per image.")
+    rand_augment_m: int = Field(
+        9, ge=0, le=30, description="RandAugment: magnitude, of 31 bins (timm's rand-m9-n2)."
+    )
+    random_erasing: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Probability of erasing one random rectangle of each training image (area "
+        "2-33 %, aspect 0.3-3.3, Zhong et al.; torchvision's RandomErasing) to 0 after "
+        "normalisation, i.e. to the mean colour. 0: off.",
+    )
+
+
+class ImageNetPipeline(PolicyAugment):
     """The paper's ImageNet input (section 3.4): scale augmentation, crop, flip, colour."""
 
     kind: Literal["imagenet"] = Field("imagenet", description="Selects this variant.")
@@ -150,7 +175,7 @@ class ImageNetPipeline(StrictModel):
         return self
 
 
-class CifarPipeline(StrictModel):
+class CifarPipeline(PolicyAugment):
     """The paper's CIFAR input (section 4.2): pad, random crop, flip; plain image at test."""
 
     kind: Literal["cifar"] = Field("cifar", description="Selects this variant.")

@@ -15,6 +15,7 @@ from resnetctl.spec.feasibility import (
     image_problems,
     source_image_size,
 )
+from resnetctl.spec.metrics import EMA_METRICS
 from resnetctl.spec.model import ModelSpec
 from resnetctl.spec.runtime import CheckpointSpec, FailureSpec, ResourcesSpec
 from resnetctl.spec.tracking import TrackingSpec
@@ -64,6 +65,14 @@ class JobSpec(StrictModel):
                 f"train.global_batch_size {train.global_batch_size} is not divisible by "
                 f"resources.workers {workers}"
             )
+        micro = workers * train.accumulation_steps
+        if train.global_batch_size is not None and train.global_batch_size % micro:
+            raise ValueError(
+                f"train.global_batch_size {train.global_batch_size} is not divisible by "
+                f"resources.workers x train.accumulation_steps ({micro})"
+            )
+        if self.checkpoint.metric in EMA_METRICS and train.ema is None:
+            raise ValueError(f"checkpoint.metric {self.checkpoint.metric} needs train.ema")
         if train.precision == "fp16" and not self.resources.use_gpu:
             raise ValueError("train.precision fp16 needs GPUs (resources.use_gpu); use bf16 on CPU")
         if train.sync_bn and not self.resources.use_gpu:

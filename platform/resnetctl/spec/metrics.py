@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-MetricName = Literal[
+EpochMetricName = Literal[
     "train_loss",
     "train_top1_error",
     "train_top5_error",
@@ -16,7 +16,12 @@ MetricName = Literal[
     "images_per_second",
     "epoch_seconds",
 ]
-EPOCH_METRICS: tuple[str, ...] = get_args(MetricName)
+EPOCH_METRICS: tuple[str, ...] = get_args(EpochMetricName)
+# Reported every epoch besides those when `train.ema` is set: the validation of the EMA weights.
+EmaMetricName = Literal["val_loss_ema", "val_top1_error_ema", "val_top5_error_ema"]
+EMA_METRICS: tuple[str, ...] = get_args(EmaMetricName)
+# What checkpoint ranking and the plateau schedule may watch (EMA ones need `train.ema`).
+MetricName = Literal[EpochMetricName, EmaMetricName]
 # Reported once, with the last epoch, when `train.final_eval` asks for the paper's protocol:
 # the 10-crop errors of the best checkpoint, and which epoch that checkpoint is.
 FINAL_EVAL_METRICS: tuple[str, ...] = (
@@ -26,7 +31,18 @@ FINAL_EVAL_METRICS: tuple[str, ...] = (
     "final_eval_epoch",
 )
 # Everything tracking logs from a report.
-LOGGED_METRICS: tuple[str, ...] = EPOCH_METRICS + FINAL_EVAL_METRICS
+LOGGED_METRICS: tuple[str, ...] = EPOCH_METRICS + EMA_METRICS + FINAL_EVAL_METRICS
+# Reported every `train.log_every_n_steps` optimiser steps, without a checkpoint, and logged
+# with the global step (not the epoch) as MLflow step: loss and rate of that step, throughput
+# since the previous step report, and the gradient norm when `train.grad_clip_norm` is set.
+STEP_METRICS: tuple[str, ...] = (
+    "step_train_loss",
+    "step_lr",
+    "step_images_per_second",
+    "step_grad_norm",
+)
+# The key that marks a step report (epoch reports carry `epoch` instead).
+STEP_REPORT_KEY = "global_step"
 
 # Metrics for which lower is better; used to default the ranking mode.
 LOWER_IS_BETTER = frozenset(
@@ -37,6 +53,7 @@ LOWER_IS_BETTER = frozenset(
         "val_loss",
         "val_top1_error",
         "val_top5_error",
+        *EMA_METRICS,
         "epoch_seconds",
         "val_loss_10crop",
         "val_top1_error_10crop",

@@ -43,6 +43,40 @@ PAPER_PROTOCOLS = [
 ]
 
 
+# Beyond the paper: what modern recipes (timm, torchvision's references, NVIDIA's
+# DeepLearningExamples) add, and how the pieces combine; part of `docs/job-spec.md`.
+RECIPE_FEATURES = [
+    "## Beyond the paper: modern recipe features",
+    "",
+    "All are off by default, so a job file of the paper trains as before.",
+    "",
+    "- **Gradient accumulation** (`train.accumulation_steps: k`): each optimiser step sums the",
+    "  gradients of k micro-batches of `batch_size_per_worker` images; the global batch, the",
+    "  linear scaling rule, `iterations`, milestones and warm-up all count optimiser steps of",
+    "  workers x batch x k images. Under DDP the gradients are all-reduced once per step",
+    "  (`no_sync` on the first k-1 micro-batches). Without BN it equals the big batch within",
+    "  float rounding; BN normalises each micro-batch alone, as it would on k more workers.",
+    "- **Gradient clipping** (`train.grad_clip_norm`): the global L2 norm after DDP's averaging;",
+    "  with `log_every_n_steps` the norm before clipping is logged as `step_grad_norm`.",
+    "- **Per-step metrics** (`train.log_every_n_steps: N`): `step_train_loss`, `step_lr`,",
+    "  `step_images_per_second` at every N-th global step, MLflow step = global step, no",
+    "  checkpoint. Every report makes all workers meet once: choose N for one report every 30 s",
+    "  or more. Tune sweeps see the epoch reports only.",
+    "- **EMA of the weights** (`train.ema`): evaluated after every epoch as `val_loss_ema`,",
+    "  `val_top1_error_ema`, `val_top5_error_ema`, saved in checkpoints and restored on resume.",
+    "  `checkpoint.metric: val_top1_error_ema` ranks checkpoints by the EMA, and the final",
+    "  evaluation then evaluates the best EMA weights.",
+    "- **Mixup / CutMix** (`train.mix`): soft targets, smoothed by `train.label_smoothing`;",
+    "  `train_top1_error` is then measured against the unmixed labels (it rises, as expected).",
+    "- **Policy augmentation** (`data.pipeline.auto_augment`, `random_erasing`): DALI's",
+    "  `nvidia.dali.auto_aug` on the uint8 crop, CPU and GPU pipelines alike; random erasing",
+    "  after normalisation. Both in training only.",
+    "- **`train.compile`**: `torch.compile` of each worker's model; see docs/benchmarks.md for",
+    "  when it pays off on CPU.",
+    "",
+]
+
+
 def json_schema() -> dict[str, Any]:
     """The JSON schema of a job spec file (what editors use to complete and check YAML)."""
     schema = JobSpec.model_json_schema(mode="validation")
@@ -98,6 +132,7 @@ def markdown_reference() -> str:
         "faster run; `--smoke --dry-run` prints the smoke spec and its plan.",
         "",
         *PAPER_PROTOCOLS,
+        *RECIPE_FEATURES,
     ]
     _section(JobSpec, "", lines, level=2)
     return "\n".join(lines).rstrip() + "\n"

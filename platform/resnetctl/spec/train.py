@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from resnetctl.spec.base import StrictModel
-from resnetctl.spec.metrics import MetricName
+from resnetctl.spec.metrics import EMA_METRICS, MetricName
 
 Unit = Literal["epoch", "iteration"]
 
@@ -136,15 +136,89 @@ class FinalEvalSpec(StrictModel):
     )
 
 
+class EMASpec(StrictModel):
+    """An exponential moving average of the weights (and BN buffers), evaluated every epoch as
+    `val_*_ema` and checkpointed beside the raw weights (timm's ModelEma, torchvision's
+    `--model-ema`). Each update: ema = d * ema + (1 - d) * weights."""
+
+    decay: float = Field(
+        0.9998,
+        gt=0.0,
+        lt=1.0,
+        description="Decay d per update. The average spans about every_n_steps / (1 - d) steps: "
+        "keep that well under the run's length.",
+    )
+    warmup: bool = Field(
+        True,
+        description="Use d_n = min(decay, (1 + n) / (10 + n)) at the n-th update (0-based), so "
+        "the random initial weights fade from the average within the first updates.",
+    )
+    every_n_steps: int = Field(
+        1, ge=1, description="Update after every N optimiser steps (cheaper; torchvision uses 32)."
+    )
+
+
+class MixSpec(StrictModel):
+    """Mixup (Zhang et al.) and CutMix (Yun et al.) on each training batch, on the device:
+    images are blended with (mixup) or pasted into (CutMix) those of the batch rolled by one,
+    and the targets become the matching convex mixture of the one-hot labels (then smoothed by
+    `train.label_smoothing`). Train errors stay measured against the unmixed labels."""
+
+    mixup_alpha: float = Field(
+        0.2, ge=0.0, le=10.0, description="Beta(alpha, alpha) of the mixup ratio; 0: no mixup."
+    )
+    cutmix_alpha: float = Field(
+        1.0, ge=0.0, le=10.0, description="Beta(alpha, alpha) of the CutMix ratio; 0: no CutMix."
+    )
+    prob: float = Field(
+        1.0, ge=0.0, le=1.0, description="Probability that a batch is mixed at all."
+    )
+    switch_prob: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="With both enabled: probability that a mixed batch uses CutMix, not mixup.",
+    )
+
+    @model_validator(mode="after")
+    def _something_to_mix(self) -> MixSpec:
+        if self.mixup_alpha == 0 and self.cutmix_alpha == 0:
+            raise ValueError("mixup_alpha and cutmix_alpha are both 0: remove train.mix instead")
+        return self
+
+
 class TrainSpec(StrictModel):
     """How long and how a run trains."""
 
     epochs: int | None = Field(None, ge=1, description="Training length in epochs.")
     iterations: int | None = Field(None, ge=1, description="Training length in iterations.")
     global_batch_size: int | None = Field(
-        None, ge=1, description="Images per step over all workers (divisible by workers)."
+        None,
+        ge=1,
+        description="Images per optimiser step over all workers (divisible by workers x "
+        "accumulation_steps).",
     )
-    batch_size_per_worker: int | None = Field(None, ge=1, description="Images per step per worker.")
+    batch_size_per_worker: int | None = Field(
+        None, ge=1, description="Images per forward pass (micro-batch) per worker."
+    )
+    accumulation_steps: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Micro-batches whose gradients are summed into one optimiser step: global "
+        "batch = workers x batch_size_per_worker x accumulation_steps, and the linear scaling "
+        "rule, the schedule's steps and `iterations` count optimiser steps of that global batch. "
+        "Under DDP the gradients are all-reduced once per optimiser step. BN statistics are "
+        "those of each micro-batch, so with BN the result is close to, not equal to, the big "
+        "batch.",
+    )
+    grad_clip_norm: float | None = Field(
+        None,
+        gt=0.0,
+        description="Clip the global L2 norm of the gradients (over all parameters, after DDP's "
+        "averaging and the fp16 unscaling) to this value before each optimiser step; null: no "
+        "clipping.",
+    )
     base_lr: float = Field(
         0.1, gt=0.0, le=100.0, description="Learning rate for a global batch of lr_reference_batch."
     )
@@ -160,15 +234,37 @@ class TrainSpec(StrictModel):
         default_factory=PlateauSchedule, description="Learning-rate schedule after warm-up."
     )
     warmup: WarmupSpec = Field(default_factory=WarmupSpec, description="Learning-rate warm-up.")
+    ema: EMASpec | None = Field(
+        None,
+        description="Keep an EMA of the weights, validated every epoch (`val_loss_ema`, "
+        "`val_top1_error_ema`, `val_top5_error_ema`) and saved in checkpoints; "
+        "`checkpoint.metric` may rank by those. null: no EMA.",
+    )
+    mix: MixSpec | None = Field(
+        None, description="Mixup / CutMix of training batches; null: neither."
+    )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Label smoothing epsilon.")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="Autocast dtype; fp16 uses a gradient scaler and needs GPUs."
+    )
+    compile: bool = Field(
+        False,
+        description="Compile the model's forward and backward with `torch.compile` (TorchInductor) "
+        "on each worker. The first steps pay the compilation (tens of seconds to minutes); see "
+        "docs/benchmarks.md for the measured gain and when it pays off.",
     )
     channels_last: bool = Field(False, description="NHWC memory format (faster on tensor cores).")
     sync_bn: bool = Field(False, description="Synchronise BN statistics across workers.")
     seed: int = Field(0, ge=0, description="Seed of weights, shuffling and augmentation.")
     log_every_n_steps: int | None = Field(
-        None, ge=1, description="Also log train loss and lr every N steps (besides every epoch)."
+        None,
+        ge=1,
+        description="Every N optimiser steps (global step count), report `step_train_loss`, "
+        "`step_lr`, `step_images_per_second` (and `step_grad_norm` with clipping) to MLflow "
+        "with the global step as MLflow step, besides the per-epoch metrics; no checkpoint is "
+        "written. Each report makes all workers meet once (Ray Train), so pick N for a report "
+        "every 30 s or more (ImageNet, 256 images/step: 100-500). Also the driver's progress "
+        "bar period. null: epoch metrics only, progress every 10 steps.",
     )
     max_nonfinite_steps: int = Field(
         0,
@@ -202,6 +298,12 @@ class TrainSpec(StrictModel):
                 )
         if isinstance(schedule, PlateauSchedule) and self.iterations is not None:
             raise ValueError("the plateau schedule is evaluated per epoch: set `epochs`")
+        if (
+            isinstance(schedule, PlateauSchedule)
+            and self.ema is None
+            and schedule.metric in (EMA_METRICS)
+        ):
+            raise ValueError(f"schedule.metric {schedule.metric} needs train.ema")
         return self
 
     @property
@@ -213,15 +315,15 @@ class TrainSpec(StrictModel):
         return self.iterations, "iteration"
 
     def global_batch(self, workers: int) -> int:
-        """Images per optimiser step over all workers."""
+        """Images per optimiser step over all workers (all micro-batches included)."""
         if self.global_batch_size is not None:
             return self.global_batch_size
         assert self.batch_size_per_worker is not None
-        return self.batch_size_per_worker * workers
+        return self.batch_size_per_worker * workers * self.accumulation_steps
 
     def per_worker_batch(self, workers: int) -> int:
-        """Images per step on one worker."""
-        return self.global_batch(workers) // workers
+        """Images per forward pass (one micro-batch) on one worker."""
+        return self.global_batch(workers) // (workers * self.accumulation_steps)
 
     def scaled_lr(self, workers: int) -> float:
         """The peak rate after the linear scaling rule."""

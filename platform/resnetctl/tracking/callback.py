@@ -13,7 +13,7 @@ from typing import Any
 
 from ray.train import UserCallback
 
-from resnetctl.spec.metrics import EPOCH_METRICS, LOGGED_METRICS
+from resnetctl.spec.metrics import EPOCH_METRICS, LOGGED_METRICS, STEP_METRICS, STEP_REPORT_KEY
 
 
 class EpochMetricsCallback(UserCallback):
@@ -32,6 +32,8 @@ class EpochMetricsCallback(UserCallback):
         self.progress = progress
         # Epochs replayed after a restore from an older checkpoint are not logged twice.
         self.logged = set(logged_epochs or ())
+        # Steps replayed after a restore are not logged twice either (within this driver).
+        self.logged_steps: set[int] = set()
         self._client: Any = None
 
     def after_report(
@@ -41,6 +43,9 @@ class EpochMetricsCallback(UserCallback):
         from mlflow import MlflowClient
         from mlflow.entities import Metric, RunTag
 
+        if metrics and STEP_REPORT_KEY in metrics[0]:
+            self._log_step(metrics[0])
+            return
         if not metrics or "epoch" not in metrics[0]:
             return
         epoch = int(metrics[0]["epoch"])
@@ -65,6 +70,21 @@ class EpochMetricsCallback(UserCallback):
         tags = [RunTag("ray.worker_nodes", ",".join(nodes))] if nodes else []
         self._client.log_batch(self.run_id, metrics=batch, tags=tags)
         self.logged.add(epoch)
+
+    def _log_step(self, report: dict[str, Any]) -> None:
+        """Log a `train.log_every_n_steps` report with the global step as MLflow step."""
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric
+
+        step = int(report[STEP_REPORT_KEY])
+        if step in self.logged_steps:
+            return
+        if self._client is None:
+            self._client = MlflowClient(self.uri)
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(report[k]), now, step) for k in STEP_METRICS if k in report]
+        self._client.log_batch(self.run_id, metrics=batch, tags=[])
+        self.logged_steps.add(step)
 
     def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]) -> None:
         """Called by Ray Train when workers failed: the driver says so on the terminal (the

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from resnetctl.spec import JobSpec
+from resnetctl.spec.metrics import STEP_REPORT_KEY
 from resnetctl.train.checkpoint import (
     is_checkpoint,
     load_checkpoint,
@@ -178,6 +179,16 @@ def _report(
         session.report(metrics, tmp, name)
 
 
+def step_reporter(session: Session) -> StepCallback:
+    """Reports `train.log_every_n_steps` metrics through the session, without a checkpoint:
+    they travel to the controller's tracking callback like the epoch metrics."""
+
+    def report(metrics: dict[str, Any]) -> None:
+        session.report(metrics, None, f"step_{metrics[STEP_REPORT_KEY]:09d}")
+
+    return report
+
+
 def run_training(
     spec: JobSpec,
     placement: Placement,
@@ -205,7 +216,9 @@ def run_training(
     metrics: dict[str, Any] | None = None
     while not runner.finished:
         epoch = runner.epoch + 1
-        epoch_metrics = runner.run_epoch(epoch, on_step=on_step, every=every)
+        epoch_metrics = runner.run_epoch(
+            epoch, on_step=on_step, every=every, on_metrics=step_reporter(session)
+        )
         # Metrics are reduced over ranks, so every rank takes this decision alike.
         if not math.isfinite(epoch_metrics["val_loss"]):
             raise NonFiniteLossError(epoch, 0, runner.step, 0, 0, what="validation loss")

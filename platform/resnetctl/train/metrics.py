@@ -8,9 +8,12 @@ Errors are in percent, as in the paper's tables.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from resnetctl.spec.metrics import STEP_REPORT_KEY
 
 TOPK = (1, 5)
 
@@ -82,3 +85,36 @@ class Throughput:
         """Images over all ranks divided by this rank's wall time."""
         elapsed = self.seconds()
         return global_images / elapsed if elapsed > 0 else 0.0
+
+
+class StepMetrics:
+    """The per-step report of `train.log_every_n_steps`: due when the global step is a multiple
+    of N, so every rank decides alike (a report is a collective under Ray Train) and a resumed
+    run reports at the same steps as an uninterrupted one."""
+
+    def __init__(self, train: Any, world_size: int, step: int) -> None:
+        self.every: int | None = train.log_every_n_steps
+        self.global_batch = train.global_batch(world_size)
+        self.since_step = step
+        self.timer = Throughput()
+
+    def due(self, step: int) -> bool:
+        """Whether global step `step` (1-based count of steps taken) is reported."""
+        return self.every is not None and step % self.every == 0
+
+    def report(
+        self, step: int, loss: float, lr: float, grad_norm: torch.Tensor | None
+    ) -> dict[str, Any]:
+        """The step report, throughput over the steps since the previous one; restarts that
+        window."""
+        images = (step - self.since_step) * self.global_batch
+        metrics: dict[str, Any] = {
+            STEP_REPORT_KEY: step,
+            "step_train_loss": loss,
+            "step_lr": lr,
+            "step_images_per_second": self.timer.images_per_second(images),
+        }
+        if grad_norm is not None:
+            metrics["step_grad_norm"] = float(grad_norm)
+        self.since_step, self.timer = step, Throughput()
+        return metrics

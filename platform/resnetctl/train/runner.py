@@ -11,7 +11,7 @@ import copy
 import logging
 import math
 import random
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Sequence, Sized
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,10 +23,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from resnetctl.spec import JobSpec
-from resnetctl.spec.metrics import EPOCH_METRICS
+from resnetctl.spec.metrics import EMA_METRICS, EPOCH_METRICS
 from resnetctl.train.checkpoint import capture_rng_state, restore_rng_state, unwrap
+from resnetctl.train.ema import WeightsEMA
 from resnetctl.train.final_eval import BestWeights
-from resnetctl.train.metrics import EpochMeter, Throughput
+from resnetctl.train.gradients import clip_gradients, no_sync
+from resnetctl.train.metrics import EpochMeter, StepMetrics, Throughput
+from resnetctl.train.mixup import build_mixer
 from resnetctl.train.optim import build_optimizer, set_lr
 from resnetctl.train.resize import SavedProgress, resume_step
 from resnetctl.train.schedules import LRSchedule, build_schedule
@@ -134,6 +137,7 @@ class Runner:
         self.epoch = 0  # last completed epoch
         self.step = 0  # optimiser steps taken (global, identical on all ranks)
         self._nonfinite_streak = 0
+        self.grad_norm: torch.Tensor | None = None  # before clipping, of the last step
         self.ten_crop = False  # validation batches are N x 10 x C x H x W
         # The 10-crop loader of `train.final_eval`: injected (tests) or built when first used.
         self.final_eval_loader = final_eval_loader
@@ -164,6 +168,12 @@ class Runner:
         self.peak_lr = train.scaled_lr(self.placement.world_size)
         self.optimizer = build_optimizer(unwrap(self.model), train.optimizer, self.peak_lr)
         self.schedule: LRSchedule = build_schedule(train, self.peak_lr, self.steps_per_epoch)
+        self.ema = None if train.ema is None else WeightsEMA(unwrap(self.model), train.ema)
+        self.mixer = build_mixer(train.mix, unwrap(self.model), num_classes)
+        if train.compile:
+            # In place (`nn.Module.compile`): state_dict keys, DDP's wrapper and `unwrap` stay as
+            # they are, and deep copies (the EMA, the final evaluation) come out eager.
+            unwrap(self.model).compile()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=train.precision == "fp16")
         self.criterion = nn.CrossEntropyLoss(label_smoothing=train.label_smoothing)
         # Validation loss without smoothing, so it compares across recipes.
@@ -271,7 +281,8 @@ class Runner:
         would wait forever in DDP's all-reduce."""
         if not isinstance(self.train_loader, Sized):
             raise TypeError("the training loader must define len()")
-        steps = len(self.train_loader)
+        # The loader yields micro-batches; an optimiser step takes `accumulation_steps`.
+        steps = len(self.train_loader) // self.spec.train.accumulation_steps
         if dist.is_available() and dist.is_initialized():
             # On the run's device: NCCL only reduces CUDA tensors.
             agreed = torch.tensor([steps], dtype=torch.int64, device=self.device)
@@ -350,36 +361,67 @@ class Runner:
         step_in_epoch: int,
         meter: EpochMeter,
     ) -> float:
-        """One optimiser step (a collective). Returns the loss averaged over the ranks."""
-        images, labels = self._to_device(images, labels)
+        """One optimiser step on one batch (a collective). Returns the loss averaged over the
+        ranks."""
+        return self.accumulated_step([(images, labels)], epoch, step_in_epoch, meter)
+
+    def accumulated_step(
+        self, micro_batches: Sequence[Batch], epoch: int, step_in_epoch: int, meter: EpochMeter
+    ) -> float:
+        """One optimiser step over `train.accumulation_steps` micro-batches (a collective).
+
+        Each micro-batch's mean loss is divided by their number, so the summed gradients are
+        those of the mean loss over the concatenated batch. Under DDP all but the last backward
+        run in `no_sync`: gradients are all-reduced once per optimiser step, not per micro-batch.
+        Returns the loss averaged over the micro-batches and the ranks.
+        """
         set_lr(self.optimizer, self.lr())
-        with self._autocast():
-            logits = self.model(images)
-        loss = self.criterion(logits.float(), labels)
-        finite, global_loss = self._global_loss(loss)
+        count = len(micro_batches)
+        seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        for index, (images, labels) in enumerate(micro_batches):
+            images, labels = self._to_device(images, labels)
+            images, targets = self.mixer(images, labels)
+            with no_sync(self.model, last=index == count - 1):
+                with self._autocast():
+                    logits = self.model(images)
+                loss = self.criterion(logits.float(), targets)
+                # Backward runs on non-finite losses too: DDP expects every forward to be
+                # followed by a backward on all ranks.
+                self.scaler.scale(loss / count).backward()
+            seen.append((loss.detach(), logits.detach(), labels))
+        mean_loss = torch.stack([loss for loss, _, _ in seen]).mean()
+        finite, global_loss = self._global_loss(mean_loss)
         self._check_nonfinite(finite, epoch, step_in_epoch)
-        # Backward runs on non-finite steps too: DDP expects every forward to be followed by
-        # a backward on all ranks.
-        self.scaler.scale(loss).backward()
         if finite or self.scaler.is_enabled():
             # The fp16 scaler detects inf/NaN gradients itself and skips those steps.
+            self.grad_norm = clip_gradients(self.model, self.optimizer, self.scaler, self.spec)
             self.scaler.step(self.optimizer)
             self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         if finite:
-            meter.update(loss, logits, labels)
+            for loss, logits, labels in seen:
+                meter.update(loss, logits, labels)
         self.step += 1
+        if self.ema is not None and self.ema.due(self.step):
+            self.ema.update(unwrap(self.model))
         return global_loss
 
     def train_epoch(
-        self, epoch: int, on_step: StepCallback | None = None, every: int = 10
+        self,
+        epoch: int,
+        on_step: StepCallback | None = None,
+        every: int = 10,
+        on_metrics: StepCallback | None = None,
     ) -> dict[str, float]:
         """Train epoch `epoch` (1-based; a collective). `on_step`, if given, receives a progress
-        dict every `every` steps. Returns train_loss/top1/top5 error, lr and images_per_second.
+        dict every `every` steps; `on_metrics` receives `StepMetrics`' report every
+        `train.log_every_n_steps` global steps, on every rank. Returns train_loss/top1/top5
+        error, lr and images_per_second.
         """
         self.model.train()
         meter = EpochMeter(self.device)
         timer = Throughput()
+        step_metrics = StepMetrics(self.spec.train, self.placement.world_size, self.step)
         steps = min(self.steps_per_epoch, self.total_steps - self.step)
         lr = self.lr()
         set_epoch = getattr(self.train_loader, "set_epoch", None)
@@ -388,10 +430,13 @@ class Runner:
             # resumed run sees the batches an uninterrupted run would have seen.
             set_epoch(epoch - 1)
         iterator = iter(self.train_loader)
+        micro = self.spec.train.accumulation_steps
         for i in range(1, steps + 1):
-            images, labels = next(iterator)
+            batch = [next(iterator) for _ in range(micro)]
             lr = self.lr()
-            loss = self.train_step(images, labels, epoch, i, meter)
+            loss = self.accumulated_step(batch, epoch, i, meter)
+            if on_metrics is not None and step_metrics.due(self.step):
+                on_metrics(step_metrics.report(self.step, loss, lr, self.grad_norm))
             # The first step is reported too: it tells the driver when training really began.
             if on_step is not None and (i == 1 or i % every == 0 or i == steps):
                 seen = i * self.spec.train.global_batch(self.placement.world_size)
@@ -423,7 +468,12 @@ class Runner:
         """
         model = unwrap(self.model)
         self._broadcast_buffers(model)
-        return self._evaluate(model, self.val_loader, self.ten_crop)
+        metrics = self._evaluate(model, self.val_loader, self.ten_crop)
+        if self.ema is not None:
+            self._broadcast_buffers(self.ema.module)
+            ema = self._evaluate(self.ema.module, self.val_loader, self.ten_crop)
+            metrics.update({f"{key}_ema": value for key, value in ema.items()})
+        return metrics
 
     @torch.no_grad()
     def _evaluate(self, model: nn.Module, loader: Loader, ten_crop: bool) -> dict[str, float]:
@@ -436,17 +486,23 @@ class Runner:
             meter.update(self.val_criterion(logits, labels), logits, labels)
         return meter.compute("val")
 
+    def _ranked_model(self) -> nn.Module:
+        """The weights `checkpoint.metric` ranks: the EMA's for a `*_ema` metric."""
+        if self.ema is not None and self.spec.checkpoint.metric in EMA_METRICS:
+            return self.ema.module
+        return unwrap(self.model)
+
     def offer_best(self, epoch: int, metrics: dict[str, float]) -> None:
         """Note the checkpoint of `epoch` as a candidate for the final evaluation."""
         if self.best is not None:
-            self.best.offer(epoch, metrics, unwrap(self.model))
+            self.best.offer(epoch, metrics, self._ranked_model())
 
     def final_evaluation(self) -> dict[str, float]:
         """Evaluate the best checkpointed weights with `train.final_eval`'s protocol (a
         collective: each rank takes its shard of the validation set, sums are all-reduced).
         Returns `FINAL_EVAL_METRICS`, errors in percent like the per-epoch ones."""
         # A copy, so the live model keeps the last epoch's weights for its checkpoint.
-        model = copy.deepcopy(unwrap(self.model))
+        model = copy.deepcopy(self._ranked_model())
         epoch = self.epoch
         if self.best is not None and self.best.weights is not None and self.best.epoch:
             model.load_state_dict(self.best.weights)
@@ -502,17 +558,22 @@ class Runner:
         return ten_crop_scores(model, images).float().clamp_min(1e-12).log()
 
     def run_epoch(
-        self, epoch: int, on_step: StepCallback | None = None, every: int = 10
+        self,
+        epoch: int,
+        on_step: StepCallback | None = None,
+        every: int = 10,
+        on_metrics: StepCallback | None = None,
     ) -> dict[str, float]:
         """Train and validate one epoch, update the plateau state, and return exactly the
         metrics of `EPOCH_METRICS` (a collective)."""
         timer = Throughput()
-        metrics = self.train_epoch(epoch, on_step=on_step, every=every)
+        metrics = self.train_epoch(epoch, on_step=on_step, every=every, on_metrics=on_metrics)
         metrics.update(self.validate())
         metrics["epoch_seconds"] = timer.seconds()
         self.schedule.on_epoch_end(metrics)
         self.epoch = epoch
-        return {key: float(metrics[key]) for key in EPOCH_METRICS}
+        keys = EPOCH_METRICS + (EMA_METRICS if self.ema is not None else ())
+        return {key: float(metrics[key]) for key in keys}
 
     # ------------------------------------------------------------------------------ state
 
@@ -539,6 +600,7 @@ class Runner:
             "global_batch": self.spec.train.global_batch(self.placement.world_size),
             "rng": self._gather_rng(),
             **({"best": self.best.state_dict(self.epoch)} if self.best is not None else {}),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -557,8 +619,13 @@ class Runner:
             self.steps_per_epoch,
         )
         unwrap(self.model).load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.resume(state.get("ema"), unwrap(self.model), warn=self.placement.rank == 0)
         if self.best is not None and state.get("best"):
-            self.best.load_state_dict(state["best"], state["model"])
+            ranked = state["model"]
+            if self.ema is not None and self.spec.checkpoint.metric in EMA_METRICS:
+                ranked = self.ema.module.state_dict()
+            self.best.load_state_dict(state["best"], ranked)
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         if state.get("scaler"):

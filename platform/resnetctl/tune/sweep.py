@@ -307,7 +307,10 @@ def _check_data(specs: Sequence[JobSpec]) -> int:
         if unit == "iteration":
             workers = spec.resources.workers
             per_epoch = steps_per_epoch(
-                layouts[key].train_files, spec.train.per_worker_batch(workers), workers
+                layouts[key].train_files,
+                spec.train.per_worker_batch(workers),
+                workers,
+                spec.train.accumulation_steps,
             )
             length = math.ceil(length / per_epoch)
         longest = max(longest, length)

@@ -64,6 +64,23 @@ def open_child_run(record: SweepRecord, trial_id: str, spec: JobSpec, label: str
     )
 
 
+def epoch_reports_to_tune_class() -> type:
+    """`TuneReportCallback` forwarding epoch reports only: a `train.log_every_n_steps` report is
+    not a Tune iteration (schedulers such as ASHA count reports as training iterations).
+    Built on call: importing Ray Tune is slow."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from resnetctl.spec.metrics import STEP_REPORT_KEY
+
+    class EpochReportsToTune(TuneReportCallback):
+        def after_report(self, run_context: Any, metrics: Any, checkpoint: Any) -> None:
+            if metrics and STEP_REPORT_KEY in metrics[0]:
+                return
+            super().after_report(run_context, metrics, checkpoint)
+
+    return EpochReportsToTune
+
+
 def run_trial(config: dict[str, Any], *, sweep: dict[str, Any]) -> None:
     """Tune function trainable: fit one Ray Train run of the trial's spec.
 
@@ -73,7 +90,6 @@ def run_trial(config: dict[str, Any], *, sweep: dict[str, Any]) -> None:
     checkpoint (Ray Train restores a run of the same name and storage path).
     """
     from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     from resnetctl.launch.trainer import build_trainer
     from resnetctl.tracking.callback import EpochMetricsCallback
@@ -98,7 +114,7 @@ def run_trial(config: dict[str, Any], *, sweep: dict[str, Any]) -> None:
         loop_config={"spec": spec.model_dump(mode="json"), "progress": None},
         callbacks=[
             EpochMetricsCallback(run.uri, run.run_id, run.logged_epochs()),
-            TuneReportCallback(),
+            epoch_reports_to_tune_class()(),
         ],
     )
     # A failure leaves the run open on purpose: the driver's callback closes it as FAILED, or
