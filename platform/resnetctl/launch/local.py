@@ -15,14 +15,16 @@ from rich.table import Table
 
 from resnetctl.launch import embedded
 from resnetctl.launch.progress import ProgressView
-from resnetctl.launch.runs import (
+from resnetctl.spec import JobSpec, dump_spec
+from resnetctl.spec.metrics import EPOCH_METRICS
+from resnetctl.storage import (
     RunRecord,
+    StorageError,
+    StoragePath,
     new_run_name,
     resolve_resume,
     storage_root,
 )
-from resnetctl.spec import JobSpec, dump_spec
-from resnetctl.spec.metrics import EPOCH_METRICS
 from resnetctl.tracking.store import check_reachable, default_artifact_root, resolve_tracking_uri
 
 
@@ -86,8 +88,11 @@ def run_local(spec: JobSpec, *, spec_file: str | None = None) -> RunSummary:
         check_reachable(uri)
     except TrackingError as exc:
         raise LaunchError(str(exc)) from None
-    storage = storage_root()
-    resume_checkpoint, record = _resume_target(spec, storage)
+    try:
+        storage = storage_root()
+        resume_checkpoint, record = _resume_target(spec, storage)
+    except StorageError as exc:
+        raise LaunchError(f"storage: {exc}") from None
     tracking = _in_background(uri)
     try:
         owns_ray = _ensure_ray(spec)  # before any run exists: a job that cannot start leaves none
@@ -133,7 +138,7 @@ def _in_background(uri: str) -> threading.Thread:
 
 
 def _open_run(
-    spec: JobSpec, uri: str, storage: Path, record: RunRecord | None, spec_file: str | None
+    spec: JobSpec, uri: str, storage: StoragePath, record: RunRecord | None, spec_file: str | None
 ) -> tuple[Any, str]:
     """The MLflow run to write to: the resumed run's own, or a new one; and the run name.
 
@@ -161,7 +166,9 @@ def _open_run(
     return run, run_name
 
 
-def _resume_target(spec: JobSpec, storage: Path) -> tuple[Path | None, RunRecord | None]:
+def _resume_target(
+    spec: JobSpec, storage: StoragePath
+) -> tuple[StoragePath | None, RunRecord | None]:
     target = spec.checkpoint.resume_from
     if not target:
         return None, None
@@ -212,7 +219,7 @@ def _ray_job_id() -> str:
 
 
 def _fit(
-    spec: JobSpec, run: Any, run_name: str, storage: Path, resume: Path | None
+    spec: JobSpec, run: Any, run_name: str, storage: StoragePath, resume: StoragePath | None
 ) -> tuple[BaseException | None, float | None]:
     """Fit the trainer in a thread while this one draws progress; returns the failure, if
     any, and when the first training step was seen."""
@@ -258,11 +265,11 @@ def _finish(
     spec: JobSpec,
     run: Any,
     run_name: str,
-    storage: Path,
+    storage: StoragePath,
     error: BaseException | None,
     started: float,
 ) -> RunSummary:
-    from resnetctl.launch.runs import best_checkpoint, latest_checkpoint
+    from resnetctl.storage import best_checkpoint, latest_checkpoint
 
     history = {key: run.client.get_metric_history(run.run_id, key) for key in EPOCH_METRICS}
     final = {k: sorted(v, key=lambda m: m.step)[-1].value for k, v in history.items() if v}
@@ -272,11 +279,14 @@ def _finish(
         storage / run_name, spec.checkpoint.metric, spec.checkpoint.mode or "min"
     )
     if best is not None:
-        run.log_checkpoint(best, "best")
+        with best.local() as directory:
+            run.log_checkpoint(directory, "best")
     model_uri = None
     last = latest_checkpoint(storage / run_name)
     if error is None and last is not None:
-        model_uri = run.log_model(_load_model(spec, last), spec.pipeline.crop)
+        with last.local() as directory:
+            model = _load_model(spec, directory)
+        model_uri = run.log_model(model, spec.pipeline.crop)
     if epochs:
         run.log_curves(spec.name)
     run.end("FINISHED" if error is None else "FAILED")

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from resnetctl.launch import auth
-from resnetctl.launch.runs import new_run_name
 from resnetctl.spec import JobSpec, dump_spec
+from resnetctl.storage import new_run_name
 from resnetctl.tracking.store import is_local_store, resolve_tracking_uri
 
 JOB_FILE = "job.yaml"

@@ -139,7 +139,11 @@ def resume(runner: Runner, session: Session, resume_checkpoint: str | None = Non
 
 
 def _load(runner: Runner, directory: str | os.PathLike[str]) -> None:
-    state, _ = load_checkpoint(directory, map_location=runner.device)
+    from resnetctl.storage import StoragePath
+
+    # `--resume` of a run kept in a bucket names a checkpoint URI: each worker downloads it.
+    with StoragePath.of(directory).local() as local:
+        state, _ = load_checkpoint(local, map_location=runner.device)
     runner.load_state_dict(state)
 
 
