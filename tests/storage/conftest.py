@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.launch.conftest import _kill_group, free_port, wait_for
+from tests.launch.conftest import _kill_group, free_port, submit, wait_for, workdir  # noqa: F401
 
 
 @dataclass
