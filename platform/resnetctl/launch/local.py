@@ -18,6 +18,7 @@ from resnetctl.launch.progress import ProgressView
 from resnetctl.spec import JobSpec, dump_spec
 from resnetctl.spec.metrics import EPOCH_METRICS
 from resnetctl.storage import (
+    RECORD,
     RunRecord,
     StorageError,
     StoragePath,
@@ -233,6 +234,8 @@ def _fit(
         "spec": spec.model_dump(mode="json"),
         "progress": progress_queue,
         "resume_checkpoint": str(resume) if resume else None,
+        # Every worker reads the run record back before its first step (storage.access).
+        "storage_marker": str(storage / run_name / RECORD),
     }
     trainer = build_trainer(
         spec,

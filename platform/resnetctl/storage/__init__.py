@@ -7,7 +7,13 @@ object store (`s3://bucket/prefix`), read and written through one path-like type
     with latest_checkpoint(root / record.run_name).local() as directory: ...
 """
 
+from resnetctl.storage.access import (
+    StorageUnreachableError,
+    check_worker_access,
+    multi_node_storage_warning,
+)
 from resnetctl.storage.location import (
+    CLUSTER_DEFAULT_STORAGE,
     DEFAULT_STORAGE,
     StorageError,
     StoragePath,
@@ -30,6 +36,10 @@ from resnetctl.storage.runs import (
 )
 
 __all__ = [
+    "CLUSTER_DEFAULT_STORAGE",
+    "StorageUnreachableError",
+    "check_worker_access",
+    "multi_node_storage_warning",
     "CHECKPOINT_META",
     "DEFAULT_STORAGE",
     "LATEST",

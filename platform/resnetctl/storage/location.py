@@ -22,6 +22,9 @@ from typing import Any
 
 #: Where runs live when neither `--storage` nor `$RESNETCTL_STORAGE` says.
 DEFAULT_STORAGE = ".resnetctl/runs"
+#: Where jobs submitted to a cluster keep their runs when neither says: a path on the head
+#: node, fine for one node only (multi-node clusters need a bucket or a shared mount).
+CLUSTER_DEFAULT_STORAGE = "~/resnetctl/runs"
 
 
 class StorageError(RuntimeError):

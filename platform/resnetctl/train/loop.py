@@ -225,10 +225,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train worker entry point.
 
     `config`: `{"spec": JobSpec.model_dump(mode="json"), "progress": optional queue or callable,
-    "resume_checkpoint": optional checkpoint directory}`.
+    "resume_checkpoint": optional checkpoint directory, "storage_marker": optional file the
+    driver wrote into the run's storage, read back first so an unreachable storage stops the
+    job before the first step}`.
     """
     import ray.train
     import ray.train.torch
+
+    if config.get("storage_marker"):
+        from resnetctl.storage import check_worker_access
+
+        check_worker_access(config["storage_marker"])
 
     spec = JobSpec.model_validate(config["spec"])
     context = ray.train.get_context()

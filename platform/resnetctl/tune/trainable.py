@@ -12,7 +12,7 @@ from typing import Any
 
 from resnetctl.spec import JobSpec
 from resnetctl.storage import StoragePath
-from resnetctl.tune.record import SweepRecord, trial_label
+from resnetctl.tune.record import RECORD_FILE, SweepRecord, trial_label
 
 TRIAL_TAG = "resnetctl.tune.trial_id"
 SWEEP_TAG = "resnetctl.tune.sweep"
@@ -95,7 +95,12 @@ def run_trial(config: dict[str, Any], *, sweep: dict[str, Any]) -> None:
         spec,
         run_name=trial_id,
         storage_path=record.train_storage,
-        loop_config={"spec": spec.model_dump(mode="json"), "progress": None},
+        loop_config={
+            "spec": spec.model_dump(mode="json"),
+            "progress": None,
+            # Workers read the sweep record back before their first step (storage.access).
+            "storage_marker": str(record.experiment_path / RECORD_FILE),
+        },
         callbacks=[
             EpochMetricsCallback(run.uri, run.run_id, run.logged_epochs()),
             TuneReportCallback(),
