@@ -125,7 +125,7 @@ def _absolute_paths(spec: JobSpec) -> JobSpec:
     """Trials run in their own working directory: relative data paths become absolute."""
     source = spec.data.source
     root = getattr(source, "root", None)
-    if root is not None and not Path(root).is_absolute():
+    if root is not None and not isinstance(root, str) and not Path(root).is_absolute():
         source.root = Path(root).resolve()
     cache = getattr(source, "cache_dir", None)
     if cache is not None and not Path(cache).is_absolute():
