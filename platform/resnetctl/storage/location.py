@@ -25,6 +25,8 @@ DEFAULT_STORAGE = ".resnetctl/runs"
 #: Where jobs submitted to a cluster keep their runs when neither says: a path on the head
 #: node, fine for one node only (multi-node clusters need a bucket or a shared mount).
 CLUSTER_DEFAULT_STORAGE = "~/resnetctl/runs"
+#: Bytes per request when a checkpoint is downloaded from an object store.
+DOWNLOAD_CHUNK = 64 << 20
 
 
 class StorageError(RuntimeError):
@@ -248,6 +250,9 @@ class StoragePath:
                     str(target),
                     source_filesystem=self.fs,
                     destination_filesystem=pafs.LocalFileSystem(),
+                    # One ranged GET per chunk: pyarrow's 1 MiB default makes a 200 MB
+                    # checkpoint 200 requests (81 s instead of 2 s from the loopback server).
+                    chunk_size=DOWNLOAD_CHUNK,
                 )
             else:
                 target.write_bytes(self.read_bytes())
