@@ -90,3 +90,23 @@ def test_data_inspect_reads_a_bucket(mirrored) -> None:
     assert payload["root"] == uri and payload["usable"] is True
     missing = CliRunner().invoke(app, ["data", "inspect", f"{uri}-nope"])
     assert missing.exit_code == 2 and f"{uri}-nope: no such file or folder" in missing.stderr
+
+
+def test_the_driver_lists_a_bucket_once_for_every_worker(mirrored, tmp_path: Path) -> None:
+    import boto3
+
+    from resnetctl.data import DataError
+    from resnetctl.data.objectstore import prelist
+    from resnetctl.spec.data import ImageFolderSource
+
+    local_root, uri = mirrored
+    prelist(ImageFolderSource(root=uri))  # what `submit` does before any worker starts
+    boto3.client("s3").delete_object(Bucket=uri.split("/")[2], Key="data/ds/val/c0/0000.png")
+    with pytest.warns(UserWarning):
+        layout = prepare_dataset(
+            cifar_spec(Path("unused")).model_copy(update={"source": ImageFolderSource(root=uri)})
+        )
+    assert layout.val_files == VAL  # the workers read the driver's listing, not the bucket
+    prelist(ImageFolderSource(root=local_root))  # a local folder: nothing to list
+    with pytest.raises(DataError, match="folder does not exist"):
+        prelist(ImageFolderSource(root=f"{uri}-gone"))

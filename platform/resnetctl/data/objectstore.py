@@ -103,3 +103,18 @@ def scan_bucket_split(directory: StoragePath, *, cache: Path | None, refresh: bo
         else:
             files.append((rel, parts[0]))
     return SplitScan(directory, tuple(classes), tuple(files), tuple(sorted(rejected)))  # type: ignore[arg-type]
+
+
+def prelist(source: object) -> None:
+    """List a bucket data source's splits into this node's cache, once, before the workers
+    start: the workers of an embedded run (and a resumed run) then read the listing instead of
+    each listing the bucket at the same moment. A no-op for local folders. Raises DataError
+    when the bucket cannot be listed, before any worker exists."""
+    from resnetctl.data.imagefolder import cache_root
+
+    root = getattr(source, "root", None)
+    if not isinstance(root, str) or "://" not in root:
+        return
+    base = StoragePath.of(root)
+    for sub in (getattr(source, "train_dir", "train"), getattr(source, "val_dir", "val")):
+        scan_bucket_split(base / sub, cache=cache_root())

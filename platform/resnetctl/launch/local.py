@@ -94,6 +94,7 @@ def run_local(spec: JobSpec, *, spec_file: str | None = None) -> RunSummary:
         resume_checkpoint, record = _resume_target(spec, storage)
     except StorageError as exc:
         raise LaunchError(f"storage: {exc}") from None
+    _list_bucket_data(spec)
     tracking = _in_background(uri)
     try:
         owns_ray = _ensure_ray(spec)  # before any run exists: a job that cannot start leaves none
@@ -165,6 +166,17 @@ def _open_run(
     )
     RunRecord(run_name, spec.name, uri, run.run_id).save(storage)
     return run, run_name
+
+
+def _list_bucket_data(spec: JobSpec) -> None:
+    """Data in a bucket is listed here, once per run, not by every worker at once."""
+    from resnetctl.data.imagefolder import DataError
+    from resnetctl.data.objectstore import prelist
+
+    try:
+        prelist(spec.data.source)
+    except (DataError, StorageError) as exc:
+        raise LaunchError(f"{spec.where('data', 'source', 'root')}: {exc}") from None
 
 
 def _resume_target(
