@@ -162,7 +162,7 @@ def test_a_checkpoint_directory_without_a_run_infers_the_shortcut(
 def test_a_run_name_under_the_storage_root_finds_its_run(
     store: str, pair: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from resnetctl.launch.runs import RunRecord
+    from resnetctl.storage import RunRecord
 
     storage = tmp_path / "runs"
     monkeypatch.setenv("RESNETCTL_STORAGE", str(storage))

@@ -152,3 +152,23 @@ def test_plan_and_validate_need_no_data_path_variable(cli, monkeypatch) -> None:
     for outcome in (cli("plan", r50, aws), cli("validate", aws, "--job", r50)):
         assert outcome.code == 0, outcome.stderr
         assert "${RESNETCTL_IMAGENET} is not set" in outcome.stderr
+
+
+def test_a_multi_node_job_with_local_storage_is_warned(cli) -> None:
+    args = (str(JOBS / "quickstart.yaml"), str(CLUSTER / "local.yaml"))
+    local = cli("plan", *args, "--storage", "/home/me/runs")
+    assert local.code == 0
+    assert "warning: job quickstart places its workers on 2 nodes but its run storage " in (
+        local.stderr
+    )
+    assert "/home/me/runs is a local path" in local.stderr and "s3://BUCKET/runs" in local.stderr
+    bucket = cli("plan", *args, "--storage", "s3://bucket/runs", "--json")
+    assert bucket.code == 0 and "warning" not in bucket.stderr
+    assert json.loads(bucket.stdout)["storage_warnings"] == []
+    # validate --job says the same, and --strict makes it an error.
+    validated = cli("validate", args[1], "--job", args[0], "--storage", "/home/me/runs")
+    assert validated.code == 0 and "places its workers on 2 nodes" in validated.stderr
+    assert cli("validate", args[1], "--job", args[0], "--storage", "/x", "--strict").code == 2
+    # One node (the head or one machine) needs no shared storage.
+    one = cli("plan", str(JOBS / "r50.yaml"), str(CLUSTER / "aws.yaml"), "--storage", "/x")
+    assert one.code == 0 and "warning" not in one.stderr

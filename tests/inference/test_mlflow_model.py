@@ -42,7 +42,7 @@ def test_eval_of_a_run_logs_eval_metrics_to_its_mlflow_run(
     from mlflow import MlflowClient
 
     from resnetctl.inference.evaluate import evaluate, log_results
-    from resnetctl.launch.runs import RunRecord
+    from resnetctl.storage import RunRecord
 
     root, checkpoint = colour_run
     uri = copy_store(mlflow_template, tmp_path / "store")

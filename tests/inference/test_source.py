@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from resnetctl.inference.source import ModelSourceError, as_module, load_model
-from resnetctl.launch.runs import RunRecord
+from resnetctl.storage import RunRecord
 
 
 def test_a_checkpoint_carries_its_spec_and_class_names(colour_run: tuple[Path, Path]) -> None:

@@ -142,7 +142,7 @@ def test_ctrl_c_kills_the_run_and_its_ray_and_leaves_it_resumable(
 ) -> None:
     # SIGTERM takes the same path (cli/interrupt.py, tests/cli/test_interrupt.py); a real one
     # stops the first sweep of tests/tune/test_sweep.py. Each end-to-end run costs ~50 s.
-    from resnetctl.launch.runs import latest_checkpoint, resolve_resume
+    from resnetctl.storage import latest_checkpoint, resolve_resume
     from resnetctl.train.checkpoint import load_checkpoint
 
     # A head that crashed left Ray's address file naming a dead cluster: the job's Ray must be

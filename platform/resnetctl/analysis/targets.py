@@ -20,6 +20,7 @@ from torch import nn
 
 from resnetctl.analysis.responses import AnalysisError
 from resnetctl.spec import JobSpec
+from resnetctl.storage import StoragePath, is_uri
 from resnetctl.tune.trainable import SWEEP_TAG, TRIAL_TAG, find_child_run
 
 RUN_RECORD = "resnetctl-run.json"
@@ -35,7 +36,7 @@ class TrainedModel:
 
     label: str
     model: nn.Module
-    checkpoint: Path
+    checkpoint: Path | StoragePath
     spec: JobSpec | None
     run_id: str | None
     tracking_uri: str | None
@@ -65,36 +66,46 @@ def model_label(spec: JobSpec | None, fallback: str) -> str:
 
 @dataclass
 class _Found:
-    checkpoint: Path | None
+    checkpoint: StoragePath | None
     run_id: str | None
-    folder: Path | None = None  # a run directory: its checkpoints are ranked once the spec is read
+    folder: StoragePath | None = None  # a run directory: checkpoints ranked once the spec is read
 
 
-def _is_checkpoint(path: Path) -> bool:
+def _is_checkpoint(path: StoragePath) -> bool:
     from resnetctl.train.checkpoint import STATE_FILE
 
     return (path / STATE_FILE).is_file()
 
 
-def _run_of_folder(folder: Path, storage: Path, uri: str) -> str | None:
+def _read_json(path: StoragePath) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _run_of_folder(folder: StoragePath, storage: StoragePath, uri: str) -> str | None:
     """The MLflow run id of a run directory (submit) or of a sweep trial's directory (tune)."""
-    for parent in (folder, *folder.parents):
-        record = parent / RUN_RECORD
-        if record.is_file():
-            return str(json.loads(record.read_text(encoding="utf-8")).get("mlflow_run_id") or "")
-        sweep = parent / SWEEP_RECORD
-        if sweep.is_file():
-            return _trial_run(json.loads(sweep.read_text(encoding="utf-8")), folder, parent, uri)
-        if parent == storage or parent == parent.parent:
-            break
-    return None
+    parent = folder
+    while True:
+        record = _read_json(parent / RUN_RECORD)
+        if record is not None:
+            return str(record.get("mlflow_run_id") or "")
+        sweep = _read_json(parent / SWEEP_RECORD)
+        if sweep is not None:
+            return _trial_run(sweep, folder, parent, uri)
+        if parent == storage or parent.parent == parent:
+            return None
+        parent = parent.parent
 
 
-def _trial_run(record: dict[str, Any], folder: Path, sweep_dir: Path, uri: str) -> str | None:
+def _trial_run(
+    record: dict[str, Any], folder: StoragePath, sweep_dir: StoragePath, uri: str
+) -> str | None:
     """The child run of the trial whose Ray Train directory holds `folder`."""
     from mlflow import MlflowClient
 
-    relative = folder.relative_to(sweep_dir).parts
+    relative = folder.relative_parts(sweep_dir)
     if len(relative) < 2:
         return None
     trial_id = relative[1]  # <sweep>/train/<trial id>/...
@@ -105,15 +116,16 @@ def _trial_run(record: dict[str, Any], folder: Path, sweep_dir: Path, uri: str) 
     return run.info.run_id if run else None
 
 
-def _locate(target: str, storage: Path, uri: str) -> _Found:
+def _locate(target: str, storage: StoragePath, uri: str) -> _Found:
     """Where `target`'s checkpoint is (or the folder to pick it from), and its MLflow run."""
-    path = Path(target).expanduser()
-    candidates = [path] if path.exists() else []
-    candidates += [storage / target, *sorted(storage.glob(f"*/train/{target}"))]
+    candidates = []
+    if is_uri(target) or Path(target).expanduser().exists():
+        candidates.append(StoragePath.of(target))
+    if not is_uri(target):
+        candidates += [storage / target, *storage.glob(f"*/train/{target}")]
     for candidate in candidates:
         if not candidate.is_dir():
             continue
-        candidate = candidate.resolve()
         run_id = _run_of_folder(candidate, storage, uri) or None
         if _is_checkpoint(candidate):
             return _Found(candidate, run_id)
@@ -133,7 +145,7 @@ def _download(uri: str, run_id: str, artifact: str, scratch: Path) -> Path | Non
     return Path(client.download_artifacts(run_id, artifact, str(scratch)))
 
 
-def _run_storage_folder(run: Any, storage: Path) -> Path | None:
+def _run_storage_folder(run: Any, storage: StoragePath) -> StoragePath | None:
     """The local Ray Train directory of an MLflow run (submit or sweep trial), if still there."""
     tags = run.data.tags
     trial, sweep = tags.get(TRIAL_TAG), tags.get(SWEEP_TAG)
@@ -145,9 +157,9 @@ def _run_storage_folder(run: Any, storage: Path) -> Path | None:
     return None
 
 
-def _pick_checkpoint(folder: Path, spec: JobSpec | None) -> Path | None:
+def _pick_checkpoint(folder: StoragePath, spec: JobSpec | None) -> StoragePath | None:
     """The best checkpoint of a run directory by its spec's ranking metric, else the latest."""
-    from resnetctl.launch.runs import best_checkpoint, latest_checkpoint
+    from resnetctl.storage import best_checkpoint, latest_checkpoint
 
     metric = spec.checkpoint.metric if spec is not None else "val_top1_error"
     mode = (spec.checkpoint.mode if spec is not None else None) or "min"
@@ -216,7 +228,7 @@ def load_trained(
     target: str,
     *,
     tracking_uri: str | None = None,
-    storage: Path | None = None,
+    storage: StoragePath | str | Path | None = None,
     spec: JobSpec | None = None,
 ) -> TrainedModel:
     """Resolve `target` (MLflow run id, run or trial name under the storage root, run or
@@ -225,11 +237,10 @@ def load_trained(
     `spec` is used when the run's own spec cannot be found (a bare checkpoint directory).
     Raises `AnalysisError` saying what is missing.
     """
-    from resnetctl.launch.runs import storage_root
-    from resnetctl.train.checkpoint import load_checkpoint
+    from resnetctl.storage import load_checkpoint, storage_root
 
     uri = tracking_uri or default_tracking_uri()
-    storage = storage or storage_root()
+    storage = StoragePath.of(storage) if storage is not None else storage_root()
     found = _locate(target, storage, uri)
     run_spec: JobSpec | None = None
     with tempfile.TemporaryDirectory(prefix="resnetctl-analyze-") as tmp:
@@ -241,7 +252,7 @@ def load_trained(
             )
         if run is not None:
             run_spec = _load_spec(uri, run.info.run_id, scratch)
-        checkpoint = found.checkpoint
+        checkpoint: Path | StoragePath | None = found.checkpoint
         source: Path | None = None
         if checkpoint is None and found.folder is not None:
             checkpoint = _pick_checkpoint(found.folder, run_spec or spec)

@@ -10,7 +10,16 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from resnetctl.cli.common import JsonOption, err, fail, out, print_json, spec_errors
+from resnetctl.cli.common import (
+    JsonOption,
+    StorageOption,
+    err,
+    fail,
+    out,
+    print_json,
+    spec_errors,
+    use_storage,
+)
 
 
 def analyze(
@@ -57,6 +66,7 @@ def analyze(
     log: Annotated[
         bool, typer.Option("--log/--no-log", help="Log the files to each run in MLflow.")
     ] = True,
+    storage: StorageOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Std of each 3x3 layer's response (after BN, before ReLU or the shortcut's addition) on the
@@ -71,7 +81,10 @@ def analyze(
       resnetctl analyze RUN_PLAIN20 RUN_PLAIN56 RUN_RESNET20 RUN_RESNET56 --out fig7
 
       resnetctl analyze .resnetctl/runs/quickstart-20261122-075751
+
+      resnetctl analyze quickstart-20261122-075751 --storage s3://bucket/runs
     """
+    use_storage(storage)
     from resnetctl.analysis import AnalysisError, load_trained, measure, write_report
     from resnetctl.analysis.report import summary_markdown
 

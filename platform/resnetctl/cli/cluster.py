@@ -3,6 +3,7 @@ Ray's cluster launcher (or kubectl for KubeRay) to start, inspect and stop clust
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +54,15 @@ JobOption = Annotated[
         help="Also check that the cluster can supply this job (repeatable).",
     ),
 ]
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        metavar="PATH|URI",
+        help="The jobs' run storage (as for submit --storage; default $RESNETCTL_STORAGE, else "
+        "~/resnetctl/runs): warns when a job spans several nodes with a local path.",
+    ),
+]
 
 
 @app.callback()
@@ -66,6 +76,7 @@ def validate(
     jobs: JobOption = None,
     overrides: SetOption = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on warnings too.")] = False,
+    storage: StorageOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Check cluster configs with Ray's own schema (launcher YAML) or KubeRay checks, plus
@@ -90,6 +101,9 @@ def validate(
         plans = []
         if report.config is not None and not report.errors:
             plans = [plan_placement(spec, report.config) for spec in specs]
+        storage_warnings = _storage_warnings(plans, storage)
+        if strict and storage_warnings:
+            bad = failed = True
         results.append(
             {
                 "file": str(file),
@@ -98,6 +112,7 @@ def validate(
                 "errors": [i.as_dict() for i in report.errors],
                 "warnings": [i.as_dict() for i in report.warnings],
                 "placements": [p.as_dict() for p in plans],
+                "storage_warnings": storage_warnings,
             }
         )
         if json_ or bad:
@@ -127,6 +142,7 @@ def plan(
     job: Annotated[Path, typer.Argument(metavar="SPEC", help="Job spec YAML.")],
     config_file: ConfigFile,
     overrides: SetOption = None,
+    storage: StorageOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Show which node types and how many nodes a job needs on a cluster, and whether the
@@ -139,8 +155,9 @@ def plan(
     spec = _load_jobs([job], overrides or [])[0]
     config = _load_config(config_file)
     result = plan_placement(spec, config)
+    storage_warnings = _storage_warnings([result], storage)
     if json_:
-        print_json(result.as_dict())
+        print_json({**result.as_dict(), "storage_warnings": storage_warnings})
     else:
         out.print(escape(format_placement(result)), highlight=False)
     if not result.fits:
@@ -182,6 +199,18 @@ def status(config_file: ConfigFile, dry_run: DryRunOption = False) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def _storage_warnings(plans: list, storage: str | None) -> list[str]:
+    """A warning per job whose workers span several nodes with a local run storage; printed
+    on stderr, so that it is seen before a job dies at its first checkpoint."""
+    from resnetctl.storage import CLUSTER_DEFAULT_STORAGE, multi_node_storage_warning
+
+    where = storage or os.environ.get("RESNETCTL_STORAGE") or CLUSTER_DEFAULT_STORAGE
+    found = [multi_node_storage_warning(p.job, p.hosts, where) for p in plans if p.fits]
+    for warning in filter(None, found):
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    return [w for w in found if w]
 
 
 def _load_jobs(files: list[Path], overrides: list[str]) -> list[JobSpec]:

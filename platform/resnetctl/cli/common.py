@@ -33,6 +33,26 @@ SetOption = Annotated[
         help="Override a spec field by dotted path, e.g. --set train.epochs=1 (repeatable).",
     ),
 ]
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        metavar="PATH|URI",
+        help="Run storage: a path or a bucket URI such as s3://bucket/runs "
+        "(default: $RESNETCTL_STORAGE, else .resnetctl/runs).",
+    ),
+]
+
+
+def use_storage(storage: str | None) -> None:
+    """Make `--storage` the storage root of this process and of every Ray worker it starts
+    (they read $RESNETCTL_STORAGE through `resnetctl.storage.storage_root`)."""
+    import os
+
+    if storage:
+        os.environ["RESNETCTL_STORAGE"] = storage
+
+
 SpecFile = Annotated[
     Path, typer.Argument(metavar="FILE", help="Job spec YAML file.", show_default=False)
 ]

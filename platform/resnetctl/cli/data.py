@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -70,7 +69,12 @@ def _render(report: InspectReport, console: Console) -> None:
 
 @app.command("inspect")
 def inspect_command(
-    path: Annotated[Path, typer.Argument(help="Data root (with train/ and val/) or a split.")],
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="Data root (with train/ and val/) or a split: a folder or s3://bucket/prefix."
+        ),
+    ],
     json_output: JsonOption = False,
     sample: Annotated[
         int, typer.Option(min=0, help="Images whose size is read for the size summary.")

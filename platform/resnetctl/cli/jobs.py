@@ -84,11 +84,30 @@ def stop(job_id: JobId, address: AddressOption = None, json_: JsonOption = False
         out.print(f"{job.job_id}: {job.state}", highlight=False)
 
 
-def list_(address: AddressOption = None, json_: JsonOption = False) -> None:
-    """List resnetctl jobs on the cluster: id, spec, state, start, duration, MLflow run.
+def list_(
+    address: AddressOption = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            help="Without --address: list the runs recorded here (a path or s3://bucket/runs; "
+            "default $RESNETCTL_STORAGE, else .resnetctl/runs).",
+        ),
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """List resnetctl jobs on the cluster (id, spec, state, start, duration, MLflow run), or
+    without --address the runs in run storage (name, job, last checkpoint, MLflow run).
 
-    Example: resnetctl list --json
+    Examples:
+
+      resnetctl list --address http://127.0.0.1:8265 --json
+
+      resnetctl list --storage s3://bucket/runs
     """
+    if not address:
+        _list_stored(storage, json_)
+        return
     from resnetctl.launch.remote import RemoteError, list_jobs
     from resnetctl.tracking.lookup import run_for_job
 
@@ -114,6 +133,39 @@ def list_(address: AddressOption = None, json_: JsonOption = False) -> None:
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if started else "-",
             f"{row['duration_s']:.0f} s" if row["duration_s"] is not None else "-",
             row["mlflow_run"] or "-",
+        )
+    out.print(table)
+
+
+def _list_stored(storage: str | None, json_: bool) -> None:
+    from resnetctl.storage import StorageError, checkpoints, list_runs, storage_root
+
+    try:
+        root = storage_root(storage)
+        rows = []
+        for record in list_runs(root):
+            epochs = [meta["epoch"] for meta, _ in checkpoints(root / record.run_name)]
+            rows.append(
+                {
+                    "run": record.run_name,
+                    "job": record.job,
+                    "last_checkpoint_epoch": max(epochs, default=None),
+                    "mlflow_run": record.mlflow_run_id,
+                    "mlflow_uri": record.mlflow_uri,
+                }
+            )
+    except StorageError as exc:
+        fail(f"storage: {exc}")
+    if json_:
+        print_json(rows)
+        return
+    table = Table(title=f"resnetctl runs in {root}")
+    for column in ("run", "job", "last checkpoint", "mlflow run"):
+        table.add_column(column, no_wrap=column == "run")
+    for row in rows:
+        epoch = row["last_checkpoint_epoch"]
+        table.add_row(
+            row["run"], row["job"], "-" if epoch is None else f"epoch {epoch}", row["mlflow_run"]
         )
     out.print(table)
 

@@ -65,8 +65,9 @@ def submit(
         str | None,
         typer.Option(
             "--storage",
-            help="With --address: checkpoint storage path shared by the cluster's nodes "
-            "(default ~/resnetctl/runs on the cluster).",
+            help="Where run records and checkpoints go: a path or a bucket URI "
+            "(s3://bucket/runs). Default: $RESNETCTL_STORAGE, else .resnetctl/runs "
+            "(~/resnetctl/runs on a cluster). Multi-node clusters need a bucket or shared path.",
         ),
     ] = None,
     smoke: Annotated[
@@ -111,6 +112,8 @@ def submit(
       resnetctl submit jobs/r50.yaml --address http://127.0.0.1:8265 --no-wait
 
       resnetctl submit jobs/r152.yaml --smoke
+
+      resnetctl submit jobs/quickstart.yaml --storage s3://bucket/runs
     """
     from resnetctl.spec import dump_spec, load_spec
     from resnetctl.spec.local_checks import check_local
@@ -145,6 +148,8 @@ def submit(
     if address:  # a GCS address (host:port, auto): join that cluster as its driver
         _check_gcs(address)
         os.environ["RAY_ADDRESS"] = address
+    if storage:
+        os.environ["RESNETCTL_STORAGE"] = storage  # the storage layer, and every Ray worker
     from resnetctl.cli.interrupt import stop_on_signals
     from resnetctl.launch.local import LaunchError, run_local
 

@@ -14,12 +14,14 @@ from resnetctl.cli.common import (
     EXIT_JOB_FAILED,
     JsonOption,
     SetOption,
+    StorageOption,
     err,
     fail,
     out,
     print_json,
     ray_output_on_stderr,
     spec_errors,
+    use_storage,
 )
 
 
@@ -109,6 +111,7 @@ def tune(
             help="Write the best trial's resolved spec as a job YAML for `resnetctl submit`.",
         ),
     ] = None,
+    storage: StorageOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Compare networks of the paper with Ray Tune: one Ray Train run per trial, an MLflow
@@ -131,9 +134,13 @@ def tune(
       resnetctl tune jobs/cifar-r20.yaml --shortcuts A,B,C --scheduler fifo --json
 
       resnetctl tune --resume tune-digits-tune-20260101-120000
+
+      resnetctl tune --depths 20,56 --storage s3://bucket/sweeps
     """
     from resnetctl.cli.interrupt import stop_on_signals
     from resnetctl.tune.sweep import SweepError, SweepRequest, load_sweep, plan_sweep, run_sweep
+
+    use_storage(storage)
 
     if resume:
         given = [

@@ -60,6 +60,13 @@ class PlacementPlan:
         return sum(a.nodes for a in self.allocations if not a.head)
 
     @property
+    def hosts(self) -> int:
+        """Nodes that hold at least one worker, the head included: more than one needs run
+        storage that every node reaches."""
+        on_head = any(a.head and a.workers for a in self.allocations)
+        return self.nodes + int(on_head)
+
+    @property
     def node_counts(self) -> dict[str, int]:
         """Worker nodes the job occupies, per node type."""
         return {a.node_type: a.nodes for a in self.allocations if not a.head and a.nodes}

@@ -16,7 +16,10 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from resnetctl.storage import StoragePath
 
 Split = Literal["train", "val"]
 
@@ -58,11 +61,12 @@ class DataError(ValueError):
 @dataclass(frozen=True)
 class DatasetLayout:
     """A prepared data set: class folders under `train_dir` and `val_dir` and a DALI file list
-    (lines `relative/path label`, relative to the split folder) for each split."""
+    (lines `relative/path label`, relative to the split folder) for each split. The folders are
+    local paths, or `StoragePath`s in an object store (DALI reads `str()` of them, a URI)."""
 
-    root: Path
-    train_dir: Path
-    val_dir: Path
+    root: Path | StoragePath
+    train_dir: Path | StoragePath
+    val_dir: Path | StoragePath
     classes: tuple[str, ...]
     train_files: int
     val_files: int
@@ -75,7 +79,7 @@ class DatasetLayout:
         """Number of classes (labels are indices into `classes`)."""
         return len(self.classes)
 
-    def split_dir(self, split: Split) -> Path:
+    def split_dir(self, split: Split) -> Path | StoragePath:
         """Folder holding the class folders of `split`."""
         return {"train": self.train_dir, "val": self.val_dir}[split]
 
@@ -92,7 +96,7 @@ class DatasetLayout:
 class SplitScan:
     """What a scan of one split folder found."""
 
-    directory: Path
+    directory: Path | StoragePath
     classes: tuple[str, ...]
     #: (path relative to `directory`, class name) of every usable image, sorted.
     files: tuple[tuple[str, str], ...]
@@ -233,8 +237,13 @@ def _fingerprint(directory: Path) -> list[tuple[str, int]]:
     return entries
 
 
-def _scan_cache_path(directory: Path, cache: Path) -> Path:
-    digest = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:20]
+def _is_uri(text: str) -> bool:
+    return "://" in text and not text.startswith("file://")
+
+
+def _scan_cache_path(directory: Path | StoragePath, cache: Path) -> Path:
+    where = str(directory if not isinstance(directory, Path) else directory.resolve())
+    digest = hashlib.sha256(where.encode()).hexdigest()[:20]
     return cache / "scans" / f"{digest}.json"
 
 
@@ -370,7 +379,7 @@ def write_file_list(scan: SplitScan, classes: tuple[str, ...], path: Path) -> Pa
 
 
 def layout_for_folder(
-    root: Path,
+    root: Path | str,
     train_dir: str = "train",
     val_dir: str = "val",
     *,
@@ -380,15 +389,24 @@ def layout_for_folder(
     """Scan `root/train_dir` and `root/val_dir`, check them and write their DALI file lists.
 
     Unusable files are skipped with a warning naming each; a missing or empty split, a class
-    folder with no usable image, or differing class sets raise DataError.
+    folder with no usable image, or differing class sets raise DataError. `root` may be an
+    object-store URI (`s3://bucket/prefix`): its splits are listed, not walked.
     """
-    root = Path(root).expanduser().absolute()
-    if not root.is_dir():
-        raise DataError(f"{root}: data folder does not exist")
     cache = cache_root() if cache is None else cache
     scans = {}
-    for split, sub in (("train", train_dir), ("val", val_dir)):
-        scans[split] = scan_split(root / sub, cache=cache, full_decode=full_decode)
+    if isinstance(root, str) and _is_uri(root):
+        from resnetctl.data.objectstore import scan_bucket_split
+        from resnetctl.storage import StoragePath
+
+        root = StoragePath.of(root)
+        for split, sub in (("train", train_dir), ("val", val_dir)):
+            scans[split] = scan_bucket_split(root / sub, cache=cache)
+    else:
+        root = Path(root).expanduser().absolute()
+        if not root.is_dir():
+            raise DataError(f"{root}: data folder does not exist")
+        for split, sub in (("train", train_dir), ("val", val_dir)):
+            scans[split] = scan_split(root / sub, cache=cache, full_decode=full_decode)
     check_class_sets(scans["train"], scans["val"])
     for scan in scans.values():
         _warn_rejected(scan)

@@ -58,15 +58,22 @@ def _summary(values: list[int]) -> dict[str, float]:
 def _image_sizes(scans: list[SplitScan], sample: int) -> dict[str, Any]:
     from PIL import Image
 
+    from resnetctl.storage import StoragePath
+
     paths = [scan.directory / rel for scan in scans for rel, _ in scan.files]
     if not paths or sample <= 0:
         return {}
     picks = np.unique(np.linspace(0, len(paths) - 1, num=min(sample, len(paths))).astype(int))
     heights, widths = [], []
     for i in picks:
+        path = paths[i]
         try:
-            with Image.open(paths[i]) as im:  # reads the header only
-                width, height = im.size
+            if isinstance(path, StoragePath):  # an object: PIL reads its header by range
+                with path.fs.open_input_file(path.path) as stream, Image.open(stream) as im:
+                    width, height = im.size
+            else:
+                with Image.open(path) as im:  # reads the header only
+                    width, height = im.size
         except Exception:  # already vetted by the scan; a race with a deleter is not our problem
             continue
         heights.append(height)
@@ -77,13 +84,21 @@ def _image_sizes(scans: list[SplitScan], sample: int) -> dict[str, Any]:
 
 
 def inspect_dataset(
-    path: Path, *, sample: int = 200, train_dir: str = "train", val_dir: str = "val"
+    path: Path | str, *, sample: int = 200, train_dir: str = "train", val_dir: str = "val"
 ) -> InspectReport:
     """Inspect `path`: an ImageNet-style root with train/val splits, or one split folder of
-    class folders. Raises DataError only if `path` does not exist; every other defect is listed
-    in the report's `problems`."""
-    path = Path(path).expanduser()
-    if not path.exists():
+    class folders; a local folder or an object-store URI (`s3://bucket/prefix`, listed afresh).
+    Raises DataError only if `path` does not exist; every other defect is listed in the
+    report's `problems`."""
+    from resnetctl.storage import StorageError, StoragePath, is_uri
+
+    bucket = isinstance(path, str) and is_uri(path)
+    try:
+        path = StoragePath.of(path) if bucket else Path(path).expanduser()
+        missing = not path.exists()
+    except StorageError as exc:
+        raise DataError(str(exc)) from None
+    if missing:
         raise DataError(f"{path}: no such file or folder")
     if not path.is_dir():
         raise DataError(f"{path}: not a folder")
@@ -100,7 +115,12 @@ def inspect_dataset(
     scans: dict[str, SplitScan] = {}
     for name, directory in split_dirs:
         try:
-            scans[name] = scan_split(directory, cache=cache)
+            if bucket:
+                from resnetctl.data.objectstore import scan_bucket_split
+
+                scans[name] = scan_bucket_split(directory, cache=cache, refresh=True)
+            else:
+                scans[name] = scan_split(directory, cache=cache)
         except DataError as exc:
             problems.append(str(exc))
     if train_dir in scans and val_dir in scans:
@@ -127,7 +147,7 @@ def inspect_dataset(
         )
     classes = sorted({c for scan in scans.values() for c in scan.classes})
     return InspectReport(
-        root=str(path.absolute()),
+        root=str(path if bucket else path.absolute()),
         classes=classes,
         splits=reports,
         image_size=_image_sizes(list(scans.values()), sample),

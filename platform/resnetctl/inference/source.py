@@ -54,19 +54,26 @@ class LoadedModel:
 
 
 # ------------------------------------------------------------------------------------------
-# Run records and checkpoints: every call into `launch.runs` is here, so that moving those
-# helpers to another module changes this block only.
+# Run records and checkpoints: every call into the run-storage layer is here. A run kept in
+# an object store is read through a local copy of its folder's checkpoints; eval, export and
+# predict need the run's folder on this machine.
 
 
 def _storage_root() -> Path:
-    from resnetctl.launch.runs import storage_root
+    from resnetctl.storage import storage_root
 
-    return storage_root()
+    root = storage_root()
+    if not root.is_local:
+        raise ModelSourceError(
+            f"the run storage {root} is an object store: pass a checkpoint folder copied from "
+            "it, or a models:/ URI"
+        )
+    return Path(root)
 
 
 def _run_record(folder: Path) -> Any:
     """The `RunRecord` of the run directory holding `folder` (itself or a parent), or None."""
-    from resnetctl.launch.runs import RECORD, RunRecord
+    from resnetctl.storage import RECORD, RunRecord
 
     for parent in (folder, *folder.parents):
         if (parent / RECORD).is_file():
@@ -75,11 +82,12 @@ def _run_record(folder: Path) -> Any:
 
 
 def _pick_checkpoint(folder: Path, spec: JobSpec | None) -> Path | None:
-    from resnetctl.launch.runs import best_checkpoint, latest_checkpoint
+    from resnetctl.storage import best_checkpoint, latest_checkpoint
 
     metric = spec.checkpoint.metric if spec is not None else "val_top1_error"
     mode = (spec.checkpoint.mode if spec is not None else None) or "min"
-    return best_checkpoint(folder, metric, mode) or latest_checkpoint(folder)
+    found = best_checkpoint(folder, metric, mode) or latest_checkpoint(folder)
+    return Path(found) if found is not None else None
 
 
 def absolute_source(source: str) -> str:

@@ -17,14 +17,17 @@ from rich.table import Table
 from resnetctl.launch import embedded
 from resnetctl.launch.joblog import LOG_FILE, JobLog
 from resnetctl.launch.progress import ProgressView
-from resnetctl.launch.runs import (
+from resnetctl.spec import JobSpec, dump_spec
+from resnetctl.spec.metrics import EPOCH_METRICS
+from resnetctl.storage import (
+    RECORD,
     RunRecord,
+    StorageError,
+    StoragePath,
     new_run_name,
     resolve_resume,
     storage_root,
 )
-from resnetctl.spec import JobSpec, dump_spec
-from resnetctl.spec.metrics import EPOCH_METRICS
 from resnetctl.tracking.store import check_reachable, default_artifact_root, resolve_tracking_uri
 
 
@@ -125,8 +128,12 @@ def _run(
         check_reachable(uri)
     except TrackingError as exc:
         raise LaunchError(str(exc)) from None
-    storage = storage_root()
-    resume_checkpoint, record = _resume_target(spec, storage)
+    try:
+        storage = storage_root()
+        resume_checkpoint, record = _resume_target(spec, storage)
+    except StorageError as exc:
+        raise LaunchError(f"storage: {exc}") from None
+    _list_bucket_data(spec)
     tracking = _in_background(uri)
     try:
         owns_ray = _ensure_ray(spec)  # before any run exists: a job that cannot start leaves none
@@ -185,7 +192,7 @@ def _in_background(uri: str) -> threading.Thread:
 
 
 def _open_run(
-    spec: JobSpec, uri: str, storage: Path, record: RunRecord | None, spec_file: str | None
+    spec: JobSpec, uri: str, storage: StoragePath, record: RunRecord | None, spec_file: str | None
 ) -> tuple[Any, str]:
     """The MLflow run to write to: the resumed run's own, or a new one; and the run name.
 
@@ -213,7 +220,20 @@ def _open_run(
     return run, run_name
 
 
-def _resume_target(spec: JobSpec, storage: Path) -> tuple[Path | None, RunRecord | None]:
+def _list_bucket_data(spec: JobSpec) -> None:
+    """Data in a bucket is listed here, once per run, not by every worker at once."""
+    from resnetctl.data.imagefolder import DataError
+    from resnetctl.data.objectstore import prelist
+
+    try:
+        prelist(spec.data.source)
+    except (DataError, StorageError) as exc:
+        raise LaunchError(f"{spec.where('data', 'source', 'root')}: {exc}") from None
+
+
+def _resume_target(
+    spec: JobSpec, storage: StoragePath
+) -> tuple[StoragePath | None, RunRecord | None]:
     target = spec.checkpoint.resume_from
     if not target:
         return None, None
@@ -262,8 +282,8 @@ def _fit(
     spec: JobSpec,
     run: Any,
     run_name: str,
-    storage: Path,
-    resume: Path | None,
+    storage: StoragePath,
+    resume: StoragePath | None,
     view: ProgressView,
 ) -> tuple[BaseException | None, float | None]:
     """Fit the trainer in a thread while this one draws progress on `view`; returns the
@@ -278,6 +298,8 @@ def _fit(
         "spec": spec.model_dump(mode="json"),
         "progress": progress_queue,
         "resume_checkpoint": str(resume) if resume else None,
+        # Every worker reads the run record back before its first step (storage.access).
+        "storage_marker": str(storage / run_name / RECORD),
     }
     trainer = build_trainer(
         spec,
@@ -310,12 +332,12 @@ def _finish(
     spec: JobSpec,
     run: Any,
     run_name: str,
-    storage: Path,
+    storage: StoragePath,
     error: BaseException | None,
     started: float,
     log_file: Path | None = None,
 ) -> RunSummary:
-    from resnetctl.launch.runs import best_checkpoint, latest_checkpoint
+    from resnetctl.storage import best_checkpoint, latest_checkpoint
 
     history = {key: run.client.get_metric_history(run.run_id, key) for key in EPOCH_METRICS}
     final = {k: sorted(v, key=lambda m: m.step)[-1].value for k, v in history.items() if v}
@@ -325,11 +347,14 @@ def _finish(
         storage / run_name, spec.checkpoint.metric, spec.checkpoint.mode or "min"
     )
     if best is not None:
-        run.log_checkpoint(best, "best")
+        with best.local() as directory:
+            run.log_checkpoint(directory, "best")
     model_uri = None
     last = latest_checkpoint(storage / run_name)
     if error is None and last is not None:
-        model_uri = run.log_model(_load_model(spec, last), spec.pipeline.crop)
+        with last.local() as directory:
+            model = _load_model(spec, directory)
+        model_uri = run.log_model(model, spec.pipeline.crop)
     if epochs:
         run.log_curves(spec.name)
     if log_file is not None and log_file.is_file():

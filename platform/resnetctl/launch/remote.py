@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from resnetctl.launch import auth
-from resnetctl.launch.runs import new_run_name
 from resnetctl.spec import JobSpec, dump_spec
+from resnetctl.storage import CLUSTER_DEFAULT_STORAGE, new_run_name
 from resnetctl.tracking.store import is_local_store, resolve_tracking_uri
 
 JOB_FILE = "job.yaml"
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
-# Default checkpoint storage on the cluster; multi-node clusters need a path every node shares
-# (NFS, a mounted bucket): pass --storage.
-REMOTE_STORAGE = "~/resnetctl/runs"
+# Default checkpoint storage on the cluster; multi-node clusters need a bucket or a path every
+# node shares (NFS): pass --storage.
+REMOTE_STORAGE = CLUSTER_DEFAULT_STORAGE
 
 
 class RemoteError(RuntimeError):

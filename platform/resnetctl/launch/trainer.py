@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Any
 
 from resnetctl.spec import JobSpec
+from resnetctl.storage import StoragePath
 
 
 def build_trainer(
     spec: JobSpec,
     *,
     run_name: str,
-    storage_path: Path,
+    storage_path: StoragePath | str | os.PathLike[str],
     loop_config: dict[str, Any],
     callbacks: list[Any] = (),  # type: ignore[assignment]
 ) -> Any:
     """A `TorchTrainer` for `spec`: NCCL on GPUs, gloo on CPUs; checkpoints kept and ranked as
-    the spec says; `failure.max_failures` worker-group restarts."""
+    the spec says; `failure.max_failures` worker-group restarts. `storage_path` is a local
+    path or a bucket URI: every worker uploads its checkpoints there itself."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -37,7 +39,7 @@ def build_trainer(
         ),
         run_config=RunConfig(
             name=run_name,
-            storage_path=str(storage_path),
+            **StoragePath.of(storage_path).ray_storage(),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=ckpt.keep,
                 checkpoint_score_attribute=ckpt.metric,

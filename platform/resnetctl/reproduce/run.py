@@ -23,6 +23,7 @@ from resnetctl.reproduce.results import (
     table_csv,
     table_markdown,
 )
+from resnetctl.storage import StoragePath
 
 REPRODUCE_TAG = "resnetctl.reproduce"
 
@@ -131,18 +132,18 @@ def collect(outcome: Any) -> tuple[list[NetResult], dict[str, Any]]:
     return nets, specs
 
 
-def trial_checkpoint(record: Any, trial_id: str, spec: Any) -> Path | None:
+def trial_checkpoint(record: Any, trial_id: str, spec: Any) -> StoragePath | None:
     """The trial's best checkpoint (by its spec's ranking metric) in the sweep's storage."""
-    from resnetctl.launch.runs import best_checkpoint, latest_checkpoint
+    from resnetctl.storage import best_checkpoint, latest_checkpoint
 
-    folder = Path(record.train_storage) / trial_id
+    folder = StoragePath.of(record.train_storage) / trial_id
     mode = spec.checkpoint.mode or "min"
     return best_checkpoint(folder, spec.checkpoint.metric, mode) or latest_checkpoint(folder)
 
 
 def attach_checkpoints(
     record: Any, nets: Sequence[NetResult], specs: dict[str, Any]
-) -> dict[str, Path]:
+) -> dict[str, StoragePath]:
     """Copy each trial's best checkpoint into its child run as `checkpoints/best`, as `submit`
     does for its runs (`resnetctl.tune` leaves checkpoints in the sweep's storage only), so
     that `resnetctl analyze RUN_ID` finds them wherever the tracking store is read."""
@@ -155,7 +156,8 @@ def attach_checkpoints(
             continue
         found[net.trial_id] = checkpoint
         if net.run_id:
-            JobRun(record.tracking_uri, net.run_id).log_checkpoint(checkpoint, "best")
+            with checkpoint.local() as directory:
+                JobRun(record.tracking_uri, net.run_id).log_checkpoint(directory, "best")
     return found
 
 
@@ -230,7 +232,7 @@ def _layer_responses(
     report: ExperimentReport,
     nets: Sequence[NetResult],
     specs: dict[str, Any],
-    checkpoints: dict[str, Path],
+    checkpoints: dict[str, StoragePath],
     folder: Path,
 ) -> list[Path]:
     """Fig. 7 of every trained net: per net on its child run, the overlay on the parent."""
@@ -242,7 +244,7 @@ def _layer_responses(
         write_report,
     )
     from resnetctl.analysis.targets import TrainedModel, build_from_spec
-    from resnetctl.train.checkpoint import load_checkpoint
+    from resnetctl.storage import load_checkpoint
 
     runs = []
     for net in nets:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PlainValidator, WithJsonSchema, model_validator
 
 from resnetctl.spec.base import StrictModel
 
@@ -20,11 +20,34 @@ CIFAR_MEAN: Triple = (125.307, 122.961, 113.8575)
 CIFAR_STD: Triple = (62.9932, 62.0887, 66.7048)
 
 
+def _data_root(value: object) -> Path | str:
+    # A URI stays a string: as a Path, `s3://bucket/x` would collapse to `s3:/bucket/x`.
+    if isinstance(value, str) and "://" in value and not value.startswith("file://"):
+        return value
+    if isinstance(value, str) and value.startswith("file://"):
+        value = value[len("file://") :]
+    if isinstance(value, (str, Path)) and str(value):
+        return Path(value)
+    raise ValueError("expected a folder path or an object-store URI such as s3://bucket/prefix")
+
+
+#: A local folder (a Path) or an object-store URI (`s3://bucket/prefix`, kept as a string).
+DataRoot = Annotated[
+    Path | str,
+    PlainValidator(_data_root),
+    WithJsonSchema({"type": "string", "minLength": 1}),
+]
+
+
 class ImageFolderSource(StrictModel):
     """Images in ImageNet's layout: `ROOT/train/<class>/*.JPEG` and `ROOT/val/<class>/*`."""
 
     kind: Literal["imagefolder"] = Field("imagefolder", description="Selects this variant.")
-    root: Path = Field(description="Folder holding the train and val sub-folders.")
+    root: DataRoot = Field(
+        description="Folder holding the train and val sub-folders: a local path, or an "
+        "object-store URI (`s3://bucket/prefix`) that every worker reads directly, with the "
+        "endpoint and keys from the standard AWS variables (`AWS_ENDPOINT_URL`, ...)."
+    )
     train_dir: str = Field("train", min_length=1, description="Training sub-folder of root.")
     val_dir: str = Field("val", min_length=1, description="Validation sub-folder of root.")
 

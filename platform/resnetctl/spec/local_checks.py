@@ -50,7 +50,8 @@ def check_local(spec: JobSpec, *, cuda_devices: int | None = None, cpus: int | N
                 )
             )
     source = spec.data.source
-    if isinstance(source, ImageFolderSource):
+    # A bucket is listed (and its listing errors reported) when the data set is prepared.
+    if isinstance(source, ImageFolderSource) and not isinstance(source.root, str):
         for split in (source.train_dir, source.val_dir):
             folder = source.root / split
             where = spec.where("data", "source", "root")

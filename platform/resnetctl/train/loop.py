@@ -140,10 +140,14 @@ def resume(runner: Runner, session: Session, resume_checkpoint: str | None = Non
 
 
 def _load(runner: Runner, directory: str | os.PathLike[str]) -> None:
+    from resnetctl.storage import StoragePath
+
+    # `--resume` of a run kept in a bucket names a checkpoint URI: each worker downloads it.
     # On the CPU, whatever the run's device: mapping everything to CUDA would put the saved
     # numpy RNG state on the GPU, where restoring it fails. Module and optimiser
     # `load_state_dict` copy their tensors onto the device of the parameters they fill.
-    state, _ = load_checkpoint(directory, map_location="cpu")
+    with StoragePath.of(directory).local() as local:
+        state, _ = load_checkpoint(local, map_location="cpu")
     runner.load_state_dict(state)
 
 
@@ -254,10 +258,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train worker entry point.
 
     `config`: `{"spec": JobSpec.model_dump(mode="json"), "progress": optional queue or callable,
-    "resume_checkpoint": optional checkpoint directory}`.
+    "resume_checkpoint": optional checkpoint directory, "storage_marker": optional file the
+    driver wrote into the run's storage, read back first so an unreachable storage stops the
+    job before the first step}`.
     """
     import ray.train
     import ray.train.torch
+
+    if config.get("storage_marker"):
+        from resnetctl.storage import check_worker_access
+
+        check_worker_access(config["storage_marker"])
 
     spec = JobSpec.model_validate(config["spec"])
     context = ray.train.get_context()

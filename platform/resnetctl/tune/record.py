@@ -13,6 +13,7 @@ import yaml
 
 from resnetctl.spec import JobSpec
 from resnetctl.spec.loader import load_spec_text
+from resnetctl.storage import StoragePath
 from resnetctl.tune.space import SearchSpace, assign, describe_value, trial_assignments
 
 RECORD_FILE = "resnetctl-sweep.json"
@@ -48,29 +49,29 @@ class SweepRecord:
         return SearchSpace.from_dict(self.space)
 
     @property
-    def experiment_path(self) -> Path:
-        """Tune's experiment directory: `<storage root>/<sweep name>`."""
-        return Path(self.storage) / self.name
+    def experiment_path(self) -> StoragePath:
+        """Tune's experiment directory: `<storage root>/<sweep name>` (a folder or a URI)."""
+        return StoragePath.of(self.storage) / self.name
 
     @property
-    def train_storage(self) -> Path:
+    def train_storage(self) -> StoragePath:
         """Where each trial's Ray Train run (checkpoints, state) lives: `<experiment>/train`."""
         return self.experiment_path / TRAIN_RUNS_DIR
 
-    def save(self) -> Path:
+    def save(self) -> StoragePath:
         """Write the record into the experiment directory."""
-        self.experiment_path.mkdir(parents=True, exist_ok=True)
         path = self.experiment_path / RECORD_FILE
-        path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+        path.write_text(json.dumps(asdict(self), indent=2))
         return path
 
     @classmethod
-    def load(cls, storage: Path, name: str) -> SweepRecord | None:
+    def load(cls, storage: StoragePath | str | Path, name: str) -> SweepRecord | None:
         """The record of sweep `name` under `storage`, or None when there is none."""
-        path = storage / name / RECORD_FILE
-        if not path.is_file():
+        path = StoragePath.of(storage) / name / RECORD_FILE
+        try:
+            record = cls(**json.loads(path.read_text()))
+        except FileNotFoundError:
             return None
-        record = cls(**json.loads(path.read_text(encoding="utf-8")))
         record.storage = str(storage)  # the storage root may have moved since the launch
         return record
 

@@ -25,6 +25,7 @@ from resnetctl.spec import JobSpec, SpecError, dump_spec
 from resnetctl.spec.errors import SpecIssue
 from resnetctl.spec.loader import load_spec_text, parse_overrides
 from resnetctl.spec.metrics import EPOCH_METRICS, default_mode
+from resnetctl.storage import StoragePath
 from resnetctl.tune.record import SweepRecord, build_trial_spec, trial_label
 from resnetctl.tune.space import (
     SHORTCUTS,
@@ -124,7 +125,7 @@ def _absolute_paths(spec: JobSpec) -> JobSpec:
     """Trials run in their own working directory: relative data paths become absolute."""
     source = spec.data.source
     root = getattr(source, "root", None)
-    if root is not None and not Path(root).is_absolute():
+    if root is not None and not isinstance(root, str) and not Path(root).is_absolute():
         source.root = Path(root).resolve()
     cache = getattr(source, "cache_dir", None)
     if cache is not None and not Path(cache).is_absolute():
@@ -138,7 +139,7 @@ def plan_sweep(request: SweepRequest) -> SweepRecord:
     Raises `SpecError` (exit 2) for a bad spec, an unknown depth, shortcut or variant, an empty
     search space, an unknown metric, or a trial spec that would not validate.
     """
-    from resnetctl.launch.runs import new_run_name, storage_root
+    from resnetctl.storage import new_run_name, storage_root
     from resnetctl.tracking.store import resolve_tracking_uri
 
     if request.file is not None:
@@ -339,14 +340,12 @@ def load_sweep(name: str) -> SweepRecord:
     """The record of an earlier sweep under the storage root, for `--resume`."""
     from ray import tune
 
-    from resnetctl.launch.runs import storage_root
+    from resnetctl.storage import storage_root
 
     storage = storage_root()
     record = SweepRecord.load(storage, name)
-    if record is None or not tune.Tuner.can_restore(str(storage / name)):
-        known = []
-        if storage.is_dir():
-            known = sorted(p.parent.name for p in storage.glob("*/resnetctl-sweep.json"))
+    if record is None or not tune.Tuner.can_restore(**_ray_path(storage / name)):
+        known = sorted(p.parent.name for p in storage.glob("*/resnetctl-sweep.json"))
         hint = f"; known sweeps: {', '.join(known[-5:])}" if known else ""
         raise SweepError(f"no sweep named {name!r} to resume under {storage}{hint}")
     return record
@@ -495,6 +494,13 @@ def _start_parent(record: SweepRecord) -> Any:
     return parent
 
 
+def _ray_path(folder: StoragePath) -> dict[str, Any]:
+    """`path` (and `storage_filesystem` for a bucket) as `Tuner.restore`/`can_restore` take
+    them."""
+    options = folder.ray_storage()
+    return {"path": options.pop("storage_path"), **options}
+
+
 def _tuner(record: SweepRecord, resume: bool) -> Any:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -508,7 +514,7 @@ def _tuner(record: SweepRecord, resume: bool) -> Any:
     )
     if resume:
         return tune.Tuner.restore(
-            str(record.experiment_path), trainable=trainable, resume_unfinished=True
+            **_ray_path(record.experiment_path), trainable=trainable, resume_unfinished=True
         )
     scheduler = (
         ASHAScheduler(
@@ -534,7 +540,7 @@ def _tuner(record: SweepRecord, resume: bool) -> Any:
         ),
         run_config=tune.RunConfig(
             name=record.name,
-            storage_path=record.storage,
+            **StoragePath.of(record.storage).ray_storage(),
             callbacks=[SweepCallback(record.as_dict())],
             failure_config=tune.FailureConfig(max_failures=0),
             verbose=0,

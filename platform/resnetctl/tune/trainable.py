@@ -8,11 +8,11 @@ fits the trainer is the supported pattern. Ray Train reports reach Tune through
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from resnetctl.spec import JobSpec
-from resnetctl.tune.record import SweepRecord, trial_label
+from resnetctl.storage import StoragePath
+from resnetctl.tune.record import RECORD_FILE, SweepRecord, trial_label
 
 TRIAL_TAG = "resnetctl.tune.trial_id"
 SWEEP_TAG = "resnetctl.tune.sweep"
@@ -111,7 +111,12 @@ def run_trial(config: dict[str, Any], *, sweep: dict[str, Any]) -> None:
         spec,
         run_name=trial_id,
         storage_path=record.train_storage,
-        loop_config={"spec": spec.model_dump(mode="json"), "progress": None},
+        loop_config={
+            "spec": spec.model_dump(mode="json"),
+            "progress": None,
+            # Workers read the sweep record back before their first step (storage.access).
+            "storage_marker": str(record.experiment_path / RECORD_FILE),
+        },
         callbacks=[
             EpochMetricsCallback(run.uri, run.run_id, run.logged_epochs()),
             epoch_reports_to_tune_class()(),
@@ -129,19 +134,19 @@ def _completed_metrics(record: SweepRecord, trial_id: str, spec: JobSpec) -> dic
     """The last epoch's metrics when the trial's Train run already trained to the end."""
     import json
 
-    from resnetctl.launch.runs import CHECKPOINT_META, latest_checkpoint
+    from resnetctl.storage import CHECKPOINT_META, latest_checkpoint
 
     length, unit = spec.train.length
     last = latest_checkpoint(record.train_storage / trial_id)
     if last is None or unit != "epoch":
         return None
-    meta = json.loads((last / CHECKPOINT_META).read_text(encoding="utf-8"))
+    meta = json.loads((last / CHECKPOINT_META).read_text())
     if int(meta.get("epoch", 0)) < length:
         return None
     return dict(meta.get("metrics") or {})
 
 
-def _backfill_epochs(run: Any, folder: Path) -> None:
+def _backfill_epochs(run: Any, folder: StoragePath) -> None:
     """Log the epochs whose checkpoint exists but whose metrics never reached MLflow: a sweep
     killed between Ray Train persisting a checkpoint and its controller's callbacks loses them,
     and the restored run continues after that epoch."""
@@ -150,14 +155,14 @@ def _backfill_epochs(run: Any, folder: Path) -> None:
 
     from mlflow.entities import Metric
 
-    from resnetctl.launch.runs import CHECKPOINT_META
     from resnetctl.spec.metrics import EPOCH_METRICS
+    from resnetctl.storage import CHECKPOINT_META
 
     logged = run.logged_epochs()
     now = int(time.time() * 1000)
-    for meta_file in sorted(folder.glob(f"*/{CHECKPOINT_META}")):
+    for meta_file in folder.glob(f"*/{CHECKPOINT_META}"):
         try:
-            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+            meta = json.loads(meta_file.read_text())
         except (OSError, ValueError):
             continue
         epoch, metrics = meta.get("epoch"), meta.get("metrics") or {}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from resnetctl.launch.runs import CHECKPOINT_META, RunRecord, resolve_resume
+from resnetctl.storage import CHECKPOINT_META, RunRecord, resolve_resume
 
 
 def make_run(storage: Path, name: str, job: str, epochs: int) -> None:

@@ -1,0 +1,101 @@
+"""An S3-compatible server on loopback (moto), for run storage and data in a bucket.
+
+One server per session: it takes ~5 s to answer. It runs in a session of its own and is killed
+by process group afterwards. The AWS variables point boto3, pyarrow, DALI and every subprocess
+(`resnetctl submit`, Ray workers) at it with fake keys.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.launch.conftest import _kill_group, free_port, submit, wait_for, workdir  # noqa: F401
+
+
+@dataclass
+class S3Server:
+    """The running server: its endpoint, and a boto3 client for it."""
+
+    endpoint: str
+    client: object
+
+    def new_bucket(self) -> str:
+        """A fresh bucket, so tests never see each other's objects."""
+        name = f"t-{uuid.uuid4().hex[:12]}"
+        self.client.create_bucket(Bucket=name)  # type: ignore[attr-defined]
+        return name
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        """Every object key under `prefix`."""
+        paginator = self.client.get_paginator("list_objects_v2")  # type: ignore[attr-defined]
+        return [
+            item["Key"]
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
+            for item in page.get("Contents", [])
+        ]
+
+
+def _answers(endpoint: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(endpoint, timeout=2)  # noqa: S310 (loopback only)
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """`python -m moto.server` on a free loopback port, with the AWS variables set for this
+    process and its children; killed by process group at the end of the session."""
+    pytest.importorskip("moto")
+    import boto3
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    variables = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    saved = {name: os.environ.get(name) for name in variables}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        if not wait_for(lambda: _answers(endpoint), timeout=60, interval=0.3):
+            pytest.fail(f"moto did not answer on {endpoint}: {log.read_text()[-2000:]}")
+        os.environ.update(variables)
+        yield S3Server(endpoint, boto3.client("s3"))
+    finally:
+        _kill_group(process)  # type: ignore[arg-type]
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture
+def bucket(s3_server: S3Server) -> str:
+    """A new empty bucket on the loopback server."""
+    return s3_server.new_bucket()

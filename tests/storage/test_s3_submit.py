@@ -1,0 +1,140 @@
+"""`resnetctl submit --storage s3://...` on the embedded Ray, with its data in the bucket and an
+MLflow server whose artifacts go to the bucket: the run record, every checkpoint and every
+MLflow artifact are objects there, nothing lands in local run storage, and
+`--resume RUN --storage s3://...`, `list` and `analyze` find the run in the bucket."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.launch.conftest import TINY_JOB, Processes, _http_up, free_port, summary, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def export_synthetic(bucket: str) -> str:
+    """The tiny job's synthetic images, written locally once and copied into the bucket."""
+    import boto3
+    import yaml
+
+    from resnetctl.data import prepare_dataset
+    from resnetctl.spec.data import DataSpec
+
+    layout = prepare_dataset(DataSpec.model_validate(yaml.safe_load(TINY_JOB)["data"]))
+    client = boto3.client("s3")
+    for split, folder in (("train", layout.train_dir), ("val", layout.val_dir)):
+        for path in sorted(Path(folder).rglob("*")):
+            if path.is_file():
+                key = f"data/{split}/{path.relative_to(folder).as_posix()}"
+                client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+    return f"s3://{bucket}/data"
+
+
+def test_a_run_in_a_bucket_is_stored_listed_resumed_and_analyzed_there(
+    s3_server, bucket: str, submit, workdir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from mlflow import MlflowClient
+
+    logs = tmp_path_factory.mktemp("mlflow-s3")
+    port = free_port()
+    tracking = f"http://127.0.0.1:{port}"
+    server = Processes(logs)
+    server.start(
+        "mlflow",
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{logs / 'mlflow.db'}",
+            "--artifacts-destination",
+            f"s3://{bucket}/mlflow",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    )
+    try:
+        data = export_synthetic(bucket)
+        job = TINY_JOB.replace(
+            """  source: {kind: synthetic, num_classes: 4, train_per_class: 16, val_per_class: 4,
+           image_size: [16, 16], seed: 3}""",
+            f"  source: {{kind: imagefolder, root: '{data}'}}",
+        ).replace(
+            "tracking: {experiment: e2e}", f"tracking: {{experiment: e2e, uri: '{tracking}'}}"
+        )
+        assert data in job and tracking in job
+        (workdir / "job.yaml").write_text(job)
+        assert wait_for(lambda: _http_up(f"{tracking}/health"), 90), (
+            logs / "mlflow.log"
+        ).read_text()
+
+        storage = f"s3://{bucket}/runs"
+        local_default = Path(os.environ["RESNETCTL_STORAGE"])
+        code, out, err = submit(
+            "job.yaml", "--json", "--storage", storage, "--set", "train.epochs=2"
+        ).wait()
+        assert code == 0, err[-3000:]
+        result = summary(out)
+        run_name = result["run_name"]
+        assert result["storage_path"] == f"{storage}/{run_name}"
+        keys = s3_server.keys(bucket, f"runs/{run_name}/")
+        assert f"runs/{run_name}/resnetctl-run.json" in keys
+        for epoch in (1, 2):
+            assert f"runs/{run_name}/epoch_{epoch:04d}/state.pt" in keys, keys
+            assert f"runs/{run_name}/epoch_{epoch:04d}/meta.json" in keys, keys
+        # Nothing went to local run storage, neither the default nor $RESNETCTL_STORAGE.
+        assert not (workdir / ".resnetctl").exists()
+        assert not any(local_default.iterdir())
+        # The MLflow artifacts went through the server into the bucket.
+        client = MlflowClient(tracking)
+        run = client.get_run(result["mlflow_run_id"])
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:")
+        artifacts = s3_server.keys(bucket, "mlflow/")
+        for name in ("checkpoints/best/state.pt", "plots/error_curves.png", "spec/resolved.yaml"):
+            assert any(k.endswith(f"{run.info.run_id}/artifacts/{name}") for k in artifacts), name
+        assert any(k.endswith("/MLmodel") for k in artifacts), artifacts  # the logged model
+
+        code, out, err = submit(
+            "job.yaml", "--json", "--storage", storage, "--resume", run_name,
+            "--set", "train.epochs=3",
+        ).wait()  # fmt: skip
+        assert code == 0, err[-3000:]
+        assert summary(out)["mlflow_run_id"] == result["mlflow_run_id"]
+        assert "continuing with epoch 3" in err
+        history = client.get_metric_history(run.info.run_id, "train_loss")
+        assert sorted(m.step for m in history) == [1, 2, 3]  # each epoch logged once
+        assert f"runs/{run_name}/epoch_0003/state.pt" in s3_server.keys(bucket, f"runs/{run_name}/")
+
+        listed = subprocess.run(
+            [sys.executable, "-m", "resnetctl", "list", "--storage", storage, "--json"],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert listed.returncode == 0, listed.stderr[-2000:]
+        (row,) = json.loads(listed.stdout)
+        assert row["run"] == run_name and row["last_checkpoint_epoch"] == 3
+        assert row["mlflow_run"] == result["mlflow_run_id"]
+
+        # analyze (`resnetctl analyze RUN --storage s3://...`) finds the run by name in the
+        # bucket, its MLflow run from the record there, and ranks its checkpoints there.
+        from resnetctl.analysis.targets import load_trained
+
+        for target in (run_name, f"{storage}/{run_name}"):
+            trained = load_trained(target, tracking_uri=tracking, storage=storage)
+            assert trained.run_id == result["mlflow_run_id"]
+            assert str(trained.checkpoint).startswith(f"{storage}/{run_name}/epoch_")
+            assert trained.model.fc.out_features == 4
+    finally:
+        server.stop()
