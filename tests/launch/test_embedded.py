@@ -94,7 +94,12 @@ def test_with_an_address_ray_joins_that_cluster_as_it_is(fake_ray: list[dict[str
     before = dict(os.environ)
     assert embedded.ensure_ray("10.0.0.9:6379") is False
     (call,) = fake_ray
-    assert call["options"] == {"address": "10.0.0.9:6379", "log_to_driver": True}
+    # Its own settings, but quiet: the job's terminal and log hold the job's lines.
+    assert call["options"] == {
+        "address": "10.0.0.9:6379",
+        "log_to_driver": True,
+        "logging_level": "WARNING",
+    }
     assert dict(os.environ) == before
 
 

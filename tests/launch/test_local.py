@@ -5,6 +5,7 @@ real Ray; they are the slow part of the suite."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -77,7 +78,8 @@ def test_two_worker_run_is_tracked_and_resumes_at_the_next_epoch(
     # join it and fail: "When connecting to an existing cluster, num_cpus and num_gpus must not
     # be provided"), and leave it as it was.
     foreign_address = foreign.address_file.read_text()
-    code, out, err = submit("job.yaml", "--json").wait()
+    # Per-step metrics every 2 of the 4 steps an epoch, through the live Ray Train run.
+    code, out, err = submit("job.yaml", "--json", "--set", "train.log_every_n_steps=2").wait()
     assert code == 0, err[-3000:]
     result = summary(out)
     assert result["succeeded"] and result["epochs_completed"] == 3
@@ -93,6 +95,10 @@ def test_two_worker_run_is_tracked_and_resumes_at_the_next_epoch(
     assert run.info.run_id == result["mlflow_run_id"] and run.info.status == "FINISHED"
     for key in EPOCH_METRICS:
         assert [step for step, _ in metric_history(workdir, run.info.run_id, key)] == [1, 2, 3], key
+    for key in ("step_train_loss", "step_lr", "step_images_per_second"):
+        history = metric_history(workdir, run.info.run_id, key)
+        assert [step for step, _ in history] == [2, 4, 6, 8, 10, 12], (key, history)
+        assert all(math.isfinite(value) and value > 0 for _, value in history), (key, history)
     # DDP averaged gradients: after every epoch both ranks hold the same parameters.
     assert metric_history(workdir, run.info.run_id, "ranks_param_max_diff") == [
         (1, 0.0),

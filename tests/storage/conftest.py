@@ -32,6 +32,11 @@ class S3Server:
         self.client.create_bucket(Bucket=name)  # type: ignore[attr-defined]
         return name
 
+    def read(self, bucket: str, key: str) -> str:
+        """One object's text."""
+        answer = self.client.get_object(Bucket=bucket, Key=key)  # type: ignore[attr-defined]
+        return answer["Body"].read().decode("utf-8")
+
     def keys(self, bucket: str, prefix: str = "") -> list[str]:
         """Every object key under `prefix`."""
         paginator = self.client.get_paginator("list_objects_v2")  # type: ignore[attr-defined]

@@ -110,7 +110,12 @@ def test_a_run_in_a_bucket_is_stored_listed_resumed_and_analyzed_there(
         ).wait()  # fmt: skip
         assert code == 0, err[-3000:]
         assert summary(out)["mlflow_run_id"] == result["mlflow_run_id"]
-        assert "continuing with epoch 3" in err
+        # The terminal says where it resumed; the worker's own line is in the run's log, which
+        # goes into the bucket beside the checkpoints when the job ends.
+        assert f"resuming from s3://{bucket}/runs/{run_name}/epoch_0002" in err
+        assert "epoch 3/3 " in err
+        log = s3_server.read(bucket, f"runs/{run_name}/resnetctl.log")
+        assert log.count("a job of this run started") == 2 and "continuing with epoch 3" in log
         history = client.get_metric_history(run.info.run_id, "train_loss")
         assert sorted(m.step for m in history) == [1, 2, 3]  # each epoch logged once
         assert f"runs/{run_name}/epoch_0003/state.pt" in s3_server.keys(bucket, f"runs/{run_name}/")

@@ -64,7 +64,9 @@ def ensure_ray(address: str | None, *, env_vars: Mapping[str, str] | None = None
     if ray.is_initialized():
         return False
     if address:
-        _init(address=address, log_to_driver=True)
+        # Ray's "Connected to Ray cluster. View the dashboard at ..." line (INFO, in colour
+        # whatever the terminal) is the cluster's chatter, not the job's: WARNING and up only.
+        _init(address=address, log_to_driver=True, logging_level="WARNING")
         return False
     start(env_vars=env_vars)
     return True

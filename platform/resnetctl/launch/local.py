@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -143,7 +144,7 @@ def _run(
     run = None
     try:
         run, run_name = _open_run(spec, uri, storage, record, spec_file)
-        log.attach(storage / run_name / LOG_FILE)
+        log.attach(_log_location(storage, run_name))
         console.print(
             f"{run_name}: Ray and MLflow log to {log.path}", markup=False, highlight=False
         )
@@ -328,6 +329,20 @@ def _fit(
     return error, view.first_event_at
 
 
+def _log_location(storage: StoragePath, run_name: str) -> Path:
+    """Where the job's log is written while it runs: the run's folder when that is on this
+    machine. An object in a bucket cannot be appended to line by line, so a run kept in one
+    logs to a local file, copied into the run's folder when the job ends."""
+    if storage.is_local:
+        return Path(storage / run_name / LOG_FILE)
+    local = Path(tempfile.gettempdir()) / "resnetctl-logs" / run_name / LOG_FILE
+    kept = storage / run_name / LOG_FILE
+    if not local.exists() and kept.is_file():  # a resumed run keeps one log, on any machine
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(kept.read_bytes())
+    return local
+
+
 def _finish(
     spec: JobSpec,
     run: Any,
@@ -359,6 +374,8 @@ def _finish(
         run.log_curves(spec.name)
     if log_file is not None and log_file.is_file():
         run.log_file(log_file, "logs")  # up to here: what Ray prints as it stops comes after
+        if not storage.is_local:  # beside the run's checkpoints in the bucket, too
+            (storage / run_name / LOG_FILE).write_bytes(log_file.read_bytes())
     run.end("FINISHED" if error is None else "FAILED")
     return RunSummary(
         succeeded=error is None,
