@@ -93,6 +93,7 @@ def test_two_worker_run_is_tracked_and_resumes_at_the_next_epoch(
     assert "Creating initial MLflow database tables" in log
     (run,) = mlflow_runs(workdir)
     assert run.info.run_id == result["mlflow_run_id"] and run.info.status == "FINISHED"
+    assert run.info.run_name == result["run_name"]  # MLflow's name is the one --resume takes
     for key in EPOCH_METRICS:
         assert [step for step, _ in metric_history(workdir, run.info.run_id, key)] == [1, 2, 3], key
     for key in ("step_train_loss", "step_lr", "step_images_per_second"):

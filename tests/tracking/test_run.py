@@ -99,3 +99,37 @@ def test_environment_tags_are_collected_once_and_handed_out_as_copies() -> None:
     second = environment_tags()
     assert second["torch.version"] != "edited by a caller"
     assert second["host.cpus"] == str(len(os.sched_getaffinity(0)))
+
+
+def test_a_run_is_named_and_described_as_resnetctl_knows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from resnetctl.spec import load_spec
+    from tests.conftest import JOBS
+
+    monkeypatch.setattr("getpass.getuser", lambda: "alice")
+    spec = load_spec(JOBS / "quickstart.yaml")
+    assert spec.description  # the quickstart says what it is
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = JobRun.start(
+        spec,
+        uri,
+        resolved_yaml="name: quickstart\n",
+        artifact_root=(tmp_path / "art").as_uri(),
+        extra_tags={
+            "resnetctl.run_name": "quickstart-20261202-190440",
+            "resnetctl.spec_file": "jobs/quickstart.yaml",
+        },
+    )
+    info = run.client.get_run(run.run_id)
+    # Searching MLflow by run name finds the name `--resume`, `list` and `status` print.
+    assert info.info.run_name == "quickstart-20261202-190440"
+    tags = info.data.tags
+    assert tags["mlflow.note.content"] == spec.description  # the run page's Description
+    assert tags["mlflow.source.name"] == "jobs/quickstart.yaml"  # Source
+    assert tags["mlflow.user"] == "alice"  # Created by
+    found = run.client.search_runs(
+        [info.info.experiment_id],
+        filter_string="attributes.run_name = 'quickstart-20261202-190440'",
+    )
+    assert [r.info.run_id for r in found] == [run.run_id]
