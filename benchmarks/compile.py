@@ -16,22 +16,11 @@ import time
 
 import torch
 
+# The same step the model benchmark times (run as `python benchmarks/compile.py`, this folder
+# is on the path).
+from step import step_seconds  # noqa: E402
+
 from resnetctl.models import create_model
-
-
-def step_seconds(
-    model: torch.nn.Module, batch: torch.Tensor, labels: torch.Tensor, steps: int
-) -> float:
-    """Seconds per SGD training step (forward, loss, backward, update), as Runner takes it."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    model.train()
-    start = time.perf_counter()
-    for _ in range(steps):
-        optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(batch).float(), labels).backward()
-        optimizer.step()
-    return (time.perf_counter() - start) / steps
 
 
 def main() -> None:

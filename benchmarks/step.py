@@ -42,7 +42,7 @@ def step_seconds(
     start = time.perf_counter()
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(batch), labels).backward()
+        loss_fn(model(batch).float(), labels).backward()  # fp32 loss under autocast too
         optimizer.step()
     return (time.perf_counter() - start) / steps
 
