@@ -13,15 +13,21 @@ from tests.analysis.conftest import copy_store
 from tests.inference.conftest import colour_spec
 
 
-def test_a_logged_model_loads_with_its_runs_spec(
-    colour_run: tuple[Path, Path], mlflow_template: Path, tmp_path: Path
-) -> None:
-    root, checkpoint = colour_run
+def _started_run(root: Path, mlflow_template: Path, tmp_path: Path) -> tuple[str, JobRun]:
+    """A copy of the prepared store with a new run of the colour job in it: (URI, run)."""
     uri = copy_store(mlflow_template, tmp_path / "store")
     spec = colour_spec(root)
     run = JobRun.start(
         spec, uri, resolved_yaml=dump_spec(spec), artifact_root=(tmp_path / "art").as_uri()
     )
+    return uri, run
+
+
+def test_a_logged_model_loads_with_its_runs_spec(
+    colour_run: tuple[Path, Path], mlflow_template: Path, tmp_path: Path
+) -> None:
+    root, checkpoint = colour_run
+    uri, run = _started_run(root, mlflow_template, tmp_path)
     reference = load_model(str(checkpoint))
     model_uri = run.log_model(reference.model, 16)
 
@@ -45,11 +51,7 @@ def test_eval_of_a_run_logs_eval_metrics_to_its_mlflow_run(
     from resnetctl.storage import RunRecord
 
     root, checkpoint = colour_run
-    uri = copy_store(mlflow_template, tmp_path / "store")
-    spec = colour_spec(root)
-    run = JobRun.start(
-        spec, uri, resolved_yaml=dump_spec(spec), artifact_root=(tmp_path / "art").as_uri()
-    )
+    uri, run = _started_run(root, mlflow_template, tmp_path)
     storage = tmp_path / "runs"
     shutil.copytree(checkpoint, storage / "colours-1" / "epoch_0003")
     RunRecord("colours-1", "colours", uri, run.run_id).save(storage)

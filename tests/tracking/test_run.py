@@ -14,16 +14,21 @@ from resnetctl.models import create_model
 from resnetctl.tracking.run import JobRun
 
 
+def _new_run(tmp_path: Path) -> tuple[str, str]:
+    """A new sqlite store under `tmp_path` with one run in it: (tracking URI, run id)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
+    return uri, client.create_run(experiment).info.run_id
+
+
 def test_log_model_does_not_leak_its_store_into_the_next_job(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # mlflow.set_tracking_uri exports $MLFLOW_TRACKING_URI; a second job in this process would
     # then log into the first job's store instead of its own default.
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    experiment = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
-    run_id = client.create_run(experiment).info.run_id
+    uri, run_id = _new_run(tmp_path)
     model_uri = JobRun(uri, run_id).log_model(create_model("cifar_resnet8", num_classes=4), 16)
     assert model_uri.startswith("models:/")
     assert "MLFLOW_TRACKING_URI" not in os.environ
@@ -54,10 +59,7 @@ def test_logged_model_is_not_a_pickle_and_reloads_with_the_same_logits(
     import mlflow.pytorch
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    experiment = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
-    run_id = client.create_run(experiment).info.run_id
+    uri, run_id = _new_run(tmp_path)
     model = _tiny_trained_net()
     model_uri = JobRun(uri, run_id).log_model(model, 16)
 
