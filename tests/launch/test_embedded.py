@@ -154,3 +154,40 @@ def test_tracking_store_is_complete_before_a_job_that_cannot_start_returns(
     with pytest.raises(LaunchError, match="resources.workers"):
         run_local(load_spec_text(TINY_JOB, "job.yaml"))
     assert done == [f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"]
+
+
+def test_the_dashboard_port_is_never_one_ray_gives_its_own_components(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The CI failure: the operating system handed out 52365 as a free port, Ray's dashboard
+    # agent's default, and Ray refused to start with two components on one port.
+    import socket
+
+    from ray._private import ray_constants
+
+    offered = iter(
+        [
+            ray_constants.DEFAULT_DASHBOARD_AGENT_LISTEN_PORT,
+            ray_constants.DEFAULT_DASHBOARD_PORT,
+            40123,
+        ]
+    )
+
+    class Socket:
+        def __init__(self, *args: Any) -> None:
+            self.port = next(offered)
+
+        def __enter__(self) -> Socket:
+            return self
+
+        def __exit__(self, *args: Any) -> None:
+            pass
+
+        def bind(self, address: tuple[str, int]) -> None:
+            assert address == ("127.0.0.1", 0)
+
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(socket, "socket", Socket)
+    assert embedded._free_port() == 40123

@@ -27,6 +27,9 @@ It is private even when another Ray runs, or ran, on the machine:
   placement group, or fail when several Rays run. `RAY_API_SERVER_ADDRESS` names our own
   dashboard to this process and every process of our Ray.
 * The dashboard gets a free port rather than Ray's default 8265, which a `ray start --head` holds.
+  The port is never one of Ray's fixed defaults: the dashboard agent of our own Ray takes 52365,
+  and Ray refuses to start when two of its components are given one port (the operating system
+  hands 52365 out as a free port like any other).
 """
 
 from __future__ import annotations
@@ -125,9 +128,20 @@ def _init(**options: Any) -> None:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now that none of Ray's components takes by default."""
+    from ray._private import ray_constants
+
+    taken_by_ray = {
+        ray_constants.DEFAULT_PORT,
+        ray_constants.DEFAULT_DASHBOARD_PORT,
+        ray_constants.DEFAULT_DASHBOARD_AGENT_LISTEN_PORT,
+    }
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in taken_by_ray:
+            return port
 
 
 def _restore_environment() -> None:
