@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.processes import free_port, http_up, kill_group, mlflow_client, wait_for
+
+__all__ = ["free_port", "http_up", "kill_group", "wait_for"]  # imported from here by other tests
 
 TINY_JOB = """\
 name: tiny
@@ -49,15 +51,6 @@ class Submitted:
         return self.process.returncode, self.stdout.read_text(), self.stderr.read_text()
 
 
-def _kill_group(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait(timeout=30)
-
-
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     (tmp_path / "job.yaml").write_text(TINY_JOB)
@@ -89,21 +82,17 @@ def submit(workdir: Path) -> Iterator:
 
     yield start
     for process in started:
-        _kill_group(process)
+        kill_group(process)
 
 
 def mlflow_runs(workdir: Path, experiment: str = "e2e") -> list:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    client = mlflow_client(workdir)
     exp = client.get_experiment_by_name(experiment)
     return client.search_runs([exp.experiment_id]) if exp else []
 
 
 def metric_history(workdir: Path, run_id: str, key: str) -> list[tuple[int, float]]:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    client = mlflow_client(workdir)
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
 
 
@@ -111,37 +100,7 @@ def summary(stdout: str) -> dict:
     return json.loads(stdout)
 
 
-def wait_for(predicate, timeout: float, interval: float = 1.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
-
-
 # ---- a real two-node Ray cluster and an MLflow server, both on 127.0.0.1 -------------------
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _http_up(url: str) -> bool:
-    import urllib.error
-    import urllib.request
-
-    try:
-        urllib.request.urlopen(url, timeout=2)  # noqa: S310 (loopback only)
-    except urllib.error.HTTPError:
-        return True  # it answered (perhaps 401 without a token): the server is up
-    except OSError:
-        return False
-    return True
 
 
 class Processes:
@@ -165,7 +124,7 @@ class Processes:
 
     def stop(self) -> None:
         for process in reversed(self.started):
-            _kill_group(process)  # type: ignore[arg-type]
+            kill_group(process)  # type: ignore[arg-type]
 
 
 def ray_head_argv(gcs_port: int, dashboard_port: int, *extra: str) -> list[str]:
@@ -235,7 +194,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             env,
         )
         dashboard = f"http://127.0.0.1:{dash_port}"
-        assert wait_for(lambda: _http_up(f"{dashboard}/api/version"), 90), "Ray head did not start"
+        assert wait_for(lambda: http_up(f"{dashboard}/api/version"), 90), "Ray head did not start"
         processes.start(
             "worker",
             [
@@ -250,7 +209,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             env,
         )
         mlflow = f"http://127.0.0.1:{mlflow_port}"
-        assert wait_for(lambda: _http_up(f"{mlflow}/health"), 90), "MLflow server did not start"
+        assert wait_for(lambda: http_up(f"{mlflow}/health"), 90), "MLflow server did not start"
         os.environ["RAY_AUTH_MODE"] = "token"
 
         def two_nodes() -> bool:

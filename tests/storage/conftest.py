@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.launch.conftest import _kill_group, free_port, submit, wait_for, workdir  # noqa: F401
+from tests.launch.conftest import submit, workdir  # noqa: F401
+from tests.processes import free_port, kill_group, wait_for
 
 
 @dataclass
@@ -92,7 +93,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         os.environ.update(variables)
         yield S3Server(endpoint, boto3.client("s3"))
     finally:
-        _kill_group(process)  # type: ignore[arg-type]
+        kill_group(process)  # type: ignore[arg-type]
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.launch.conftest import TINY_JOB, Processes, _http_up, free_port, summary, wait_for
+from tests.launch.conftest import TINY_JOB, Processes, summary
+from tests.processes import free_port, http_up, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +75,7 @@ def test_a_run_in_a_bucket_is_stored_listed_resumed_and_analyzed_there(
         )
         assert data in job and tracking in job
         (workdir / "job.yaml").write_text(job)
-        assert wait_for(lambda: _http_up(f"{tracking}/health"), 90), (
+        assert wait_for(lambda: http_up(f"{tracking}/health"), 90), (
             logs / "mlflow.log"
         ).read_text()
 

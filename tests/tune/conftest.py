@@ -6,20 +6,20 @@ from __future__ import annotations
 import glob
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from resnetctl.cli.tune import tune as tune_command
+from tests.processes import kill_group, mlflow_client, wait_for
+
+__all__ = ["kill_group", "wait_for"]  # imported from here by other tests
 
 # 4 classes of 16x16 images; cifar_resnet8 learns them in a few steps.
 TINY_BASE = """\
@@ -75,27 +75,6 @@ class Sweep:
     def wait(self, timeout: float = 300) -> tuple[int, str, str]:
         self.process.wait(timeout=timeout)
         return self.process.returncode, self.stdout.read_text(), self.stderr.read_text()
-
-
-def kill_group(process: subprocess.Popen[str]) -> None:
-    """SIGKILL the process group and any descendant that left it, then reap the leader."""
-    if process.poll() is not None:
-        return
-    try:
-        descendants = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        descendants = []
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    for child in descendants:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
-    process.wait(timeout=60)
-    psutil.wait_procs(descendants, timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -159,22 +138,7 @@ def trial_states(experiment: Path) -> dict[str, str]:
     return states
 
 
-def mlflow_client(workdir: Path):
-    from mlflow import MlflowClient
-
-    return MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-
-
 def sweep_runs(workdir: Path, experiment: str = "sweeps") -> list:
     client = mlflow_client(workdir)
     found = client.get_experiment_by_name(experiment)
     return client.search_runs([found.experiment_id], max_results=1000) if found else []
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 1.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
