@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from resnetctl.cluster.config import ClusterConfig, dotted, placeholders
+from resnetctl.cluster.config import ClusterConfig, dotted
+from resnetctl.cluster.placeholders import placeholders
 
 # What Ray's node providers import on the machine that runs `ray up` (Ray does not depend on
 # them); the pip package to install for each.
@@ -216,8 +218,6 @@ def _check_file_mounts(config: ClusterConfig) -> None:
 
 
 def _quote(arg: str) -> str:
-    import shlex
-
     return shlex.quote(arg)
 
 
