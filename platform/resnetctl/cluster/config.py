@@ -157,12 +157,15 @@ def issue_at(
     severity: Severity = "error",
 ) -> ConfigIssue:
     """A `ConfigIssue` at `path` in file `name`, with the line of its nearest known prefix."""
-    line = None
+    return ConfigIssue(name, dotted(path), message, severity, line_at(lines, path))
+
+
+def line_at(lines: dict[FieldPath, int], path: FieldPath) -> int | None:
+    """The line of `path`, or of its nearest prefix whose line is known."""
     for end in range(len(path), -1, -1):
         if path[:end] in lines:
-            line = lines[path[:end]]
-            break
-    return ConfigIssue(name, dotted(path), message, severity, line)
+            return lines[path[:end]]
+    return None
 
 
 def fmt_number(value: float) -> str:

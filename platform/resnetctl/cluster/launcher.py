@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from resnetctl.cluster.config import ClusterConfig, dotted
-from resnetctl.cluster.placeholders import placeholders
+from resnetctl.cluster.config import ClusterConfig
+from resnetctl.cluster.placeholders import unfilled
 
 # What Ray's node providers import on the machine that runs `ray up` (Ray does not depend on
 # them); the pip package to install for each.
@@ -195,12 +195,9 @@ def _check_gcp_credentials(env: Mapping[str, str]) -> None:
 
 
 def _check_placeholders(config: ClusterConfig) -> None:
-    fields = [dotted(p) for p in placeholders(config.raw)]
-    if fields:
-        raise LauncherError(
-            f"{config.path} still has placeholders to fill in: "
-            f"{', '.join(fields)} (the comments there say what to put)"
-        )
+    message = unfilled(config)
+    if message:
+        raise LauncherError(message)
 
 
 def _check_file_mounts(config: ClusterConfig) -> None:
