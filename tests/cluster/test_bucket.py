@@ -168,3 +168,70 @@ def test_a_filled_config_has_no_placeholder_left(variant) -> None:
     assert [p.value for p in find_placeholders(config.raw, config.lines)] == [
         "REPLACE-WITH-YOUR-REGISTRY/resnetctl:0.1.0"
     ]
+
+
+# --- validate warns about a node type without access ------------------------------------------
+
+
+def access_warnings(path: Path) -> list[str]:
+    report = check_config(path)
+    assert report.ok, [str(i) for i in report.errors]
+    return [str(w) for w in report.warnings if "cannot write the bucket" in w.message]
+
+
+@pytest.mark.parametrize("name", CLOUD)
+def test_the_shipped_configs_give_every_node_type_access(name: str) -> None:
+    assert access_warnings(CLUSTER / name) == []
+
+
+def test_an_aws_node_type_without_a_profile_is_warned(variant) -> None:
+    def drop_profile(config: dict[str, Any]) -> None:
+        del config["available_node_types"]["cpu-16"]["node_config"]["IamInstanceProfile"]
+
+    path = variant("aws", drop_profile)
+    (warning,) = access_warnings(path)
+    assert warning.startswith(f"{path}:")
+    assert ": available_node_types.cpu-16.node_config: no IamInstanceProfile: nodes" in warning
+    assert f"s3://{BUCKET_PLACEHOLDER}/resnetctl/runs (RESNETCTL_STORAGE, line " in warning
+
+
+def test_a_gcp_node_type_with_the_default_read_only_scope_is_warned(variant) -> None:
+    def read_only(config: dict[str, Any]) -> None:
+        node_config = config["available_node_types"]["gpu-1x-a100"]["node_config"]
+        node_config["serviceAccounts"] = [
+            {
+                "email": "resnetctl-worker@p.iam.gserviceaccount.com",
+                "scopes": ["https://www.googleapis.com/auth/devstorage.read_only"],
+            }
+        ]
+        del config["available_node_types"]["cpu-16"]["node_config"]["serviceAccounts"]
+
+    warnings = access_warnings(variant("gcp", read_only))
+    assert [w.split(": ")[1] for w in warnings] == [
+        "available_node_types.gpu-1x-a100.node_config",
+        "available_node_types.cpu-16.node_config",
+    ]
+
+
+def test_a_kuberay_group_without_keys_or_identity_is_warned(variant) -> None:
+    def drop_secret(config: dict[str, Any]) -> None:
+        pod = config["spec"]["workerGroupSpecs"][2]["template"]["spec"]
+        del pod["containers"][0]["envFrom"]
+
+    (warning,) = access_warnings(variant("kuberay", drop_secret))
+    assert ": spec.workerGroupSpecs[2].template.spec.containers[0]: no envFrom Secret" in warning
+
+    def workload_identity(config: dict[str, Any]) -> None:
+        drop_secret(config)
+        config["spec"]["workerGroupSpecs"][2]["template"]["spec"]["serviceAccountName"] = "rn"
+
+    assert access_warnings(variant("kuberay", workload_identity)) == []
+
+
+def test_a_local_storage_path_asks_for_no_bucket_access(variant) -> None:
+    def shared_path(config: dict[str, Any]) -> None:
+        config["docker"]["run_options"][1] = "--env RESNETCTL_STORAGE=/mnt/nfs/runs"
+        for node in config["available_node_types"].values():
+            node["node_config"].pop("IamInstanceProfile")
+
+    assert access_warnings(variant("aws", shared_path)) == []

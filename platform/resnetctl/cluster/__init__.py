@@ -8,7 +8,7 @@
   missing cloud SDK, CLI or credential.
 
 Modules by stage, each importing only those before it: `config` (the shared types), `parse`
-(YAML with lines, then `launcher_config` or `kuberay` and `placeholders`), `place`
+(YAML with lines, then `launcher_config` or `kuberay`, `bucket` and `placeholders`), `place`
 (placement), `check` (a file and its jobs); `launcher` runs the commands.
 """
 

@@ -1,6 +1,7 @@
 """Read a cluster config file: the YAML with the line of every key (the reader job specs use,
 `resnetctl.spec.yaml_lines`), then the checks and reduction of its kind, a Ray cluster-launcher
-config (`launcher_config`) or a KubeRay `RayCluster` (`kuberay`), and its unfilled placeholders.
+config (`launcher_config`) or a KubeRay `RayCluster` (`kuberay`), the nodes' access to the
+bucket it names (`bucket`), and its unfilled placeholders.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from resnetctl.cluster.bucket import bucket_access_issues
 from resnetctl.cluster.config import (
     ClusterConfig,
     ClusterConfigError,
@@ -37,6 +39,8 @@ def parse_config(path: str | os.PathLike[str]) -> ConfigReport:
         config, issues = parse_raycluster(file, raw, lines)
     else:
         config, issues = parse_launcher(file, raw, lines)
+    if config is not None:
+        issues.extend(bucket_access_issues(str(file), raw, lines, config.provider))
     issues.extend(placeholder_issues(str(file), raw, lines))
     return ConfigReport(file, config, issues)
 
