@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from resnetctl.cluster import check_config, load_config
-from resnetctl.cluster.config import ClusterConfigError, ray_schema_issues
+from resnetctl.cluster.config import ClusterConfigError
+from resnetctl.cluster.launcher_config import ray_schema_issues
 from tests.cluster.conftest import CLUSTER, CONFIGS
 from tests.conftest import JOBS
 

@@ -4,45 +4,14 @@ the real ones would call a metadata server, and `ray` itself is replaced by a st
 
 from __future__ import annotations
 
-import json
-import stat
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
 from resnetctl.cluster import launcher, load_config
 from resnetctl.cluster.launcher import LauncherError
-from tests.cluster.conftest import CLUSTER
-
-
-def stub(tmp_path: Path, name: str, body: str) -> Path:
-    """An executable that records its argv as JSON in `<name>.argv`, then runs `body`."""
-    path = tmp_path / name
-    record = tmp_path / f"{name}.argv"
-    path.write_text(
-        f"#!{sys.executable}\nimport json, sys\n"
-        f"with open({str(record)!r}, 'a') as f: f.write(json.dumps(sys.argv[1:]) + '\\n')\n"
-        f"{body}\n"
-    )
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    return path
-
-
-def calls(tmp_path: Path, name: str) -> list[list[str]]:
-    record = tmp_path / f"{name}.argv"
-    return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
-
-
-@pytest.fixture
-def fake_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    def make(body: str = "sys.exit(0)") -> Path:
-        path = stub(tmp_path, "ray", body)
-        monkeypatch.setattr(launcher, "ray_executable", lambda: str(path))
-        return path
-
-    return make
+from tests.cluster.conftest import CLUSTER, calls, stub
 
 
 def test_dry_run_prints_the_launcher_commands(cli, fake_ray) -> None:
@@ -99,12 +68,15 @@ def test_up_without_yes_refuses_when_nobody_can_answer(cli, fake_ray, tmp_path, 
 
 def test_up_refuses_placeholders(cli, fake_ray, tmp_path) -> None:
     fake_ray()
-    outcome = cli("up", str(CLUSTER / "aws.yaml"), "--yes")
+    path = CLUSTER / "aws.yaml"
+    outcome = cli("up", str(path), "--yes")
     assert outcome.code == 2
+    ami = [n for n, text in enumerate(path.read_text().splitlines(), 1) if "ami-REPLACE" in text]
     assert (
-        "still has placeholders to fill in: available_node_types.head.node_config.ImageId"
-        in outcome.stderr
-    )
+        f"  {path}:{ami[0]}: available_node_types.head.node_config.ImageId: still a placeholder "
+        f"(ami-REPLACE-WITH-DLAMI-FOR-YOUR-REGION) (also at lines {', '.join(map(str, ami[1:]))}"
+        "): put the Deep Learning Base GPU AMI id of your region"
+    ) in outcome.stderr
     assert calls(tmp_path, "ray") == []
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from resnetctl.cluster.config import ClusterConfigError, read_yaml
+from resnetctl.cluster.config import ClusterConfigError
+from resnetctl.cluster.parse import read_yaml
 from resnetctl.spec import SpecError, load_spec
 from resnetctl.spec.loader import load_spec_text
 from tests.spec.test_loader import GOOD, issues, write

@@ -6,22 +6,26 @@
   nodes a job needs, whether the config can supply them, and why not.
 - `launcher`: `ray up/down/status` (or `kubectl`) as argument lists, with a clear error for a
   missing cloud SDK, CLI or credential.
+
+Modules by stage, each importing only those before it: `config` (the shared types), `parse`
+(YAML with lines, then `launcher_config` or `kuberay`, `bucket` and `placeholders`), `place`
+(placement), `check` (a file and its jobs); `launcher` runs the commands.
 """
 
-from resnetctl.cluster.capacity import (
-    Allocation,
-    PlacementPlan,
-    format_placement,
-    plan_placement,
-)
+from resnetctl.cluster.check import check_config
 from resnetctl.cluster.config import (
     ClusterConfig,
     ClusterConfigError,
     ConfigIssue,
     ConfigReport,
     NodeType,
-    check_config,
-    load_config,
+)
+from resnetctl.cluster.parse import load_config
+from resnetctl.cluster.place import (
+    Allocation,
+    PlacementPlan,
+    format_placement,
+    plan_placement,
 )
 
 __all__ = [

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ WORKER_FIELDS = (
     "suspend",
     "template",
 )
+# Adds one issue: the field's path, the message and (by default) "error".
+Add = Callable[..., None]
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^([0-9.]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 
@@ -77,6 +80,30 @@ def parse_raycluster(
     def add(path: FieldPath, message: str, severity: Severity = "error") -> None:
         issues.append(issue_at(name, lines, path, message, severity))
 
+    cluster_name = _manifest_checks(raw, add)
+    spec = raw.get("spec")
+    if not isinstance(spec, dict):
+        add(("spec",), "missing: a RayCluster needs a spec")
+        return None, issues
+    _spec_checks(spec, add)
+    types = [*_head_type(spec, add), *_worker_types(spec, add)]
+    idle = (spec.get("autoscalerOptions") or {}).get("idleTimeoutSeconds")
+    config = ClusterConfig(
+        path=file,
+        kind="kuberay",
+        name=cluster_name,
+        provider="kuberay",
+        node_types=tuple(types),
+        max_workers=None,
+        idle_timeout_s=float(idle) if isinstance(idle, int) else 60.0,
+        raw=raw,
+        lines=lines,
+    )
+    return config, issues
+
+
+def _manifest_checks(raw: dict[str, Any], add: Add) -> str:
+    """Check the manifest's apiVersion, kind and name; returns the cluster's name."""
     if raw.get("apiVersion") != API_VERSION:
         add(("apiVersion",), f"{raw.get('apiVersion')!r}: KubeRay 1.x serves {API_VERSION}")
     if raw.get("kind") != "RayCluster":
@@ -88,10 +115,11 @@ def parse_raycluster(
             f"{cluster_name!r} is not a valid Kubernetes name "
             "(lower-case letters, digits and '-', at most 63)",
         )
-    spec = raw.get("spec")
-    if not isinstance(spec, dict):
-        add(("spec",), "missing: a RayCluster needs a spec")
-        return None, issues
+    return cluster_name
+
+
+def _spec_checks(spec: dict[str, Any], add: Add) -> None:
+    """The cluster-wide fields of the spec: autoscaling, Ray version, token auth."""
     _unknown_keys(spec, SPEC_FIELDS, ("spec",), add)
     if spec.get("enableInTreeAutoscaling") is not True:
         add(
@@ -121,29 +149,41 @@ def parse_raycluster(
             "warning",
         )
 
-    types: list[NodeType] = []
+
+def _head_type(spec: dict[str, Any], add: Add) -> list[NodeType]:
+    """The head group as a node type (none if the manifest has no head group)."""
     head = spec.get("headGroupSpec")
     if not isinstance(head, dict):
         add(("spec", "headGroupSpec"), "missing: a RayCluster needs a head group")
-    else:
-        _unknown_keys(head, HEAD_FIELDS, ("spec", "headGroupSpec"), add)
-        service = head.get("serviceType", "ClusterIP")
-        if service != "ClusterIP" or head.get("enableIngress"):
-            add(
-                ("spec", "headGroupSpec", "serviceType"),
-                f"{service}"
-                f"{' with an Ingress' if head.get('enableIngress') else ''} exposes the "
-                "dashboard and Jobs API outside the cluster; keep ClusterIP and use "
-                "`kubectl port-forward`",
-                "warning",
-            )
-        cpus, gpus = _group_resources(head, ("spec", "headGroupSpec"), add)
-        types.append(NodeType("head", cpus, gpus, 0, 0, head=True, path=("spec", "headGroupSpec")))
+        return []
+    _unknown_keys(head, HEAD_FIELDS, ("spec", "headGroupSpec"), add)
+    service = head.get("serviceType", "ClusterIP")
+    if service != "ClusterIP" or head.get("enableIngress"):
+        add(
+            ("spec", "headGroupSpec", "serviceType"),
+            f"{service}"
+            f"{' with an Ingress' if head.get('enableIngress') else ''} exposes the "
+            "dashboard and Jobs API outside the cluster; keep ClusterIP and use "
+            "`kubectl port-forward`",
+            "warning",
+        )
+    cpus, gpus = _group_resources(head, ("spec", "headGroupSpec"), add)
+    return [NodeType("head", cpus, gpus, 0, 0, head=True, path=("spec", "headGroupSpec"))]
 
+
+def _worker_types(spec: dict[str, Any], add: Add) -> list[NodeType]:
+    """One node type per worker group, checking names, replica bounds and idle GPU pods."""
     groups = spec.get("workerGroupSpecs") or []
     if not isinstance(groups, list):
         add(("spec", "workerGroupSpecs"), "must be a list of worker groups")
         groups = []
+    if not groups:
+        add(
+            ("spec", "workerGroupSpecs"),
+            "no worker groups: jobs can only run on the head",
+            "warning",
+        )
+    types: list[NodeType] = []
     seen: set[str] = set()
     for index, group in enumerate(groups):
         path: FieldPath = ("spec", "workerGroupSpecs", index)
@@ -157,20 +197,10 @@ def parse_raycluster(
         elif group_name in seen:
             add((*path, "groupName"), f"{group_name!r} is used by another worker group")
         seen.add(group_name)
-        low, high = group.get("minReplicas", 0), group.get("maxReplicas", 2**31 - 1)
-        for key, value in (("minReplicas", low), ("maxReplicas", high)):
-            if not isinstance(value, int) or value < 0:
-                add((*path, key), f"{value!r} must be a whole number >= 0")
-        if not isinstance(low, int) or not isinstance(high, int):
+        bounds = _replica_bounds(group, path, add)
+        if bounds is None:
             continue
-        if low > high:
-            add((*path, "minReplicas"), f"{low} is more than maxReplicas {high}")
-        replicas = group.get("replicas", low)
-        if isinstance(replicas, int) and not low <= replicas <= high:
-            add(
-                (*path, "replicas"),
-                f"{replicas} is outside [minReplicas {low}, maxReplicas {high}]",
-            )
+        low, high = bounds
         hosts = group.get("numOfHosts", 1)
         cpus, gpus = _group_resources(group, path, add)
         if gpus and low > 0:
@@ -184,28 +214,29 @@ def parse_raycluster(
                 group_name or f"group-{index}", cpus, gpus, low * hosts, high * hosts, path=path
             )
         )
-    if not groups:
+    return types
+
+
+def _replica_bounds(group: dict[str, Any], path: FieldPath, add: Add) -> tuple[int, int] | None:
+    """A group's (minReplicas, maxReplicas), checked; None if either is not a whole number."""
+    low, high = group.get("minReplicas", 0), group.get("maxReplicas", 2**31 - 1)
+    for key, value in (("minReplicas", low), ("maxReplicas", high)):
+        if not isinstance(value, int) or value < 0:
+            add((*path, key), f"{value!r} must be a whole number >= 0")
+    if not isinstance(low, int) or not isinstance(high, int):
+        return None
+    if low > high:
+        add((*path, "minReplicas"), f"{low} is more than maxReplicas {high}")
+    replicas = group.get("replicas", low)
+    if isinstance(replicas, int) and not low <= replicas <= high:
         add(
-            ("spec", "workerGroupSpecs"),
-            "no worker groups: jobs can only run on the head",
-            "warning",
+            (*path, "replicas"),
+            f"{replicas} is outside [minReplicas {low}, maxReplicas {high}]",
         )
-
-    config = ClusterConfig(
-        path=file,
-        kind="kuberay",
-        name=cluster_name,
-        provider="kuberay",
-        node_types=tuple(types),
-        max_workers=None,
-        idle_timeout_s=float(idle) if isinstance(idle, int) else 60.0,
-        raw=raw,
-        lines=lines,
-    )
-    return config, issues
+    return low, high
 
 
-def _group_resources(group: dict[str, Any], path: FieldPath, add: Any) -> tuple[float, float]:
+def _group_resources(group: dict[str, Any], path: FieldPath, add: Add) -> tuple[float, float]:
     """The Ray CPUs and GPUs of one pod of a group, checking the pod against rayStartParams."""
     params = group.get("rayStartParams")
     params_path = (*path, "rayStartParams")
@@ -282,7 +313,7 @@ def _group_resources(group: dict[str, Any], path: FieldPath, add: Any) -> tuple[
 
 
 def _param(
-    params: dict[str, Any], key: str, default: float | None, path: FieldPath, add: Any
+    params: dict[str, Any], key: str, default: float | None, path: FieldPath, add: Add
 ) -> float:
     if key not in params:
         # KubeRay passes whole CPUs to `ray start`: a 500m limit gives 1 CPU, 2500m gives 3.
@@ -324,7 +355,7 @@ def _quantity(value: Any) -> float | None:
 
 
 def _unknown_keys(
-    mapping: dict[str, Any], known: tuple[str, ...], path: FieldPath, add: Any
+    mapping: dict[str, Any], known: tuple[str, ...], path: FieldPath, add: Add
 ) -> None:
     for key in mapping:
         if key in known:

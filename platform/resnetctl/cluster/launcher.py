@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from resnetctl.cluster.config import ClusterConfig, dotted, placeholders
+from resnetctl.cluster.config import ClusterConfig
+from resnetctl.cluster.placeholders import unfilled
 
 # What Ray's node providers import on the machine that runs `ray up` (Ray does not depend on
 # them); the pip package to install for each.
@@ -193,12 +195,9 @@ def _check_gcp_credentials(env: Mapping[str, str]) -> None:
 
 
 def _check_placeholders(config: ClusterConfig) -> None:
-    fields = [dotted(p) for p in placeholders(config.raw)]
-    if fields:
-        raise LauncherError(
-            f"{config.path} still has placeholders to fill in: "
-            f"{', '.join(fields)} (the comments there say what to put)"
-        )
+    message = unfilled(config)
+    if message:
+        raise LauncherError(message)
 
 
 def _check_file_mounts(config: ClusterConfig) -> None:
@@ -216,8 +215,6 @@ def _check_file_mounts(config: ClusterConfig) -> None:
 
 
 def _quote(arg: str) -> str:
-    import shlex
-
     return shlex.quote(arg)
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from resnetctl.spec.errors import SpecError, SpecIssue
 from resnetctl.spec.job import JobSpec
-from resnetctl.spec.yaml_lines import duplicate_keys, record_lines
+from resnetctl.spec.yaml_lines import YamlSyntaxError, read_document
 
 Path_ = tuple[str | int, ...]
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -93,19 +93,15 @@ def load_spec_text(
     """Like `load_spec`, from text already read; `name` is used in messages."""
     source = _Source(name)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError.single(where, f"YAML syntax error: {problem}") from None
-    if data is None:
-        data = {}
+        document = read_document(text)
+    except YamlSyntaxError as exc:
+        where = f"{name}:{exc.line}:{exc.column}" if exc.line else name
+        raise SpecError.single(where, f"YAML syntax error: {exc.problem}") from None
+    data = {} if document.data is None else document.data
     if not isinstance(data, dict):
         raise SpecError.single(f"{name}:1", "the spec must be a mapping of sections")
-    source.lines = record_lines(node)
-    twice = duplicate_keys(node)
+    source.lines = document.lines
+    twice = document.duplicates
     if twice:
         raise SpecError(
             [

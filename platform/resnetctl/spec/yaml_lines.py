@@ -1,4 +1,5 @@
-"""Where each key of a YAML document is written, and keys written twice.
+"""Read a YAML document with where each key of it is written, and keys written twice: the one
+reader of job specs and cluster configs alike.
 
 PyYAML's loaders keep the last of two equal keys in a mapping without a word, so a value the
 author fixed further down silently loses to, or wins over, an older one. The node tree from
@@ -8,6 +9,7 @@ author fixed further down silently loses to, or wins over, an older one. The nod
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import yaml
 
@@ -24,6 +26,43 @@ class DuplicateKey:
     path: FieldPath
     first_line: int
     line: int
+
+
+@dataclass(frozen=True)
+class YamlDocument:
+    """A parsed document: its data (as `yaml.safe_load` gives it), the line of every key and
+    list item, and the keys given twice."""
+
+    data: Any
+    lines: dict[FieldPath, int]
+    duplicates: list[DuplicateKey]
+
+
+class YamlSyntaxError(ValueError):
+    """Text that is not YAML: what is wrong, and where (1-based) when PyYAML knows."""
+
+    def __init__(self, problem: str, line: int | None, column: int | None) -> None:
+        self.problem, self.line, self.column = problem, line, column
+        super().__init__(problem)
+
+
+def read_document(text: str) -> YamlDocument:
+    """Parse `text` once (safe loader) into its data, key lines and duplicate keys.
+
+    Raises `YamlSyntaxError` for text that is not a single YAML document.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        raise YamlSyntaxError(problem, line, column) from None
+    finally:
+        loader.dispose()
+    return YamlDocument(data, record_lines(node), duplicate_keys(node))
 
 
 def record_lines(node: yaml.Node | None, path: FieldPath = ()) -> dict[FieldPath, int]:

@@ -15,15 +15,13 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from resnetctl.cluster.config import (
-    ClusterConfig,
-    ConfigIssue,
-    NodeType,
-    fmt_number,
-    load_config,
-)
-from resnetctl.spec import JobSpec
+from resnetctl.cluster.config import ClusterConfig, ConfigIssue, NodeType, fmt_number
+from resnetctl.cluster.parse import load_config
+
+if TYPE_CHECKING:
+    from resnetctl.spec import JobSpec
 
 
 @dataclass(frozen=True)
@@ -88,95 +86,124 @@ def plan_placement(spec: JobSpec, config: ClusterConfig | str | os.PathLike[str]
     if not isinstance(config, ClusterConfig):
         config = load_config(config)
     res = spec.resources
-    need_cpu = float(res.cpus_per_worker)
-    need_gpu = float(res.gpus_per_worker) if res.use_gpu else 0.0
-    bundle = {"CPU": need_cpu, **({"GPU": need_gpu} if need_gpu else {})}
-    total = res.workers
-    shape = _bundle_text(bundle)
-    base = dict(
+    need = _Need(
+        cpu=float(res.cpus_per_worker),
+        gpu=float(res.gpus_per_worker) if res.use_gpu else 0.0,
+        workers=res.workers,
+    )
+    base: dict[str, Any] = dict(
         job=spec.name,
         config=str(config.path),
         cluster=config.name,
-        workers=total,
-        worker_resources=bundle,
+        workers=need.workers,
+        worker_resources=need.bundle,
         idle_timeout_s=config.idle_timeout_s,
     )
-
     # Per type: workers one node holds and how many nodes the autoscaler may start.
-    capacity: dict[str, int] = {}
-    limits: dict[str, int] = {}
-    candidates: dict[str, str] = {}
-    for node_type in config.node_types:
-        per_node = _workers_per_node(node_type, need_cpu, need_gpu)
-        capacity[node_type.name] = per_node
-        limits[node_type.name] = _node_limit(config, node_type)
-        if per_node:
-            candidates[node_type.name] = (
-                f"{per_node} per node, up to {limits[node_type.name]} node(s)"
-            )
-        else:
-            candidates[node_type.name] = _why_not(node_type, need_cpu, need_gpu)
-
+    capacity = {t.name: _workers_per_node(t, need.cpu, need.gpu) for t in config.node_types}
+    limits = {t.name: _node_limit(config, t) for t in config.node_types}
+    base["candidates"] = {
+        t.name: (
+            f"{capacity[t.name]} per node, up to {limits[t.name]} node(s)"
+            if capacity[t.name]
+            else _why_not(t, need.cpu, need.gpu)
+        )
+        for t in config.node_types
+    }
     head = config.head
     head_slots = capacity.get(head.name, 0) if head else 0
     head_alloc = (
-        [Allocation(head.name, 0, head_slots, min(head_slots, total), head.describe(), True)]
+        [Allocation(head.name, 0, head_slots, min(head_slots, need.workers), head.describe(), True)]
         if head and head_slots
         else []
     )
-    remaining = max(0, total - head_slots)
-    usable = [
-        t
-        for t in config.workers
-        if capacity[t.name] and limits[t.name] > 0 and (need_gpu or not t.gpus)
-    ]
-    if not need_gpu and not usable:
-        # A CPU job may borrow GPU machines, but only when nothing cheaper exists.
-        usable = [t for t in config.workers if capacity[t.name] and limits[t.name] > 0]
-    notes: list[str] = []
+    remaining = max(0, need.workers - head_slots)
     if remaining == 0:
         return PlacementPlan(
             **base,
             fits=True,
             allocations=tuple(head_alloc),
             notes=("the head node holds every worker",),
-            candidates=candidates,
         )
+    usable = [
+        t
+        for t in config.workers
+        if capacity[t.name] and limits[t.name] > 0 and (need.gpu or not t.gpus)
+    ]
+    if not need.gpu and not usable:
+        # A CPU job may borrow GPU machines, but only when nothing cheaper exists.
+        usable = [t for t in config.workers if capacity[t.name] and limits[t.name] > 0]
+    placing = _Placing(config, spec, need, capacity, limits, usable, head_alloc, remaining, base)
+    return _single_type_plan(placing) or _mixed_plan(placing)
 
+
+@dataclass(frozen=True)
+class _Need:
+    """What the job asks for: per-worker CPUs and GPUs, and how many workers."""
+
+    cpu: float
+    gpu: float
+    workers: int
+
+    @property
+    def bundle(self) -> dict[str, float]:
+        return {"CPU": self.cpu, **({"GPU": self.gpu} if self.gpu else {})}
+
+
+@dataclass(frozen=True)
+class _Placing:
+    """A placement under way: the job, what each node type holds and may start, what the head
+    took, and the fields every plan of this job shares (`base`)."""
+
+    config: ClusterConfig
+    spec: JobSpec
+    need: _Need
+    capacity: dict[str, int]
+    limits: dict[str, int]
+    usable: list[NodeType]
+    head_alloc: list[Allocation]
+    remaining: int
+    base: dict[str, Any]
+
+
+def _single_type_plan(p: _Placing) -> PlacementPlan | None:
+    """The plan on one node type, the one that wastes the fewest GPUs, then needs the fewest
+    nodes; None when no single type can hold the workers the head does not."""
     single = []
-    for node_type in usable:
-        nodes = math.ceil(remaining / capacity[node_type.name])
-        if nodes <= limits[node_type.name]:
-            wasted_gpus = nodes * node_type.gpus - remaining * need_gpu
+    for node_type in p.usable:
+        nodes = math.ceil(p.remaining / p.capacity[node_type.name])
+        if nodes <= p.limits[node_type.name]:
+            wasted_gpus = nodes * node_type.gpus - p.remaining * p.need.gpu
             single.append((wasted_gpus, nodes, node_type))
-    if single:
-        _, nodes, best = min(single, key=lambda item: (item[0], item[1]))
-        per_node = capacity[best.name]
-        alloc = Allocation(best.name, nodes, per_node, remaining, best.describe())
-        if best.min_workers:
-            running = min(nodes, best.min_workers)
-            notes.append(f"{running} of the {best.name} nodes run all the time (min_workers)")
-        if best.gpus and not need_gpu:
-            notes.append(f"{best.name} has GPUs that this CPU job leaves idle")
-        spare = nodes * per_node - remaining
-        if spare:
-            notes.append(f"room for {spare} more worker(s) on the last {best.name} node")
-        return PlacementPlan(
-            **base,
-            fits=True,
-            allocations=(*head_alloc, alloc),
-            notes=tuple(notes),
-            candidates=candidates,
-        )
+    if not single:
+        return None
+    _, nodes, best = min(single, key=lambda item: (item[0], item[1]))
+    per_node = p.capacity[best.name]
+    alloc = Allocation(best.name, nodes, per_node, p.remaining, best.describe())
+    notes = []
+    if best.min_workers:
+        running = min(nodes, best.min_workers)
+        notes.append(f"{running} of the {best.name} nodes run all the time (min_workers)")
+    if best.gpus and not p.need.gpu:
+        notes.append(f"{best.name} has GPUs that this CPU job leaves idle")
+    spare = nodes * per_node - p.remaining
+    if spare:
+        notes.append(f"room for {spare} more worker(s) on the last {best.name} node")
+    return PlacementPlan(
+        **p.base, fits=True, allocations=(*p.head_alloc, alloc), notes=tuple(notes)
+    )
 
-    # No single type suffices: fill the roomiest types first, within the cluster-wide cap.
-    allocations = list(head_alloc)
-    left, budget = remaining, _global_budget(config)
-    for node_type in sorted(usable, key=lambda t: -capacity[t.name]):
+
+def _mixed_plan(p: _Placing) -> PlacementPlan:
+    """No single type suffices: fill the roomiest types first, within the cluster-wide cap;
+    if even that falls short, the plan says why."""
+    allocations = list(p.head_alloc)
+    left, budget = p.remaining, _global_budget(p.config)
+    for node_type in sorted(p.usable, key=lambda t: -p.capacity[t.name]):
         if left <= 0 or budget <= 0:
             break
-        per_node = capacity[node_type.name]
-        nodes = min(math.ceil(left / per_node), limits[node_type.name], budget)
+        per_node = p.capacity[node_type.name]
+        nodes = min(math.ceil(left / per_node), p.limits[node_type.name], budget)
         if nodes <= 0:
             continue
         placed = min(left, nodes * per_node)
@@ -186,24 +213,11 @@ def plan_placement(spec: JobSpec, config: ClusterConfig | str | os.PathLike[str]
         left -= placed
         budget -= nodes
     if left <= 0:
-        notes.append("needs several node types: the autoscaler starts each as bundles demand")
-        return PlacementPlan(
-            **base,
-            fits=True,
-            allocations=tuple(allocations),
-            notes=tuple(notes),
-            candidates=candidates,
-        )
-
-    problems = _problems(
-        config, spec, shape, total, remaining, capacity, limits, usable, need_gpu, total - left
-    )
+        note = "needs several node types: the autoscaler starts each as bundles demand"
+        return PlacementPlan(**p.base, fits=True, allocations=tuple(allocations), notes=(note,))
+    problems = _problems(p, p.need.workers - left)
     return PlacementPlan(
-        **base,
-        fits=False,
-        allocations=tuple(allocations),
-        problems=tuple(problems),
-        candidates=candidates,
+        **p.base, fits=False, allocations=tuple(allocations), problems=tuple(problems)
     )
 
 
@@ -284,18 +298,11 @@ def _why_not(node_type: NodeType, cpus: float, gpus: float) -> str:
     return "cannot hold a worker"
 
 
-def _problems(
-    config: ClusterConfig,
-    spec: JobSpec,
-    shape: str,
-    total: int,
-    remaining: int,
-    capacity: dict[str, int],
-    limits: dict[str, int],
-    usable: list[NodeType],
-    need_gpu: float,
-    placed: int,
-) -> list[ConfigIssue]:
+def _problems(p: _Placing, placed: int) -> list[ConfigIssue]:
+    """Why the job does not fit: no type holds a worker, or which limit stops it."""
+    config, spec, capacity, limits, usable = p.config, p.spec, p.capacity, p.limits, p.usable
+    need_gpu, total, remaining = p.need.gpu, p.need.workers, p.remaining
+    shape = _bundle_text(p.need.bundle)
     job = spec.name
     holders = [t for t in config.workers if capacity[t.name]]
     if not holders:
