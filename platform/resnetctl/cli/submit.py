@@ -66,8 +66,9 @@ def submit(
         typer.Option(
             "--storage",
             help="Where run records and checkpoints go: a path or a bucket URI "
-            "(s3://bucket/runs). Default: $RESNETCTL_STORAGE, else .resnetctl/runs "
-            "(~/resnetctl/runs on a cluster). Multi-node clusters need a bucket or shared path.",
+            "(s3://bucket/runs). Default: $RESNETCTL_STORAGE, else .resnetctl/runs; with "
+            "--address the cluster nodes' $RESNETCTL_STORAGE, else ~/resnetctl/runs there. "
+            "Multi-node clusters need a bucket or shared path.",
         ),
     ] = None,
     smoke: Annotated[

@@ -25,8 +25,23 @@ from resnetctl.tracking.store import is_local_store, resolve_tracking_uri
 JOB_FILE = "job.yaml"
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 # Default checkpoint storage on the cluster; multi-node clusters need a bucket or a path every
-# node shares (NFS): pass --storage.
+# node shares (NFS): pass --storage, or give the nodes RESNETCTL_STORAGE (cluster/*.yaml do).
 REMOTE_STORAGE = CLUSTER_DEFAULT_STORAGE
+_DRIVER_COMMAND = f"python -m resnetctl submit {JOB_FILE} --json"
+
+
+def entrypoint(storage: str | None) -> tuple[str, dict[str, str]]:
+    """The Ray job's shell command and the environment variables it needs for `storage`.
+
+    `--storage` wins. Without it, the storage the cluster's nodes name in their own environment
+    (the bucket a cluster config sets once) wins over the cluster default: the job's shell
+    (Ray Jobs runs an entrypoint with `sh -c`) fills in the default only where the variable is
+    unset, so the client's environment never hides the cluster's choice.
+    """
+    if storage:
+        return _DRIVER_COMMAND, {"RESNETCTL_STORAGE": storage}
+    default = REMOTE_STORAGE.replace("~", "$HOME", 1)
+    return f'RESNETCTL_STORAGE="${{RESNETCTL_STORAGE:-{default}}}" {_DRIVER_COMMAND}', {}
 
 
 class RemoteError(RuntimeError):
@@ -114,21 +129,17 @@ def submit(
     resolved.tracking.uri = uri
     package = Path(__file__).resolve().parents[1]
     # The job's working directory is deleted with the job: checkpoints must live elsewhere.
-    env_vars = {
-        "RESNETCTL_RUN_NAME": submission_id,
-        "RESNETCTL_STORAGE": storage or REMOTE_STORAGE,
-        "PYTHONUNBUFFERED": "1",
-    }
+    command, env_vars = entrypoint(storage)
+    env_vars.update({"RESNETCTL_RUN_NAME": submission_id, "PYTHONUNBUFFERED": "1"})
     for name in ("RESNETCTL_CACHE", "RAY_AUTH_MODE"):
         if name in os.environ:
             env_vars[name] = os.environ[name]
     # `checkpoint.resume_from` travels inside the spec, so --resume needs nothing here.
-    command = ["python", "-m", "resnetctl", "submit", JOB_FILE, "--json"]
     with tempfile.TemporaryDirectory(prefix="resnetctl-job-") as workdir:
         (Path(workdir) / JOB_FILE).write_text(dump_spec(resolved), encoding="utf-8")
         try:
             return jobs.submit_job(
-                entrypoint=" ".join(command),
+                entrypoint=command,
                 submission_id=submission_id,
                 runtime_env={
                     "working_dir": workdir,
