@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -172,3 +173,23 @@ def test_a_multi_node_job_with_local_storage_is_warned(cli) -> None:
     # One node (the head or one machine) needs no shared storage.
     one = cli("plan", str(JOBS / "r50.yaml"), str(CLUSTER / "aws.yaml"), "--storage", "/x")
     assert one.code == 0 and "warning" not in one.stderr
+
+
+def test_without_storage_a_job_is_checked_against_the_nodes_bucket(cli, tmp_path: Path) -> None:
+    import yaml
+
+    # A job submitted without --storage keeps its runs where the nodes' RESNETCTL_STORAGE says.
+    args = (str(JOBS / "quickstart.yaml"), str(CLUSTER / "local.yaml"))
+    assert "places its workers on 2 nodes" in cli("plan", *args).stderr  # ~/resnetctl/runs
+    config = yaml.safe_load((CLUSTER / "local.yaml").read_text())
+    config.setdefault("docker", {})["run_options"] = ["--env RESNETCTL_STORAGE=s3://team/runs"]
+    with_bucket = tmp_path / "local.yaml"
+    with_bucket.write_text(yaml.safe_dump(config))
+    planned = cli("plan", args[0], str(with_bucket), "--json")
+    assert planned.code == 0, planned.stderr
+    assert json.loads(planned.stdout)["storage_warnings"] == []
+    # --storage still wins over the nodes'.
+    assert (
+        "places its workers on 2 nodes"
+        in cli("plan", args[0], str(with_bucket), "--storage", "/x").stderr
+    )

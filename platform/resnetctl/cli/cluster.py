@@ -3,7 +3,6 @@ Ray's cluster launcher (or kubectl for KubeRay) to start, inspect and stop clust
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -101,7 +100,7 @@ def validate(
         plans = []
         if report.config is not None and not report.errors:
             plans = [plan_placement(spec, report.config) for spec in specs]
-        storage_warnings = _storage_warnings(plans, storage)
+        storage_warnings = _storage_warnings(plans, storage, report.config)
         if strict and storage_warnings:
             bad = failed = True
         results.append(
@@ -155,7 +154,7 @@ def plan(
     spec = _load_jobs([job], overrides or [])[0]
     config = _load_config(config_file)
     result = plan_placement(spec, config)
-    storage_warnings = _storage_warnings([result], storage)
+    storage_warnings = _storage_warnings([result], storage, config)
     if json_:
         print_json({**result.as_dict(), "storage_warnings": storage_warnings})
     else:
@@ -201,12 +200,15 @@ def status(config_file: ConfigFile, dry_run: DryRunOption = False) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _storage_warnings(plans: list, storage: str | None) -> list[str]:
+def _storage_warnings(plans: list, storage: str | None, config: ClusterConfig | None) -> list[str]:
     """A warning per job whose workers span several nodes with a local run storage; printed
-    on stderr, so that it is seen before a job dies at its first checkpoint."""
+    on stderr, so that it is seen before a job dies at its first checkpoint. The storage is the
+    one such a job would get: `--storage`, else the nodes' own, else the cluster default."""
+    from resnetctl.cluster.bucket import nodes_storage
     from resnetctl.storage import CLUSTER_DEFAULT_STORAGE, multi_node_storage_warning
 
-    where = storage or os.environ.get("RESNETCTL_STORAGE") or CLUSTER_DEFAULT_STORAGE
+    on_nodes = nodes_storage(config.raw, config.provider) if config is not None else None
+    where = storage or on_nodes or CLUSTER_DEFAULT_STORAGE
     found = [multi_node_storage_warning(p.job, p.hosts, where) for p in plans if p.fits]
     for warning in filter(None, found):
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)

@@ -54,6 +54,13 @@ def bucket_access_issues(
     ]
 
 
+def nodes_storage(raw: dict[str, Any], provider: str) -> str | None:
+    """The run storage a config's nodes name in their `RESNETCTL_STORAGE`, if any: where a job
+    submitted without `--storage` keeps its runs (launch/remote.py)."""
+    found = _kuberay_storage(raw) if provider == "kuberay" else _launcher_storage(raw)
+    return found[1] if found else None
+
+
 def _is_bucket(storage: str) -> bool:
     return storage.split("://", 1)[0] in ("s3", "gs") and "://" in storage
 
