@@ -23,14 +23,11 @@ from typing import Any
 
 from torch import nn
 
+from resnetctl.inference.paths import ModelSourceError, storage_root_here
 from resnetctl.spec import JobSpec
 
 SPEC_ARTIFACT = "spec/resolved.yaml"
 RUN_NAME_TAG = "resnetctl.run_name"
-
-
-class ModelSourceError(ValueError):
-    """MODEL names nothing loadable; the message says what was looked for."""
 
 
 @dataclass
@@ -59,18 +56,6 @@ class LoadedModel:
 # predict need the run's folder on this machine.
 
 
-def _storage_root() -> Path:
-    from resnetctl.storage import storage_root
-
-    root = storage_root()
-    if not root.is_local:
-        raise ModelSourceError(
-            f"the run storage {root} is an object store: pass a checkpoint folder copied from "
-            "it, or a models:/ URI"
-        )
-    return Path(root)
-
-
 def _run_record(folder: Path) -> Any:
     """The `RunRecord` of the run directory holding `folder` (itself or a parent), or None."""
     from resnetctl.storage import RECORD, RunRecord
@@ -88,17 +73,6 @@ def _pick_checkpoint(folder: Path, spec: JobSpec | None) -> Path | None:
     mode = (spec.checkpoint.mode if spec is not None else None) or "min"
     found = best_checkpoint(folder, metric, mode) or latest_checkpoint(folder)
     return Path(found) if found is not None else None
-
-
-def absolute_source(source: str) -> str:
-    """`source` as an absolute path when it is an existing path here or a run name under the
-    storage root, else unchanged: the spec validated on the driver then names the same files
-    in Ray workers, whose working directory and environment differ."""
-    path = Path(source).expanduser()
-    if path.exists():
-        return str(path.resolve())
-    run = _storage_root() / source
-    return str(run.resolve()) if source and run.is_dir() else source
 
 
 # ------------------------------------------------------------------------------------------
@@ -198,7 +172,7 @@ def locate_checkpoint(
     latest) and the run's record (None for a checkpoint outside any run).
 
     Raises ModelSourceError naming what is missing."""
-    storage = storage or _storage_root()
+    storage = storage or storage_root_here()
     path = Path(target).expanduser()
     if _is_checkpoint(path):
         return path.resolve(), _run_record(path.resolve())
@@ -327,7 +301,7 @@ def _classes_of_run_checkpoints(uri: str, run_id: str) -> tuple[str, ...] | None
         name = MlflowClient(uri).get_run(run_id).data.tags.get(RUN_NAME_TAG)
     except MlflowException:
         return None
-    folder = _storage_root() / name if name else None
+    folder = storage_root_here() / name if name else None
     if folder is None or not folder.is_dir():
         return None
     checkpoint = _pick_checkpoint(folder, None)
