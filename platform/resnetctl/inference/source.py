@@ -25,6 +25,7 @@ from torch import nn
 
 from resnetctl.inference.paths import ModelSourceError, storage_root_here
 from resnetctl.spec import JobSpec
+from resnetctl.storage import CHECKPOINT_META, is_checkpoint
 
 SPEC_ARTIFACT = "spec/resolved.yaml"
 RUN_NAME_TAG = "resnetctl.run_name"
@@ -83,12 +84,6 @@ def default_tracking_uri() -> str:
     from resnetctl.tracking.store import default_store_uri
 
     return os.environ.get("MLFLOW_TRACKING_URI") or default_store_uri()
-
-
-def _is_checkpoint(path: Path) -> bool:
-    from resnetctl.train.checkpoint import is_checkpoint
-
-    return is_checkpoint(path)
 
 
 def _spec_of_run(uri: str, run_id: str) -> JobSpec | None:
@@ -174,7 +169,7 @@ def locate_checkpoint(
     Raises ModelSourceError naming what is missing."""
     storage = storage or storage_root_here()
     path = Path(target).expanduser()
-    if _is_checkpoint(path):
+    if is_checkpoint(path):
         return path.resolve(), _run_record(path.resolve())
     folder = path if path.is_dir() else storage / target
     if not folder.is_dir():
@@ -206,16 +201,15 @@ def load_model(
     spec = _spec_of_meta(_read_meta(checkpoint))
     if spec is None and uri and run_id:
         spec = _spec_of_run(uri, run_id)
-    if spec is not None and not _is_checkpoint(Path(target).expanduser()):
+    if spec is not None and not is_checkpoint(Path(target).expanduser()):
         # Ranked again now that the run's own metric is known.
         checkpoint, _ = locate_checkpoint(target, storage, spec)
     return _from_checkpoint(checkpoint, spec, run_id, uri if run_id else None)
 
 
 def _read_meta(checkpoint: Path) -> dict[str, Any]:
-    from resnetctl.train.checkpoint import META_FILE
 
-    meta_file = checkpoint / META_FILE
+    meta_file = checkpoint / CHECKPOINT_META
     return json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
 
 
