@@ -20,6 +20,7 @@ from torch import nn
 
 from resnetctl.spec import JobSpec
 from resnetctl.spec.metrics import EMA_METRICS, EPOCH_METRICS
+from resnetctl.spec.steps import total_steps
 from resnetctl.train.batches import AUTOCAST_DTYPES, Batch, Loader, autocast, to_device
 from resnetctl.train.build import agreed_steps_per_epoch, build_loaders, build_model
 from resnetctl.train.checkpoint import unwrap
@@ -135,7 +136,7 @@ class Runner:
         self.steps_per_epoch = agreed_steps_per_epoch(
             self.train_loader, train.accumulation_steps, self.device
         )
-        self.total_steps = self._total_steps()
+        self.total_steps = total_steps(train, self.steps_per_epoch)
         self.peak_lr = train.scaled_lr(self.placement.world_size)
         self.optimizer = build_optimizer(unwrap(self.model), train.optimizer, self.peak_lr)
         self.schedule: LRSchedule = build_schedule(train, self.peak_lr, self.steps_per_epoch)
@@ -156,10 +157,6 @@ class Runner:
     def class_names(self) -> tuple[str, ...] | None:
         """The class folder names the labels index (None with injected loaders)."""
         return tuple(self._layout.classes) if self._layout is not None else None
-
-    def _total_steps(self) -> int:
-        length, unit = self.spec.train.length
-        return length * self.steps_per_epoch if unit == "epoch" else length
 
     # --------------------------------------------------------------------------- progress
 
