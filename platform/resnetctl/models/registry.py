@@ -110,18 +110,8 @@ def register_model(
     """
     if name in _MODELS:
         raise ValueError(f"model {name!r} is already registered")
-    info = ModelInfo(
-        name=name,
-        family=family,
-        depth=depth,
-        block=block,
-        plain=plain,
-        shortcut=shortcut,
-        input_size=input_size,
-        num_classes=num_classes_default,
-        preact=preact,
-    )
-    add_model(info)
+    facts = (family, depth, block, plain, shortcut, input_size, num_classes_default, preact)
+    add_model(ModelInfo(name, *facts))
     return attach_builder(name, builder, options)
 
 
