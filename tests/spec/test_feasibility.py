@@ -121,6 +121,19 @@ def test_milestones_and_warmup_in_iterations_beyond_an_epoch_run() -> None:
     assert load_spec_text(GOOD, overrides=["train.warmup={length: 31, unit: iteration}"])
 
 
+def test_accumulated_micro_batches_make_one_step_when_checking_the_schedule() -> None:
+    # 128 images, batch 8 over 2 workers in micro-batches of 2: 32 micro-batches per shard,
+    # 16 optimiser steps per epoch as without accumulation, 32 in the 2-epoch run. Counting
+    # micro-batches as steps (64 in the run) put iteration 40 inside it.
+    accumulate = "train.accumulation_steps=2"
+    step = "train.schedule={kind: step, milestones: [10, 40], unit: iteration}"
+    (message,) = refused(GOOD, accumulate, step)
+    assert "milestones [40] (iterations) lie outside the run of 32 iterations" in message
+    assert load_spec_text(
+        GOOD, overrides=[accumulate, "train.warmup={length: 31, unit: iteration}"]
+    )
+
+
 def test_fractional_gpus_for_several_nccl_workers() -> None:
     (message,) = refused(GOOD, "resources.use_gpu=true", "resources.gpus_per_worker=0.5")
     assert "resources.gpus_per_worker 0.5 puts several of the 2 workers on one GPU" in message

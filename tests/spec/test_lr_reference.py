@@ -38,3 +38,21 @@ def test_an_explicit_reference_batch_wins_and_survives_a_round_trip() -> None:
     again = JobSpec.model_validate(spec.model_dump(mode="json"))
     assert again.train.lr_reference_batch == 64
     assert again.train.scaled_lr(2) == pytest.approx(0.2)
+
+
+def test_validation_leaves_the_sections_it_was_given_untouched() -> None:
+    from resnetctl.spec.data import DataSpec
+    from resnetctl.spec.runtime import CheckpointSpec
+    from resnetctl.spec.train import TrainSpec
+
+    data = DataSpec.model_validate({"source": {"kind": "synthetic"}})
+    train = TrainSpec.model_validate({"epochs": 1, "global_batch_size": 128})
+    checkpoint = CheckpointSpec(metric="images_per_second")
+    spec = JobSpec(
+        name="lr", model={"name": "cifar_resnet20"}, data=data, train=train, checkpoint=checkpoint
+    )
+    # The defaults each section takes from another are the spec's, not written into the
+    # objects the caller still holds (one `data` may serve several specs).
+    assert (spec.data.pipeline.kind, spec.train.lr_reference_batch) == ("cifar", 128)
+    assert (data.pipeline, train.lr_reference_batch) == (None, None)
+    assert spec.checkpoint.mode == checkpoint.mode == "max"

@@ -6,14 +6,13 @@ resume with a meta device, and its CUDA test runs where there is a GPU."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
-from resnetctl.train import runner as runner_module
+from resnetctl.train import build as build_module
 from resnetctl.train.checkpoint import load_checkpoint, save_checkpoint
 from resnetctl.train.loop import _load
 from resnetctl.train.metrics import EpochMeter
@@ -85,17 +84,12 @@ def test_the_scaler_state_survives_a_checkpoint(tmp_path: Any) -> None:
     assert restored.scaler.state_dict() == runner.scaler.state_dict()
 
 
-def _fake_runner(spec: Any, placement: Placement) -> Any:
-    return SimpleNamespace(spec=spec, placement=placement, device=placement.device)
-
-
 def test_sync_bn_converts_on_gpu_placements_and_falls_back_on_cpu() -> None:
     spec = job_spec(train={"sync_bn": True}, **GPU)
-    cuda = _fake_runner(spec, Placement(world_size=2, device=torch.device("cuda", 1)))
-    converted = Runner._maybe_sync_bn(cuda, tiny_model())  # type: ignore[arg-type]
+    cuda = Placement(world_size=2, device=torch.device("cuda", 1))
+    converted = build_module.maybe_sync_bn(spec, cuda, tiny_model())
     assert any(isinstance(m, nn.SyncBatchNorm) for m in converted.modules())
-    cpu = _fake_runner(spec, Placement(world_size=2))
-    kept = Runner._maybe_sync_bn(cpu, tiny_model())  # type: ignore[arg-type]
+    kept = build_module.maybe_sync_bn(spec, Placement(world_size=2), tiny_model())
     assert not any(isinstance(m, nn.SyncBatchNorm) for m in kept.modules())
 
 
@@ -127,11 +121,9 @@ def test_ddp_under_nccl_is_given_the_local_gpu_and_gloo_none(
         calls.append(kwargs)
         return model
 
-    monkeypatch.setattr(runner_module, "DistributedDataParallel", fake_ddp)
-    spec = job_spec()
+    monkeypatch.setattr(build_module, "DistributedDataParallel", fake_ddp)
     for device in (torch.device("cuda", 3), torch.device("cpu")):
-        fake = _fake_runner(spec, Placement(world_size=2, device=device))
-        Runner._wrap(fake, tiny_model())  # type: ignore[arg-type]
+        build_module.wrap(Placement(world_size=2, device=device), tiny_model())
     assert [c["device_ids"] for c in calls] == [[3], None]
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from resnetctl.analysis.responses import AnalysisError
 from resnetctl.spec import JobSpec
-from resnetctl.storage import StoragePath, is_uri
+from resnetctl.storage import StoragePath, is_checkpoint, is_uri
 from resnetctl.tune.trainable import SWEEP_TAG, TRIAL_TAG, find_child_run
 
 RUN_RECORD = "resnetctl-run.json"
@@ -69,12 +69,6 @@ class _Found:
     checkpoint: StoragePath | None
     run_id: str | None
     folder: StoragePath | None = None  # a run directory: checkpoints ranked once the spec is read
-
-
-def _is_checkpoint(path: StoragePath) -> bool:
-    from resnetctl.train.checkpoint import STATE_FILE
-
-    return (path / STATE_FILE).is_file()
 
 
 def _read_json(path: StoragePath) -> dict[str, Any] | None:
@@ -127,7 +121,7 @@ def _locate(target: str, storage: StoragePath, uri: str) -> _Found:
         if not candidate.is_dir():
             continue
         run_id = _run_of_folder(candidate, storage, uri) or None
-        if _is_checkpoint(candidate):
+        if is_checkpoint(candidate):
             return _Found(candidate, run_id)
         return _Found(None, run_id, folder=candidate)
     return _Found(None, target)  # not a path: an MLflow run id

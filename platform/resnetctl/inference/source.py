@@ -23,14 +23,12 @@ from typing import Any
 
 from torch import nn
 
+from resnetctl.inference.paths import ModelSourceError, storage_root_here
 from resnetctl.spec import JobSpec
+from resnetctl.storage import CHECKPOINT_META, is_checkpoint
 
 SPEC_ARTIFACT = "spec/resolved.yaml"
 RUN_NAME_TAG = "resnetctl.run_name"
-
-
-class ModelSourceError(ValueError):
-    """MODEL names nothing loadable; the message says what was looked for."""
 
 
 @dataclass
@@ -59,18 +57,6 @@ class LoadedModel:
 # predict need the run's folder on this machine.
 
 
-def _storage_root() -> Path:
-    from resnetctl.storage import storage_root
-
-    root = storage_root()
-    if not root.is_local:
-        raise ModelSourceError(
-            f"the run storage {root} is an object store: pass a checkpoint folder copied from "
-            "it, or a models:/ URI"
-        )
-    return Path(root)
-
-
 def _run_record(folder: Path) -> Any:
     """The `RunRecord` of the run directory holding `folder` (itself or a parent), or None."""
     from resnetctl.storage import RECORD, RunRecord
@@ -90,17 +76,6 @@ def _pick_checkpoint(folder: Path, spec: JobSpec | None) -> Path | None:
     return Path(found) if found is not None else None
 
 
-def absolute_source(source: str) -> str:
-    """`source` as an absolute path when it is an existing path here or a run name under the
-    storage root, else unchanged: the spec validated on the driver then names the same files
-    in Ray workers, whose working directory and environment differ."""
-    path = Path(source).expanduser()
-    if path.exists():
-        return str(path.resolve())
-    run = _storage_root() / source
-    return str(run.resolve()) if source and run.is_dir() else source
-
-
 # ------------------------------------------------------------------------------------------
 
 
@@ -109,12 +84,6 @@ def default_tracking_uri() -> str:
     from resnetctl.tracking.store import default_store_uri
 
     return os.environ.get("MLFLOW_TRACKING_URI") or default_store_uri()
-
-
-def _is_checkpoint(path: Path) -> bool:
-    from resnetctl.train.checkpoint import is_checkpoint
-
-    return is_checkpoint(path)
 
 
 def _spec_of_run(uri: str, run_id: str) -> JobSpec | None:
@@ -198,9 +167,9 @@ def locate_checkpoint(
     latest) and the run's record (None for a checkpoint outside any run).
 
     Raises ModelSourceError naming what is missing."""
-    storage = storage or _storage_root()
+    storage = storage or storage_root_here()
     path = Path(target).expanduser()
-    if _is_checkpoint(path):
+    if is_checkpoint(path):
         return path.resolve(), _run_record(path.resolve())
     folder = path if path.is_dir() else storage / target
     if not folder.is_dir():
@@ -232,16 +201,15 @@ def load_model(
     spec = _spec_of_meta(_read_meta(checkpoint))
     if spec is None and uri and run_id:
         spec = _spec_of_run(uri, run_id)
-    if spec is not None and not _is_checkpoint(Path(target).expanduser()):
+    if spec is not None and not is_checkpoint(Path(target).expanduser()):
         # Ranked again now that the run's own metric is known.
         checkpoint, _ = locate_checkpoint(target, storage, spec)
     return _from_checkpoint(checkpoint, spec, run_id, uri if run_id else None)
 
 
 def _read_meta(checkpoint: Path) -> dict[str, Any]:
-    from resnetctl.train.checkpoint import META_FILE
 
-    meta_file = checkpoint / META_FILE
+    meta_file = checkpoint / CHECKPOINT_META
     return json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
 
 
@@ -327,7 +295,7 @@ def _classes_of_run_checkpoints(uri: str, run_id: str) -> tuple[str, ...] | None
         name = MlflowClient(uri).get_run(run_id).data.tags.get(RUN_NAME_TAG)
     except MlflowException:
         return None
-    folder = _storage_root() / name if name else None
+    folder = storage_root_here() / name if name else None
     if folder is None or not folder.is_dir():
         return None
     checkpoint = _pick_checkpoint(folder, None)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from resnetctl.spec import JobSpec
+from resnetctl.spec.steps import steps_per_epoch, total_steps
+
+__all__ = ["JobPlan", "make_plan", "steps_per_epoch"]
 
 
 @dataclass(frozen=True)
@@ -34,15 +37,6 @@ class JobPlan:
         return asdict(self)
 
 
-def steps_per_epoch(
-    train_images: int, per_worker_batch: int, workers: int, accumulation: int = 1
-) -> int:
-    """Optimiser steps per epoch: every rank runs the same number of full batches of its shard
-    (a rank with an extra step would wait forever in DDP's allreduce), `accumulation` of them
-    per optimiser step."""
-    return max(1, (train_images // workers) // per_worker_batch // accumulation)
-
-
 def make_plan(spec: JobSpec) -> JobPlan:
     """Compute the plan; prepares (and caches) the data set to count its images."""
     import torch
@@ -64,7 +58,7 @@ def make_plan(spec: JobSpec) -> JobPlan:
         layout.train_files, per_worker, workers, spec.train.accumulation_steps
     )
     length, unit = spec.train.length
-    total = length * per_epoch if unit == "epoch" else length
+    total = total_steps(spec.train, per_epoch)
     # Forward is 2 FLOPs per multiply-add; backward costs about twice the forward.
     flops = 3 * 2 * macs * global_batch * total
     return JobPlan(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -21,29 +20,15 @@ from resnetctl.models.blocks import (
     conv1x1,
     conv3x3,
 )
+from resnetctl.models.catalog import (
+    CIFAR_DEPTH_RULE,
+    CIFAR_DEPTHS,
+    PREACT_DEPTHS,
+    PREFIXES,
+    is_cifar_depth,
+)
 from resnetctl.models.imagenet import ResNet
-from resnetctl.models.registry import register_model, register_series
-
-#: The depths of the paper's Table 6.
-CIFAR_DEPTHS: tuple[int, ...] = (20, 32, 44, 56, 110, 1202)
-#: The pre-activation nets of "Identity Mappings": depth -> uses bottleneck blocks.
-PREACT_DEPTHS: dict[int, bool] = {110: False, 164: True, 1001: True}
-
-CIFAR_DEPTH_RULE = (
-    "CIFAR nets have depth 6n+2 (n >= 1): 8, 14, 20, 26, 32, ..., e.g. the paper's "
-    + ", ".join(str(d) for d in CIFAR_DEPTHS)
-)
-PREACT_DEPTH_RULE = (
-    "CIFAR pre-activation ResNets are registered at depths 110 (basic blocks), 164 and 1001 "
-    "(bottlenecks); cifar_preact_resnet(depth, bottleneck=...) builds others"
-)
-
-
-def is_cifar_depth(depth: int) -> bool:
-    """Whether ``depth`` is 6n+2 for some n >= 1: a stem, 3 stages of n two-layer blocks, an fc."""
-    if isinstance(depth, bool) or not isinstance(depth, int):
-        return False
-    return depth >= 8 and (depth - 2) % 6 == 0
+from resnetctl.models.registry import attach_builder, attach_series
 
 
 def cifar_resnet(
@@ -184,45 +169,23 @@ def cifar_preact_resnet(
     )
 
 
-def _cifar_spec(depth: int, *, plain: bool) -> dict[str, Any]:
-    return {
-        "name": f"cifar_{'plain' if plain else 'resnet'}{depth}",
-        "family": "cifar",
-        "depth": depth,
-        "block": "basic",
-        "plain": plain,
-        "shortcut": "none" if plain else "A",
-        "input_size": 32,
-        "num_classes_default": 10,
-        "builder": partial(cifar_resnet, depth, plain=plain),
-        "options": ("num_classes", "in_channels", "zero_init_residual", "norm_layer")
-        + (() if plain else ("shortcut",)),
-    }
+_CIFAR_OPTIONS = ("num_classes", "in_channels", "zero_init_residual", "norm_layer")
+
+
+def _cifar_builder(depth: int, *, plain: bool) -> tuple[partial[ResNet], tuple[str, ...]]:
+    options = _CIFAR_OPTIONS if plain else (*_CIFAR_OPTIONS, "shortcut")
+    return partial(cifar_resnet, depth, plain=plain), options
 
 
 for _plain in (False, True):
-    register_series(
-        f"cifar_{'plain' if _plain else 'resnet'}",
-        family="cifar",
-        depths=CIFAR_DEPTH_RULE,
-        accepts_depth=is_cifar_depth,
-        make=partial(_cifar_spec, plain=_plain),
-    )
+    attach_series(PREFIXES["cifar", _plain], partial(_cifar_builder, plain=_plain))
     for _depth in CIFAR_DEPTHS:
-        register_model(**_cifar_spec(_depth, plain=_plain))
-
-register_series("cifar_preact_resnet", family="cifar", depths=PREACT_DEPTH_RULE)
+        attach_builder(
+            PREFIXES["cifar", _plain] + str(_depth), *_cifar_builder(_depth, plain=_plain)
+        )
 for _depth, _bottleneck in PREACT_DEPTHS.items():
-    register_model(
+    attach_builder(
         f"cifar_preact_resnet{_depth}",
-        family="cifar",
-        depth=_depth,
-        block="bottleneck" if _bottleneck else "basic",
-        plain=False,
-        shortcut="B",
-        input_size=32,
-        num_classes_default=10,
-        builder=partial(cifar_preact_resnet, _depth, bottleneck=_bottleneck),
+        partial(cifar_preact_resnet, _depth, bottleneck=_bottleneck),
         options=("num_classes", "in_channels", "norm_layer"),
-        preact=True,
     )

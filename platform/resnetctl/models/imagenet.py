@@ -21,16 +21,15 @@ from resnetctl.models.blocks import (
     check_positive_int,
     make_shortcut,
 )
-from resnetctl.models.registry import register_model, register_series
+from resnetctl.models.catalog import IMAGENET_STAGES
+from resnetctl.models.registry import attach_builder
 
 Block = type[BasicBlock] | type[Bottleneck]
 
+_BLOCKS: dict[str, Block] = {"basic": BasicBlock, "bottleneck": Bottleneck}
+#: The catalog's Table 1 with the block classes: depth -> (block, blocks per stage).
 IMAGENET_DEPTHS: dict[int, tuple[Block, tuple[int, ...]]] = {
-    18: (BasicBlock, (2, 2, 2, 2)),
-    34: (BasicBlock, (3, 4, 6, 3)),
-    50: (Bottleneck, (3, 4, 6, 3)),
-    101: (Bottleneck, (3, 4, 23, 3)),
-    152: (Bottleneck, (3, 8, 36, 3)),
+    depth: (_BLOCKS[kind], layers) for depth, (kind, layers) in IMAGENET_STAGES.items()
 }
 
 
@@ -167,73 +166,56 @@ def _resnet(
 
 def resnet18(**kwargs: Any) -> ResNet:
     """ResNet-18 (Table 1); keyword options as for :class:`ResNet`, shortcut default "B"."""
-    return _resnet(BasicBlock, [2, 2, 2, 2], **kwargs)
+    return _resnet(*IMAGENET_DEPTHS[18], **kwargs)
 
 
 def resnet34(**kwargs: Any) -> ResNet:
     """ResNet-34 (Table 1)."""
-    return _resnet(BasicBlock, [3, 4, 6, 3], **kwargs)
+    return _resnet(*IMAGENET_DEPTHS[34], **kwargs)
 
 
 def resnet50(**kwargs: Any) -> ResNet:
     """ResNet-50 (Table 1)."""
-    return _resnet(Bottleneck, [3, 4, 6, 3], **kwargs)
+    return _resnet(*IMAGENET_DEPTHS[50], **kwargs)
 
 
 def resnet101(**kwargs: Any) -> ResNet:
     """ResNet-101 (Table 1)."""
-    return _resnet(Bottleneck, [3, 4, 23, 3], **kwargs)
+    return _resnet(*IMAGENET_DEPTHS[101], **kwargs)
 
 
 def resnet152(**kwargs: Any) -> ResNet:
     """ResNet-152 (Table 1)."""
-    return _resnet(Bottleneck, [3, 8, 36, 3], **kwargs)
+    return _resnet(*IMAGENET_DEPTHS[152], **kwargs)
 
 
 def plain18(**kwargs: Any) -> ResNet:
     """Plain-18: ResNet-18's stack without shortcuts (Table 2)."""
-    return _resnet(BasicBlock, [2, 2, 2, 2], plain=True, **kwargs)
+    return _resnet(*IMAGENET_DEPTHS[18], plain=True, **kwargs)
 
 
 def plain34(**kwargs: Any) -> ResNet:
     """Plain-34 (Table 2, Fig. 4)."""
-    return _resnet(BasicBlock, [3, 4, 6, 3], plain=True, **kwargs)
+    return _resnet(*IMAGENET_DEPTHS[34], plain=True, **kwargs)
 
 
 def plain50(**kwargs: Any) -> ResNet:
     """Plain-50: not in the paper; ResNet-50's stack without shortcuts."""
-    return _resnet(Bottleneck, [3, 4, 6, 3], plain=True, **kwargs)
+    return _resnet(*IMAGENET_DEPTHS[50], plain=True, **kwargs)
 
 
 def plain101(**kwargs: Any) -> ResNet:
     """Plain-101: not in the paper; ResNet-101's stack without shortcuts."""
-    return _resnet(Bottleneck, [3, 4, 23, 3], plain=True, **kwargs)
+    return _resnet(*IMAGENET_DEPTHS[101], plain=True, **kwargs)
 
 
 def plain152(**kwargs: Any) -> ResNet:
     """Plain-152: not in the paper; ResNet-152's stack without shortcuts."""
-    return _resnet(Bottleneck, [3, 8, 36, 3], plain=True, **kwargs)
+    return _resnet(*IMAGENET_DEPTHS[152], plain=True, **kwargs)
 
 
 _OPTIONS = ("num_classes", "in_channels", "stride_in_1x1", "zero_init_residual", "norm_layer")
-_DEPTHS_TEXT = "ImageNet ResNets have depths " + ", ".join(str(d) for d in IMAGENET_DEPTHS)
-
-register_series("resnet", family="imagenet", depths=_DEPTHS_TEXT)
-register_series("plain", family="imagenet", depths=_DEPTHS_TEXT)
-for _plain, _factories in (
-    (False, (resnet18, resnet34, resnet50, resnet101, resnet152)),
-    (True, (plain18, plain34, plain50, plain101, plain152)),
-):
-    for (_depth, (_block, _)), _factory in zip(IMAGENET_DEPTHS.items(), _factories, strict=True):
-        register_model(
-            _factory.__name__,
-            family="imagenet",
-            depth=_depth,
-            block="basic" if _block is BasicBlock else "bottleneck",
-            plain=_plain,
-            shortcut="none" if _plain else "B",
-            input_size=224,
-            num_classes_default=1000,
-            builder=_factory,
-            options=_OPTIONS if _plain else (*_OPTIONS, "shortcut"),
-        )
+for _factory in (resnet18, resnet34, resnet50, resnet101, resnet152):
+    attach_builder(_factory.__name__, _factory, options=(*_OPTIONS, "shortcut"))
+for _factory in (plain18, plain34, plain50, plain101, plain152):
+    attach_builder(_factory.__name__, _factory, options=_OPTIONS)

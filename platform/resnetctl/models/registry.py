@@ -1,59 +1,48 @@
-"""Model registry: every network of the paper by name, with what it is and how to build it.
+"""Model registry: a builder for every network the catalog lists, and `create_model` to call it.
 
-Names follow one pattern, ``<series><depth>`` (``resnet50``, ``plain34``, ``cifar_resnet110``), so
-a name whose series is known but whose depth is not can be answered with the depths that exist,
-and a series whose depths follow a rule (CIFAR's 6n+2) builds any depth it allows on demand.
+What each name is (family, depth, block, default shortcut) lives in the torch-free
+`catalog.py`; this module adds how to build it and which keyword options the builder takes.
 """
 
 from __future__ import annotations
 
-import difflib
 import inspect
-import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
+from resnetctl.models.catalog import (
+    FAMILIES,
+    ModelInfo,
+    UnknownModelError,
+    add_model,
+    model_info,
+    model_name,
+    series_prefix,
+    suggest,
+    unknown_family,
+    valid_depths,
+)
+
+__all__ = [
+    "FAMILIES",
+    "ModelInfo",
+    "UnknownModelError",
+    "attach_builder",
+    "attach_series",
+    "create_model",
+    "get_model_info",
+    "list_models",
+    "model_name",
+    "register_model",
+    "valid_depths",
+]
+
 Builder = Callable[..., nn.Module]
-
-FAMILIES: tuple[str, ...] = ("imagenet", "cifar")
-BLOCKS: tuple[str, ...] = ("basic", "bottleneck")
-DEFAULT_SHORTCUTS: tuple[str, ...] = ("A", "B", "C", "none")
-
-
-class UnknownModelError(ValueError):
-    """A model name the registry cannot resolve; the message says which names would work."""
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a registered model is, without building it.
-
-    ``shortcut`` is the default shortcut option ("A", "B", "C"), or "none" for plain nets.
-    ``num_classes`` and ``input_size`` are the defaults of the dataset the paper trains it on.
-    """
-
-    name: str
-    family: str
-    depth: int
-    block: str
-    plain: bool
-    shortcut: str
-    input_size: int
-    num_classes: int
-    preact: bool = False
-
-    def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ValueError(f"family must be one of {FAMILIES}; got {self.family!r}")
-        if self.block not in BLOCKS:
-            raise ValueError(f"block must be one of {BLOCKS}; got {self.block!r}")
-        if self.shortcut not in DEFAULT_SHORTCUTS:
-            raise ValueError(f"shortcut must be one of {DEFAULT_SHORTCUTS}; got {self.shortcut!r}")
-        if self.plain != (self.shortcut == "none"):
-            raise ValueError("plain nets, and only they, have shortcut 'none'")
+# depth -> the builder of the series' net of that depth and the options it takes.
+SeriesBuilder = Callable[[int], tuple[Builder, Collection[str] | None]]
 
 
 @dataclass(frozen=True)
@@ -63,23 +52,8 @@ class _Entry:
     options: frozenset[str]
 
 
-@dataclass(frozen=True)
-class _Series:
-    family: str
-    depths: str
-    accepts_depth: Callable[[int], bool] | None
-    make: Callable[[int], dict[str, Any]] | None
-
-
 _MODELS: dict[str, _Entry] = {}
-_SERIES: dict[str, _Series] = {}
-_NAME = re.compile(r"(?P<prefix>[a-z_]+?)(?P<depth>\d+)")
-_PREFIXES: dict[tuple[str, bool], str] = {
-    ("imagenet", False): "resnet",
-    ("imagenet", True): "plain",
-    ("cifar", False): "cifar_resnet",
-    ("cifar", True): "cifar_plain",
-}
+_SERIES_BUILDERS: dict[str, SeriesBuilder] = {}
 
 
 def _options_of(builder: Builder) -> frozenset[str]:
@@ -89,33 +63,31 @@ def _options_of(builder: Builder) -> frozenset[str]:
     return frozenset(p.name for p in params if p.default is not inspect.Parameter.empty)
 
 
-def _make_entry(
-    name: str,
-    *,
-    family: str,
-    depth: int,
-    block: str,
-    plain: bool,
-    shortcut: str,
-    input_size: int,
-    num_classes_default: int,
-    builder: Builder,
-    options: Collection[str] | None = None,
-    preact: bool = False,
-) -> _Entry:
-    info = ModelInfo(
-        name=name,
-        family=family,
-        depth=depth,
-        block=block,
-        plain=plain,
-        shortcut=shortcut,
-        input_size=input_size,
-        num_classes=num_classes_default,
-        preact=preact,
-    )
+def _make_entry(info: ModelInfo, builder: Builder, options: Collection[str] | None) -> _Entry:
     accepted = frozenset(options) if options is not None else _options_of(builder)
     return _Entry(info, builder, accepted)
+
+
+def attach_builder(
+    name: str, builder: Builder, options: Collection[str] | None = None
+) -> ModelInfo:
+    """Make the catalog's model ``name`` buildable by ``builder``; once per name.
+
+    ``options`` names the keyword options ``create_model`` may pass on; by default, the builder's
+    parameters that have defaults. Raises ``ValueError`` if ``name`` already has a builder.
+    """
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} is already registered")
+    entry = _make_entry(model_info(name), builder, options)
+    _MODELS[name] = entry
+    return entry.info
+
+
+def attach_series(prefix: str, build: SeriesBuilder) -> None:
+    """Build the catalog series ``<prefix><depth>`` at any depth its rule allows."""
+    if prefix in _SERIES_BUILDERS:
+        raise ValueError(f"series {prefix!r} is already registered")
+    _SERIES_BUILDERS[prefix] = build
 
 
 def register_model(
@@ -132,84 +104,32 @@ def register_model(
     options: Collection[str] | None = None,
     preact: bool = False,
 ) -> ModelInfo:
-    """Register ``builder`` under ``name``; a name can be registered once only.
+    """Add a network the catalog does not list: its facts, and ``builder`` to build it.
 
-    ``options`` names the keyword options ``create_model`` may pass on; by default, the builder's
-    parameters that have defaults. Raises ``ValueError`` if ``name`` is taken.
+    ``options`` as for :func:`attach_builder`. Raises ``ValueError`` if ``name`` is taken.
     """
     if name in _MODELS:
         raise ValueError(f"model {name!r} is already registered")
-    entry = _make_entry(
-        name,
-        family=family,
-        depth=depth,
-        block=block,
-        plain=plain,
-        shortcut=shortcut,
-        input_size=input_size,
-        num_classes_default=num_classes_default,
-        builder=builder,
-        options=options,
-        preact=preact,
-    )
-    _MODELS[name] = entry
-    return entry.info
+    facts = (family, depth, block, plain, shortcut, input_size, num_classes_default, preact)
+    add_model(ModelInfo(name, *facts))
+    return attach_builder(name, builder, options)
 
 
-def register_series(
-    prefix: str,
-    *,
-    family: str,
-    depths: str,
-    accepts_depth: Callable[[int], bool] | None = None,
-    make: Callable[[int], dict[str, Any]] | None = None,
-) -> None:
-    """Declare the series ``<prefix><depth>`` so unknown depths get an answer naming valid ones.
-
-    ``depths`` is that answer ("ImageNet ResNets have depths 18, 34, ..."). With ``make``, a depth
-    that ``accepts_depth`` allows but nobody registered is built on demand: ``make(depth)`` returns
-    the keyword arguments of :func:`register_model`.
-    """
-    if prefix in _SERIES:
-        raise ValueError(f"series {prefix!r} is already registered")
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}; got {family!r}")
-    _SERIES[prefix] = _Series(family, depths, accepts_depth, make)
-
-
-def _suggest(name: str, candidates: Collection[str]) -> str:
-    close = difflib.get_close_matches(name.lower(), list(candidates), n=3, cutoff=0.6)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-
-
-def _unknown_family(family: object) -> ValueError:
-    hint = _suggest(family, FAMILIES) if isinstance(family, str) else ""
-    return ValueError(f"family must be one of {', '.join(FAMILIES)}; got {family!r}{hint}")
-
-
-def _prefix(name: str) -> str | None:
-    match = _NAME.fullmatch(name)
-    return match["prefix"] if match else None
+def _attach_the_paper() -> None:
+    # The builder modules attach themselves on import; importing them here (cifar imports
+    # imagenet) makes the registry whole whichever module a caller imported first.
+    import resnetctl.models.cifar  # noqa: F401
 
 
 def _resolve(name: str) -> _Entry:
-    if not isinstance(name, str):
-        raise TypeError(f"model name must be a str; got {type(name).__name__}")
-    if name in _MODELS:
+    _attach_the_paper()
+    if isinstance(name, str) and name in _MODELS:
         return _MODELS[name]
-    match = _NAME.fullmatch(name)
-    series = _SERIES.get(match["prefix"]) if match else None
-    if match and series:
-        depth = int(match["depth"])
-        if series.make and series.accepts_depth and series.accepts_depth(depth):
-            return _make_entry(**series.make(depth))
-        same_series = [e.info for n, e in _MODELS.items() if _prefix(n) == match["prefix"]]
-        nearest = min(same_series, key=lambda i: abs(i.depth - depth), default=None)
-        hint = f"; did you mean {nearest.name!r}?" if nearest else ""
-        raise UnknownModelError(f"unknown model {name!r}: {series.depths}{hint}")
-    raise UnknownModelError(
-        f"unknown model {name!r}{_suggest(name, _MODELS)} (list_models() shows them all)"
-    )
+    info = model_info(name)
+    build = _SERIES_BUILDERS.get(series_prefix(info.name) or "")
+    if build is None:  # listed in the catalog, but no module attached a builder
+        raise UnknownModelError(f"model {name!r} has no builder")
+    return _make_entry(info, *build(info.depth))
 
 
 def create_model(name: str, **options: Any) -> nn.Module:
@@ -226,7 +146,7 @@ def create_model(name: str, **options: Any) -> nn.Module:
     unknown = sorted(set(options) - entry.options)
     if unknown:
         allowed = ", ".join(sorted(entry.options))
-        hint = _suggest(unknown[0], entry.options)
+        hint = suggest(unknown[0], entry.options)
         if entry.info.plain and "shortcut" in unknown:
             hint += "; plain nets have no shortcuts"
         raise ValueError(
@@ -244,28 +164,7 @@ def get_model_info(name: str) -> ModelInfo:
 def list_models(family: str | None = None) -> list[str]:
     """Registered names, by family, then depth, then name; ``family`` keeps one family only."""
     if family is not None and family not in FAMILIES:
-        raise _unknown_family(family)
+        raise unknown_family(family)
+    _attach_the_paper()
     infos = [e.info for e in _MODELS.values() if family in (None, e.info.family)]
     return [i.name for i in sorted(infos, key=lambda i: (i.family, i.depth, i.name))]
-
-
-def model_name(family: str, depth: int, plain: bool = False) -> str:
-    """Registry name of the paper's ``depth``-layer net, e.g. ``("cifar", 56) -> "cifar_resnet56"``.
-
-    Raises :class:`UnknownModelError` naming the valid depths when ``depth`` does not exist.
-    """
-    if family not in FAMILIES:
-        raise _unknown_family(family)
-    if isinstance(depth, bool) or not isinstance(depth, int):
-        raise TypeError(f"depth must be an int; got {depth!r}")
-    name = f"{_PREFIXES[family, bool(plain)]}{depth}"
-    _resolve(name)
-    return name
-
-
-def valid_depths(family: str) -> str:
-    """A sentence naming the depths ``family`` offers (the text unknown-depth errors use)."""
-    if family not in FAMILIES:
-        raise _unknown_family(family)
-    texts = dict.fromkeys(s.depths for s in _SERIES.values() if s.family == family)
-    return "; ".join(texts)

@@ -132,8 +132,8 @@ def _iterations_as_epochs(base: Path, overrides: list[str], notes: list[str]) ->
     `DatasetLayout.num_train`, which does not exist; the field is `train_files`).
     """
     from resnetctl.data import DataError, prepare_dataset
-    from resnetctl.launch.plan import steps_per_epoch
     from resnetctl.spec import load_spec
+    from resnetctl.spec.steps import steps_per_epoch
 
     spec = load_spec(base, overrides)
     length, unit = spec.train.length

@@ -99,7 +99,7 @@ def run_experiment(
 def _data_facts(spec: Any, cache: dict[str, tuple[int, int]]) -> tuple[int, int]:
     """Steps per epoch and number of classes of a trial's data (prepared once per data set)."""
     from resnetctl.data import prepare_dataset
-    from resnetctl.launch.plan import steps_per_epoch
+    from resnetctl.spec.steps import steps_per_epoch
 
     key = spec.data.model_dump_json() + str(spec.train.per_worker_batch(spec.resources.workers))
     if key not in cache:

@@ -11,6 +11,7 @@ import math
 from typing import TYPE_CHECKING
 
 from resnetctl.spec.data import CifarPipeline, DigitsSource, SyntheticSource
+from resnetctl.spec.steps import steps_per_epoch, total_steps
 
 if TYPE_CHECKING:
     from resnetctl.spec.job import JobSpec
@@ -113,21 +114,22 @@ def count_problems(
             )
         )
     if per_worker <= shard:
-        problems += _schedule_problems(spec, max(1, shard // per_worker))
+        per_epoch = steps_per_epoch(train_images, per_worker, workers, train.accumulation_steps)
+        problems += _schedule_problems(spec, per_epoch)
     return problems
 
 
-def _schedule_problems(spec: JobSpec, steps_per_epoch: int) -> list[Problem]:
+def _schedule_problems(spec: JobSpec, per_epoch: int) -> list[Problem]:
     """Milestones and warm-up given in the other unit than the run's length, checked once
     steps per epoch are known (the same unit is checked by `TrainSpec` alone)."""
     train = spec.train
-    length, unit = train.length
-    total_steps = length * steps_per_epoch if unit == "epoch" else length
-    last_epoch = math.ceil(total_steps / steps_per_epoch)
-    run = f"the run of {total_steps} iterations ({last_epoch} epochs of {steps_per_epoch} steps)"
+    unit = train.length[1]
+    total = total_steps(train, per_epoch)
+    last_epoch = math.ceil(total / per_epoch)
+    run = f"the run of {total} iterations ({last_epoch} epochs of {per_epoch} steps)"
 
     def beyond(point: int, point_unit: str) -> bool:
-        return point >= (total_steps if point_unit == "iteration" else last_epoch)
+        return point >= (total if point_unit == "iteration" else last_epoch)
 
     problems: list[Problem] = []
     schedule = train.schedule

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, model_validator
 
 from resnetctl.spec.base import StrictModel
 from resnetctl.spec.data import CifarPipeline, DataSpec, ImageNetPipeline
@@ -16,7 +17,7 @@ from resnetctl.spec.feasibility import (
     source_image_size,
 )
 from resnetctl.spec.metrics import EMA_METRICS
-from resnetctl.spec.model import ModelSpec
+from resnetctl.spec.model import ModelSpec, resolve_identity
 from resnetctl.spec.runtime import CheckpointSpec, FailureSpec, ResourcesSpec
 from resnetctl.spec.tracking import TrackingSpec
 from resnetctl.spec.train import TrainSpec
@@ -56,6 +57,21 @@ class JobSpec(StrictModel):
         """Where the field at `path` was written, for error messages."""
         return self._locator(tuple(path)) if self._locator else "<spec>"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_from_other_sections(cls, data: Any) -> Any:
+        # The pipeline defaults to the model family's, and the lr reference batch to the
+        # pipeline's recipe: filled in before validation so every section is built once.
+        if not isinstance(data, dict):
+            return data
+        family = _family(data.get("model"))
+        pipeline = FAMILY_PIPELINES[family]() if family else None
+        sections = {"data": _filled(data.get("data"), "pipeline", pipeline)}
+        kind = _kind(_get(sections["data"], "pipeline"))
+        reference = PIPELINE_LR_REFERENCE_BATCH.get(kind) if kind else None
+        sections["train"] = _filled(data.get("train"), "lr_reference_batch", reference)
+        return {**data, **{k: v for k, v in sections.items() if k in data}}
+
     @model_validator(mode="after")
     def _cross_section(self) -> JobSpec:
         workers = self.resources.workers
@@ -79,18 +95,11 @@ class JobSpec(StrictModel):
             raise ValueError("train.sync_bn needs GPUs: torch's SyncBatchNorm has no CPU kernel")
         if self.data.device == "gpu" and not self.resources.use_gpu:
             raise ValueError("data.device gpu needs resources.use_gpu: true")
-        if self.data.pipeline is None:
-            object.__setattr__(
-                self.data, "pipeline", FAMILY_PIPELINES[self.model.family or "imagenet"]()
-            )
         if train.final_eval is not None and self.pipeline.kind != "imagenet":
             raise ValueError(
                 f"train.final_eval protocol {train.final_eval.protocol} needs the imagenet "
                 f"pipeline, not {self.pipeline.kind!r}; remove train.final_eval"
             )
-        if train.lr_reference_batch is None:
-            reference = PIPELINE_LR_REFERENCE_BATCH[self.pipeline.kind]
-            object.__setattr__(train, "lr_reference_batch", reference)
         # Generated sources know their image size and counts: check now what a dry run checks
         # once it has scanned a folder.
         size = source_image_size(self)
@@ -108,3 +117,38 @@ class JobSpec(StrictModel):
         """The resolved input pipeline."""
         assert self.data.pipeline is not None
         return self.data.pipeline
+
+
+def _get(section: Any, key: str) -> Any:
+    if isinstance(section, dict):
+        return section.get(key)
+    return getattr(section, key, None) if isinstance(section, BaseModel) else None
+
+
+def _filled(section: Any, key: str, value: Any) -> Any:
+    """`section` (a mapping or a validated model) with `key` set to `value` where it is unset."""
+    if value is None or _get(section, key) is not None:
+        return section
+    if isinstance(section, dict):
+        return {**section, key: value}
+    if isinstance(section, BaseModel):
+        return section.model_copy(update={key: value})
+    return section  # malformed: the section's own validation reports it
+
+
+def _family(model: Any) -> str | None:
+    """The model family a `model:` section resolves to, or None when it does not resolve."""
+    if isinstance(model, ModelSpec):
+        return model.family
+    if not isinstance(model, dict):
+        return None
+    try:
+        identity = resolve_identity(model)
+    except ValueError:  # `model` itself reports it
+        return None
+    return identity["family"] if identity else None
+
+
+def _kind(pipeline: Any) -> str | None:
+    kind = _get(pipeline, "kind")
+    return kind if isinstance(kind, str) else None

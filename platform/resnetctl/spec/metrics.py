@@ -44,21 +44,12 @@ STEP_METRICS: tuple[str, ...] = (
 # The key that marks a step report (epoch reports carry `epoch` instead).
 STEP_REPORT_KEY = "global_step"
 
-# Metrics for which lower is better; used to default the ranking mode.
+# Metrics for which lower is better (losses, errors, durations); used to default the ranking
+# mode. Read off the names so that a new metric needs no second list.
 LOWER_IS_BETTER = frozenset(
-    {
-        "train_loss",
-        "train_top1_error",
-        "train_top5_error",
-        "val_loss",
-        "val_top1_error",
-        "val_top5_error",
-        *EMA_METRICS,
-        "epoch_seconds",
-        "val_loss_10crop",
-        "val_top1_error_10crop",
-        "val_top5_error_10crop",
-    }
+    m
+    for m in EPOCH_METRICS + EMA_METRICS + FINAL_EVAL_METRICS
+    if any(word in m.split("_") for word in ("loss", "error", "seconds"))
 )
 
 

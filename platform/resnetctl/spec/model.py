@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, ValidationError, create_model, model_validator
 
+from resnetctl.models.catalog import ModelInfo, model_info, model_name
 from resnetctl.spec.base import StrictModel
 
 #: Parts of a ResNet that `model.init.freeze` can freeze: the stem (first conv and its BN) and
@@ -42,13 +43,18 @@ class ModelInit(StrictModel):
         "layers stay in eval mode (running statistics fixed).",
     )
 
-    @model_validator(mode="after")
-    def _resolve(self) -> ModelInit:
-        from resnetctl.inference.source import absolute_source
+    @model_validator(mode="before")
+    @classmethod
+    def _absolute_source(cls, data: Any) -> Any:
+        # An empty source stays empty for `min_length` to refuse (it would resolve to the cwd).
+        if isinstance(data, dict) and isinstance(data.get("source"), str) and data["source"]:
+            from resnetctl.inference.paths import absolute_source
 
-        absolute = absolute_source(self.source)
-        if absolute != self.source:
-            object.__setattr__(self, "source", absolute)
+            return {**data, "source": absolute_source(data["source"])}
+        return data
+
+    @model_validator(mode="after")
+    def _check_freeze(self) -> ModelInit:
         repeated = sorted({part for part in self.freeze if self.freeze.count(part) > 1})
         if repeated:
             raise ValueError(f"freeze: {', '.join(repeated)} given twice")
@@ -96,61 +102,32 @@ class ModelSpec(StrictModel):
         None, description="Initial weights from a run, a checkpoint or a torchvision file."
     )
 
-    @model_validator(mode="after")
-    def _resolve(self) -> ModelSpec:
-        # Imported here: the registry pulls in torch, which a spec that fails early never needs.
-        from resnetctl.models import get_model_info, model_name
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve(cls, data: Any) -> Any:
+        # Fill in what the given fields imply, so the dumped spec says exactly what trains.
+        if not isinstance(data, dict):
+            return data
+        resolved = resolve_identity(data)
+        return data if resolved is None else {**data, **resolved}
 
-        if self.name is None:
-            if self.family is None or self.depth is None:
-                raise ValueError("give either `name`, or both `family` and `depth`")
-            name = model_name(self.family, self.depth, plain=self.variant == "plain")
-        else:
-            name = self.name
-        try:
-            info = get_model_info(name)
-        except (KeyError, ValueError) as exc:  # the registry's message names the valid depths
-            raise ValueError(exc.args[0] if exc.args else str(exc)) from None
-        for field, given, actual in (
-            ("family", self.family, info.family),
-            ("depth", self.depth, info.depth),
-        ):
-            if given is not None and given != actual:
-                raise ValueError(f"{field}: {given!r} contradicts name {name!r} ({actual!r})")
-        if self.name is not None and "variant" in self.model_fields_set:
-            if (self.variant == "plain") != info.plain:
-                raise ValueError(f"variant: {self.variant!r} contradicts name {name!r}")
-        if info.plain and self.shortcut is not None:
-            raise ValueError(f"shortcut: plain net {name!r} has no shortcuts")
-        if info.plain and self.zero_init_residual:
-            raise ValueError(
-                f"zero_init_residual: plain net {name!r} has no residual branch to zero"
-            )
+    @model_validator(mode="after")
+    def _check_init_fits(self) -> ModelSpec:
         if self.init is not None:
-            self._check_init(name, info)
-        # Write the resolution back so the dumped spec says exactly what trains.
-        values = {
-            "name": name,
-            "family": info.family,
-            "depth": info.depth,
-            "variant": "plain" if info.plain else "residual",
-            "shortcut": None if info.plain else (self.shortcut or info.shortcut),
-        }
-        for key, value in values.items():
-            if getattr(self, key) != value:
-                object.__setattr__(self, key, value)
+            assert self.name is not None  # filled in by `_resolve`
+            self._check_init(self.name, model_info(self.name))
         return self
 
-    def _check_init(self, name: str, info: object) -> None:
+    def _check_init(self, name: str, info: ModelInfo) -> None:
         init = self.init
         assert init is not None
-        family, depth = getattr(info, "family", None), getattr(info, "depth", 0)
+        family, depth = info.family, info.depth
         if family == "cifar" and "layer4" in init.freeze:
             raise ValueError(f"init.freeze: {name} has three stages; layer4 does not exist")
-        if getattr(info, "preact", False) and "stem" in init.freeze:
+        if info.preact and "stem" in init.freeze:
             raise ValueError(f"init.freeze: the stem of pre-activation net {name} has no BN")
         if init.kind == "torchvision":
-            if family != "imagenet" or getattr(info, "plain", False):
+            if family != "imagenet" or info.plain:
                 raise ValueError(
                     f"init.kind torchvision: torchvision's ResNets fit the imagenet residual "
                     f"nets, not {name}"
@@ -177,3 +154,53 @@ class ModelSpec(StrictModel):
         if self.family == "imagenet":
             options["stride_in_1x1"] = self.stride_in_1x1
         return options
+
+
+#: The fields that say which network a `ModelSpec` is; the rest only configure it.
+_IDENTITY = ("name", "family", "depth", "variant", "shortcut", "zero_init_residual")
+# The identity fields alone, validated as `ModelSpec` validates them, before resolving them.
+_Identity = create_model(  # type: ignore[call-overload]
+    "_Identity",
+    __config__=ConfigDict(extra="ignore"),
+    **{f: (ModelSpec.model_fields[f].annotation, ModelSpec.model_fields[f]) for f in _IDENTITY},
+)
+
+
+def resolve_identity(data: dict[str, Any]) -> dict[str, Any] | None:
+    """Name, family, depth, variant and shortcut as the catalog resolves the `model:` mapping
+    `data`; None when a field is malformed (its own validation then says so). Raises
+    ValueError for an unknown model or fields that contradict each other."""
+    try:
+        given = _Identity.model_validate(data)
+    except ValidationError:
+        return None
+    if given.name is None:
+        if given.family is None or given.depth is None:
+            raise ValueError("give either `name`, or both `family` and `depth`")
+        name = model_name(given.family, given.depth, plain=given.variant == "plain")
+    else:
+        name = given.name
+    try:
+        info = model_info(name)
+    except (KeyError, ValueError) as exc:  # the catalog's message names the valid depths
+        raise ValueError(exc.args[0] if exc.args else str(exc)) from None
+    for field, value, actual in (
+        ("family", given.family, info.family),
+        ("depth", given.depth, info.depth),
+    ):
+        if value is not None and value != actual:
+            raise ValueError(f"{field}: {value!r} contradicts name {name!r} ({actual!r})")
+    if given.name is not None and "variant" in data:
+        if (given.variant == "plain") != info.plain:
+            raise ValueError(f"variant: {given.variant!r} contradicts name {name!r}")
+    if info.plain and given.shortcut is not None:
+        raise ValueError(f"shortcut: plain net {name!r} has no shortcuts")
+    if info.plain and given.zero_init_residual:
+        raise ValueError(f"zero_init_residual: plain net {name!r} has no residual branch to zero")
+    return {
+        "name": name,
+        "family": info.family,
+        "depth": info.depth,
+        "variant": "plain" if info.plain else "residual",
+        "shortcut": None if info.plain else (given.shortcut or info.shortcut),
+    }

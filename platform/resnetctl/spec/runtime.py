@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -74,11 +74,15 @@ class CheckpointSpec(StrictModel):
         "milestone ahead is in iterations) is refused.",
     )
 
-    @model_validator(mode="after")
-    def _mode(self) -> CheckpointSpec:
-        if self.mode is None:
-            object.__setattr__(self, "mode", default_mode(self.metric))
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _mode(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("mode") is not None:
+            return data
+        metric = data.get("metric", cls.model_fields["metric"].default)
+        if not isinstance(metric, str):  # `metric` itself reports the error
+            return data
+        return {**data, "mode": default_mode(metric)}
 
 
 class FailureSpec(StrictModel):

@@ -14,6 +14,10 @@ from pathlib import Path
 from resnetctl.storage.location import StoragePath
 
 RECORD = "resnetctl-run.json"
+#: The two files of a checkpoint directory, named here only: the training state (tensors and
+#: plain containers, read with `torch.load(weights_only=True)`) and its small JSON metadata
+#: (epoch, step, metrics, spec, classes) that listings and rankings read without tensors.
+CHECKPOINT_STATE = "state.pt"
 CHECKPOINT_META = "meta.json"
 
 Location = StoragePath | str | os.PathLike[str]
@@ -59,6 +63,11 @@ def checkpoints(folder: Location) -> list[tuple[dict, StoragePath]]:
         except (ValueError, OSError):
             continue
     return [(meta, path) for meta, path in found if isinstance(meta.get("epoch"), int)]
+
+
+def is_checkpoint(path: Location) -> bool:
+    """Whether `path` (local or a URI) is a checkpoint directory: it holds the training state."""
+    return (StoragePath.of(path) / CHECKPOINT_STATE).is_file()
 
 
 def latest_checkpoint(folder: Location) -> StoragePath | None:

@@ -19,8 +19,23 @@ import numpy as np
 import torch
 from torch import nn
 
-STATE_FILE = "state.pt"
-META_FILE = "meta.json"
+from resnetctl.storage.runs import CHECKPOINT_META as META_FILE
+from resnetctl.storage.runs import CHECKPOINT_STATE as STATE_FILE
+from resnetctl.storage.runs import is_checkpoint
+
+__all__ = [
+    "FORMAT_VERSION",
+    "META_FILE",
+    "STATE_FILE",
+    "capture_rng_state",
+    "is_checkpoint",
+    "load_checkpoint",
+    "read_meta",
+    "restore_rng_state",
+    "save_checkpoint",
+    "unwrap",
+]
+
 FORMAT_VERSION = 1
 
 
@@ -112,8 +127,3 @@ def load_checkpoint(
 def read_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """Only the `meta.json` of a checkpoint (cheap: no tensors)."""
     return json.loads((Path(directory) / META_FILE).read_text())
-
-
-def is_checkpoint(directory: str | os.PathLike[str]) -> bool:
-    """Whether `directory` holds a resnetctl checkpoint."""
-    return (Path(directory) / STATE_FILE).is_file()

@@ -10,38 +10,46 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import random
-from collections.abc import Callable, Iterable, Sequence, Sized
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from resnetctl.spec import JobSpec
 from resnetctl.spec.metrics import EMA_METRICS, EPOCH_METRICS
-from resnetctl.train.checkpoint import capture_rng_state, restore_rng_state, unwrap
+from resnetctl.spec.steps import total_steps
+from resnetctl.train.batches import AUTOCAST_DTYPES, Batch, Loader, autocast, to_device
+from resnetctl.train.build import agreed_steps_per_epoch, build_loaders, build_model
+from resnetctl.train.checkpoint import unwrap
 from resnetctl.train.ema import WeightsEMA
+from resnetctl.train.evaluation import broadcast_buffers, evaluate
 from resnetctl.train.final_eval import BestWeights
 from resnetctl.train.gradients import clip_gradients, no_sync
 from resnetctl.train.metrics import EpochMeter, StepMetrics, Throughput
 from resnetctl.train.mixup import build_mixer
 from resnetctl.train.optim import build_optimizer, set_lr
-from resnetctl.train.resize import SavedProgress, resume_step
+from resnetctl.train.placement import ModelWrapper, Placement, all_reduce, seed_everything
 from resnetctl.train.schedules import LRSchedule, build_schedule
+from resnetctl.train.state import restore_training_state, training_state
+
+__all__ = [
+    "AUTOCAST_DTYPES",
+    "Batch",
+    "Loader",
+    "ModelWrapper",
+    "NonFiniteLossError",
+    "Placement",
+    "Runner",
+    "StepCallback",
+    "seed_everything",
+]
 
 log = logging.getLogger(__name__)
 
-Batch = tuple[torch.Tensor, torch.Tensor]
-Loader = Iterable[Batch]
-ModelWrapper = Callable[[nn.Module], nn.Module]
 StepCallback = Callable[[dict[str, Any]], None]
-
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -70,47 +78,6 @@ class NonFiniteLossError(RuntimeError):
         # Ray ships worker exceptions to the controller by pickling; keep the arguments.
         args = (self.epoch, self.step, self.global_step, self.streak, self.limit, self.what)
         return (type(self), args)
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where this worker sits: its ranks, its device, and how to wrap the model for DDP."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    # Under Ray this is `ray.train.torch.prepare_model`; None means plain DDP when world > 1.
-    wrap_model: ModelWrapper | None = None
-
-    @property
-    def distributed(self) -> bool:
-        """Whether gradients are averaged over several processes."""
-        return self.world_size > 1
-
-    @classmethod
-    def from_process_group(cls, use_gpu: bool = False) -> Placement:
-        """The placement of this process in the initialised default process group (or a
-        single-process placement when there is none)."""
-        if not (dist.is_available() and dist.is_initialized()):
-            return cls()
-        rank, world = dist.get_rank(), dist.get_world_size()
-        local = rank % max(1, torch.cuda.device_count()) if use_gpu else 0
-        device = torch.device("cuda", local) if use_gpu else torch.device("cpu")
-        return cls(rank=rank, world_size=world, local_rank=local, device=device)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and CUDA), numpy and Python's random."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
-def _all_reduce(tensor: torch.Tensor, op: dist.ReduceOp.RedOpType) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(tensor, op=op)
-    return tensor
 
 
 class Runner:
@@ -155,16 +122,21 @@ class Runner:
         # The same seed on every rank gives identical initial weights before DDP's broadcast.
         seed_everything(train.seed)
         if train_loader is None or val_loader is None:
-            train_loader, val_loader, num_classes = self._build_loaders()
+            loaders = build_loaders(self.spec, self.placement)
+            train_loader, val_loader, num_classes = loaders.train, loaders.val, loaders.num_classes
+            self.ten_crop = loaders.ten_crop
+            self._layout, self._loader_options = loaders.layout, loaders.options
         else:
             num_classes = self.spec.model.num_classes or 0
             if model is None and not num_classes:
                 raise ValueError("injected loaders without a model need spec.model.num_classes")
         self.train_loader: Loader = train_loader
         self.val_loader: Loader = val_loader
-        self.model = self._build_model(model, num_classes)
-        self.steps_per_epoch = self._agreed_steps_per_epoch()
-        self.total_steps = self._total_steps()
+        self.model = build_model(self.spec, self.placement, model, num_classes)
+        self.steps_per_epoch = agreed_steps_per_epoch(
+            self.train_loader, train.accumulation_steps, self.device
+        )
+        self.total_steps = total_steps(train, self.steps_per_epoch)
         self.peak_lr = train.scaled_lr(self.placement.world_size)
         self.optimizer = build_optimizer(unwrap(self.model), train.optimizer, self.peak_lr)
         self.schedule: LRSchedule = build_schedule(train, self.peak_lr, self.steps_per_epoch)
@@ -181,122 +153,10 @@ class Runner:
         # Ranks differ from here on, so that any stochastic layer draws different numbers.
         seed_everything(train.seed + 1_000_003 * self.placement.rank)
 
-    def _build_loaders(self) -> tuple[Loader, Loader, int]:
-        from resnetctl.data import (
-            build_loader,
-            build_ten_crop_loader,
-            prepare_dataset,
-            resolve_device,
-        )
-
-        layout = self._prepare_dataset(prepare_dataset)
-        place = self.placement
-        data_device = resolve_device(self.spec.data.device, self.device.type == "cuda")
-        on_gpu = data_device == "gpu"
-        common: dict[str, Any] = {
-            "batch_size": self.spec.train.per_worker_batch(place.world_size),
-            "shard_id": place.rank,
-            "num_shards": place.world_size,
-            "device": data_device,
-            "device_id": self.device.index if on_gpu else None,
-        }
-        self._layout, self._loader_options = layout, common
-        train = build_loader(
-            self.spec.data,
-            layout,
-            "train",
-            seed=self.spec.train.seed,
-            channels_last=self.spec.train.channels_last,
-            **common,
-        )
-        pipeline = self.spec.pipeline
-        if pipeline.kind == "imagenet" and pipeline.ten_crop:
-            self.ten_crop = True
-            val = build_ten_crop_loader(self.spec.data, layout, **common)
-        else:
-            val = build_loader(
-                self.spec.data,
-                layout,
-                "val",
-                seed=self.spec.train.seed,
-                channels_last=self.spec.train.channels_last,
-                **common,
-            )
-        return train, val, len(layout.classes)
-
-    def _prepare_dataset(self, prepare: Callable[[Any], Any]) -> Any:
-        """Prepare the data set on local rank 0 first so ranks of a node do not race to write
-        the same cached files, then everywhere (a cache hit for the others)."""
-        if not self.placement.distributed or not dist.is_initialized():
-            return prepare(self.spec.data)
-        layout = prepare(self.spec.data) if self.placement.local_rank == 0 else None
-        dist.barrier()
-        return layout if layout is not None else prepare(self.spec.data)
-
-    def _build_model(self, model: nn.Module | None, num_classes: int) -> nn.Module:
-        if model is None:
-            from resnetctl.models import create_model
-
-            name = self.spec.model.name
-            assert name is not None, "ModelSpec resolves its name during validation"
-            model = create_model(name, **self.spec.model.create_options(num_classes))
-            if self.spec.model.init is not None:
-                # Before DDP wraps it: every rank loads the same weights, and DDP's broadcast
-                # from rank 0 then changes nothing.
-                from resnetctl.train.init import initialise
-
-                initialise(model, self.spec.model.init)
-        model = self._maybe_sync_bn(model)
-        model = model.to(self.device)
-        if self.spec.train.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        return self._wrap(model)
-
     @property
     def class_names(self) -> tuple[str, ...] | None:
         """The class folder names the labels index (None with injected loaders)."""
         return tuple(self._layout.classes) if self._layout is not None else None
-
-    def _maybe_sync_bn(self, model: nn.Module) -> nn.Module:
-        if not (self.spec.train.sync_bn and self.placement.distributed):
-            return model
-        if self.device.type == "cpu":
-            # torch's SyncBatchNorm only runs on accelerators; per-rank BN is the fallback.
-            if self.placement.rank == 0:
-                log.warning("train.sync_bn ignored: SyncBatchNorm needs GPUs")
-            return model
-        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-
-    def _wrap(self, model: nn.Module) -> nn.Module:
-        place = self.placement
-        if place.wrap_model is not None:
-            return place.wrap_model(model)
-        if not place.distributed:
-            return model
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=device_ids)
-
-    def _agreed_steps_per_epoch(self) -> int:
-        """Steps per epoch, the minimum over ranks: a rank with one more batch than the others
-        would wait forever in DDP's all-reduce."""
-        if not isinstance(self.train_loader, Sized):
-            raise TypeError("the training loader must define len()")
-        # The loader yields micro-batches; an optimiser step takes `accumulation_steps`.
-        steps = len(self.train_loader) // self.spec.train.accumulation_steps
-        if dist.is_available() and dist.is_initialized():
-            # On the run's device: NCCL only reduces CUDA tensors.
-            agreed = torch.tensor([steps], dtype=torch.int64, device=self.device)
-            steps = int(_all_reduce(agreed, dist.ReduceOp.MIN).item())
-        if steps < 1:
-            raise ValueError(
-                "the training shard of some rank is smaller than one batch: lower the batch size "
-                "or the number of workers"
-            )
-        return steps
-
-    def _total_steps(self) -> int:
-        length, unit = self.spec.train.length
-        return length * self.steps_per_epoch if unit == "epoch" else length
 
     # --------------------------------------------------------------------------- progress
 
@@ -317,18 +177,10 @@ class Runner:
     # ------------------------------------------------------------------------------ train
 
     def _autocast(self) -> AbstractContextManager[Any]:
-        dtype = AUTOCAST_DTYPES.get(self.spec.train.precision)
-        if dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        return autocast(self.spec.train.precision, self.device)
 
     def _to_device(self, images: torch.Tensor, labels: torch.Tensor) -> Batch:
-        images = images.to(self.device, non_blocking=True)
-        if self.spec.train.channels_last and images.dim() == 4:
-            images = images.contiguous(memory_format=torch.channels_last)
-        # Raw DALI iterators hand labels back as int32 of shape (N, 1); accept both.
-        labels = labels.to(self.device, non_blocking=True).view(-1).long()
-        return images, labels
+        return to_device(images, labels, self.device, self.spec.train.channels_last)
 
     def _global_loss(self, loss: torch.Tensor) -> tuple[bool, float]:
         """(all ranks finite, mean loss over ranks): one small all-reduce, so every rank
@@ -336,7 +188,7 @@ class Runner:
         value = loss.detach().float()
         finite = torch.isfinite(value)
         packed = torch.stack([(~finite).float(), torch.where(finite, value, 0.0)])
-        packed = _all_reduce(packed, dist.ReduceOp.SUM)
+        packed = all_reduce(packed, dist.ReduceOp.SUM)
         bad, total = packed.tolist()
         return bad == 0, total / self.placement.world_size
 
@@ -467,24 +319,16 @@ class Runner:
         otherwise start a collective on one rank only.
         """
         model = unwrap(self.model)
-        self._broadcast_buffers(model)
+        broadcast_buffers(model, self.placement)
         metrics = self._evaluate(model, self.val_loader, self.ten_crop)
         if self.ema is not None:
-            self._broadcast_buffers(self.ema.module)
+            broadcast_buffers(self.ema.module, self.placement)
             ema = self._evaluate(self.ema.module, self.val_loader, self.ten_crop)
             metrics.update({f"{key}_ema": value for key, value in ema.items()})
         return metrics
 
-    @torch.no_grad()
     def _evaluate(self, model: nn.Module, loader: Loader, ten_crop: bool) -> dict[str, float]:
-        model.eval()
-        meter = EpochMeter(self.device)
-        for images, labels in loader:
-            images, labels = self._to_device(images, labels)
-            with self._autocast():
-                logits = self._eval_logits(model, images, ten_crop)
-            meter.update(self.val_criterion(logits, labels), logits, labels)
-        return meter.compute("val")
+        return evaluate(model, loader, self.spec, self.device, self.val_criterion, ten_crop)
 
     def _ranked_model(self) -> nn.Module:
         """The weights `checkpoint.metric` ranks: the EMA's for a `*_ema` metric."""
@@ -524,39 +368,6 @@ class Runner:
             )
         return self.final_eval_loader
 
-    def _broadcast_buffers(self, model: nn.Module) -> None:
-        """Give every rank rank 0's buffers (a collective when distributed).
-
-        DDP broadcasts buffers at the start of each training forward, then every rank updates
-        its BN running statistics from its own batch: after the last step they differ. Without
-        this, each rank would validate a model of its own, and the reported metric would be
-        that of no saved checkpoint (the checkpoint holds rank 0's buffers).
-        """
-        if not (self.placement.distributed and dist.is_available() and dist.is_initialized()):
-            return
-        buffers = [b for b in model.buffers() if b.numel()]
-        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-        for buffer in buffers:
-            by_dtype.setdefault(buffer.dtype, []).append(buffer)
-        for group in by_dtype.values():
-            # One broadcast per dtype (floats and BN's int64 batch counters), not per tensor.
-            flat = torch.cat([b.detach().reshape(-1) for b in group])
-            dist.broadcast(flat, src=0)
-            offset = 0
-            for buffer in group:
-                n = buffer.numel()
-                buffer.data.copy_(flat[offset : offset + n].view_as(buffer))
-                offset += n
-
-    def _eval_logits(self, model: nn.Module, images: torch.Tensor, ten_crop: bool) -> torch.Tensor:
-        if not ten_crop:
-            return model(images).float()
-        from resnetctl.data import ten_crop_scores
-
-        # Log of the averaged probabilities: cross-entropy of these is the NLL of the
-        # 10-crop prediction, and top-k ranks are those of the averaged probabilities.
-        return ten_crop_scores(model, images).float().clamp_min(1e-12).log()
-
     def run_epoch(
         self,
         epoch: int,
@@ -577,31 +388,9 @@ class Runner:
 
     # ------------------------------------------------------------------------------ state
 
-    def _gather_rng(self) -> list[dict[str, Any]]:
-        state = capture_rng_state()
-        if not (self.placement.distributed and dist.is_initialized()):
-            return [state]
-        gathered: list[Any] = [None] * self.placement.world_size
-        dist.all_gather_object(gathered, state)
-        return gathered
-
     def state_dict(self) -> dict[str, Any]:
         """The full training state (a collective: gathers every rank's RNG state)."""
-        return {
-            "model": unwrap(self.model).state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "epoch": self.epoch,
-            "step": self.step,
-            "world_size": self.placement.world_size,
-            # What a resume with another number of workers needs to map the step counter.
-            "steps_per_epoch": self.steps_per_epoch,
-            "global_batch": self.spec.train.global_batch(self.placement.world_size),
-            "rng": self._gather_rng(),
-            **({"best": self.best.state_dict(self.epoch)} if self.best is not None else {}),
-            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
-        }
+        return training_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict()` output. RNG states are restored per rank when the world size
@@ -610,42 +399,4 @@ class Runner:
         A checkpoint of another number of workers is continued at the same epoch of the
         schedule (see `resume_step`), or refused with `ResizeError` when that is not exact.
         """
-        epoch = int(state["epoch"])
-        step = resume_step(
-            self.spec.train,
-            SavedProgress.of(state, self.spec.train),
-            epoch,
-            self.placement.world_size,
-            self.steps_per_epoch,
-        )
-        unwrap(self.model).load_state_dict(state["model"])
-        if self.ema is not None:
-            self.ema.resume(state.get("ema"), unwrap(self.model), warn=self.placement.rank == 0)
-        if self.best is not None and state.get("best"):
-            ranked = state["model"]
-            if self.ema is not None and self.spec.checkpoint.metric in EMA_METRICS:
-                ranked = self.ema.module.state_dict()
-            self.best.load_state_dict(state["best"], ranked)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.epoch = epoch
-        if step != int(state["step"]) and self.placement.rank == 0:
-            log.warning(
-                "resuming a checkpoint of %s workers on %d: step %s of %s steps per epoch is "
-                "step %d of %d here (end of epoch %d)",
-                state.get("world_size"),
-                self.placement.world_size,
-                state["step"],
-                state.get("steps_per_epoch", "?"),
-                step,
-                self.steps_per_epoch,
-                epoch,
-            )
-        self.step = step
-        rng = state.get("rng") or []
-        if len(rng) == self.placement.world_size:
-            restore_rng_state(rng[self.placement.rank])
-        else:
-            seed_everything(self.spec.train.seed + 1_000_003 * self.placement.rank + self.epoch)
+        restore_training_state(self, state)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from resnetctl.spec.metrics import default_mode
+from resnetctl.spec.steps import to_steps, total_steps
 from resnetctl.spec.train import (
     ConstantSchedule,
     CosineSchedule,
@@ -35,7 +36,7 @@ class RunLength:
 
     def to_steps(self, length: int, unit: str) -> int:
         """Convert a length in epochs or iterations to iterations."""
-        return length * self.steps_per_epoch if unit == "epoch" else length
+        return to_steps(length, unit, self.steps_per_epoch)
 
 
 class LRSchedule:
@@ -242,8 +243,7 @@ def build_schedule(train: TrainSpec, peak_lr: float, steps_per_epoch: int) -> LR
 
     `peak_lr` is the rate after linear scaling (`train.scaled_lr(workers)`).
     """
-    length, unit = train.length
-    total = length * steps_per_epoch if unit == "epoch" else length
+    total = total_steps(train, steps_per_epoch)
     run = RunLength(steps_per_epoch=steps_per_epoch, total_steps=total)
     cls = SCHEDULES[train.schedule.kind]
     warmup_steps = run.to_steps(train.warmup.length, train.warmup.unit)
