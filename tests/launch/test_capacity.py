@@ -74,3 +74,9 @@ def test_embedded_ray_fails_at_once() -> None:
             spec, timeout=0, nodes=lambda: [{"CPU": 2}], sleep=clock.sleep, clock=clock
         )
     assert clock.now == 0
+
+
+def test_fractional_bundles_count_as_ray_counts_them() -> None:
+    # 0.3 // 0.1 is 2.0 in floating point; Ray holds three 0.1-CPU bundles on 0.3 CPUs.
+    assert bundles_that_fit({"CPU": 0.1}, [{"CPU": 0.3}]) == 3
+    assert bundles_that_fit({"CPU": 0.0, "GPU": 0.0}, [{"CPU": 4}]) == 0

@@ -17,6 +17,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from resnetctl.bundles import copies_per_node
 from resnetctl.cluster.config import ClusterConfig, ConfigIssue, NodeType, fmt_number
 from resnetctl.cluster.parse import load_config
 
@@ -263,12 +264,9 @@ def format_placement(plan: PlacementPlan) -> str:
 
 
 def _workers_per_node(node_type: NodeType, cpus: float, gpus: float) -> int:
-    if cpus > node_type.cpus + 1e-9 or gpus > node_type.gpus + 1e-9:
-        return 0
-    by_cpu = math.floor(node_type.cpus / cpus + 1e-9) if cpus else math.inf
-    by_gpu = math.floor(node_type.gpus / gpus + 1e-9) if gpus else math.inf
-    count = min(by_cpu, by_gpu)
-    return 0 if count == math.inf else int(count)
+    return copies_per_node(
+        {"CPU": cpus, "GPU": gpus}, {"CPU": node_type.cpus, "GPU": node_type.gpus}
+    )
 
 
 def _node_limit(config: ClusterConfig, node_type: NodeType) -> int:

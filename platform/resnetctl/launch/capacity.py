@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from resnetctl.bundles import copies_per_node
 from resnetctl.spec import JobSpec
 
 Bundle = Mapping[str, float]
@@ -17,14 +18,7 @@ class CapacityError(RuntimeError):
 
 def bundles_that_fit(bundle: Bundle, nodes: Sequence[Mapping[str, float]]) -> int:
     """How many copies of `bundle` the nodes hold in total (each copy on one node)."""
-    fits = 0
-    for node in nodes:
-        per_node = min(
-            (int(node.get(name, 0.0) // amount) for name, amount in bundle.items() if amount > 0),
-            default=0,
-        )
-        fits += per_node
-    return fits
+    return sum(copies_per_node(bundle, node) for node in nodes)
 
 
 def alive_node_resources() -> list[dict[str, float]]:
