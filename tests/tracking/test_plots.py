@@ -61,7 +61,7 @@ def test_a_runs_curves_are_titled_with_model_data_and_run_with_a_log_error_axis(
     fig = curves_figure(_history(), title)
     error, loss = fig.axes  # two panels
     assert fig._suptitle.get_text() == title
-    assert error.get_yscale() == "log" and loss.get_yscale() == "linear"
+    assert error.get_yscale() == "log" and loss.get_yscale() == "log"
     assert [line.get_label() for line in error.get_lines()] == ["train", "val"]
     assert [line.get_label() for line in loss.get_lines()] == ["train", "val"]
     assert list(loss.get_lines()[1].get_ydata()) == [2.2, 1.1, 2.2 / 3, 0.55]

@@ -96,8 +96,8 @@ def _plot_positive(ax: Any, points: Curve, *args: Any, **kwargs: Any) -> None:
 
 
 def curves_figure(series: Mapping[str, Curve], title: str) -> Any:
-    """A run's figure: top-1 error (train dashed, val bold, log scale) beside the loss (train
-    and, when logged, val), against epoch; titled `title`."""
+    """A run's figure: top-1 error (train dashed, val bold) beside the loss (train and, when
+    logged, val), both on log axes, against epoch; titled `title`."""
     plt = _pyplot()
     fig, (error_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=100)
     for key, style, width, label in (
@@ -111,13 +111,12 @@ def curves_figure(series: Mapping[str, Curve], title: str) -> Any:
         ("train_loss", "--", 1.0, "train"),
         ("val_loss", "-", 2.0, "val"),
     ):
-        points = sorted(series.get(key, ()))
-        if points:
-            xs, ys = zip(*points, strict=True)
-            loss_ax.plot(xs, ys, style, lw=width, color="C1", label=label)
+        _plot_positive(loss_ax, series.get(key, ()), style, lw=width, color="C1", label=label)
     loss_ax.set_title("loss")
-    loss_ax.set_ylabel("cross-entropy")
-    loss_ax.grid(alpha=0.3)
+    # Log too: an unsettled first epoch's validation loss (tens) would flatten the rest.
+    loss_ax.set_yscale("log")
+    loss_ax.set_ylabel("cross-entropy (log scale)")
+    loss_ax.grid(alpha=0.3, which="both")
     for ax in (error_ax, loss_ax):
         ax.set_xlabel("epoch")
         if ax.get_lines():
