@@ -94,3 +94,14 @@ def test_an_aliased_version_without_tags_is_scored_by_its_runs_metric(
         client, "tiny", (tmp_path / "b").as_uri(), run_id=new, value=9.0, **kwargs
     )
     assert (better.alias_moved, better.aliased_version) == (True, "3")
+
+
+def test_the_registered_model_name_is_checked_by_the_spec() -> None:
+    from pydantic import ValidationError
+
+    from resnetctl.spec.tracking import TrackingSpec
+
+    assert TrackingSpec().registered_model is None  # the job name, at registration
+    assert TrackingSpec(registered_model="resnet-50.v2").registered_model == "resnet-50.v2"
+    with pytest.raises(ValidationError, match="registered_model"):
+        TrackingSpec(registered_model="team/resnet")  # "/" would split a models:/ URI
