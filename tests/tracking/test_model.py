@@ -51,6 +51,7 @@ def _run_folder(folder: Path, errors: dict[int, float], spec: JobSpec) -> dict[i
     return paths
 
 
+@pytest.mark.slow  # torch.export of a network: about 5 s
 def test_the_registered_best_model_is_the_best_checkpoint_not_the_last(
     tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
