@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from resnetctl.cli.app import app
+from tests.analysis.conftest import mlflow_template  # noqa: F401  (a fixture, shared)
 
 
 @dataclass

@@ -123,6 +123,24 @@ def test_two_worker_run_is_tracked_and_resumes_at_the_next_epoch(
 
     with torch.no_grad():
         assert model(torch.zeros(3, 3, 16, 16)).shape == (3, 4)  # 4 classes, any batch size
+    # The registered model is the best checkpoint's network (by val_top1_error), at its epoch.
+    from mlflow import MlflowClient
+
+    from resnetctl.inference.source import load_model
+
+    assert result["registered_model"] == "models:/tiny@best"
+    best = load_model(result["best_checkpoint"])
+    registered = mlflow.pytorch.load_model("models:/tiny@best")
+    images = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(registered(images), best.model(images))
+    store = f"sqlite:///{workdir / 'mlflow.db'}"
+    client = MlflowClient(store, registry_uri=store)
+    version = client.get_model_version_by_alias("tiny", "best")
+    assert version.run_id == run.info.run_id and int(version.tags["resnetctl.epoch"]) == best.epoch
+    outputs = client.get_run(run.info.run_id).outputs.model_outputs
+    assert [o.step for o in outputs] == [best.epoch]  # the model page's step: the best epoch
+    mlflow.set_tracking_uri(None)
 
     # Resuming the finished run with a longer budget continues at epoch 4, in the same MLflow
     # run (one job start saved: this used to be a test of its own).

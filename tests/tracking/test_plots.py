@@ -40,3 +40,57 @@ def test_plot_error_curves_writes_a_png(tmp_path: Path) -> None:
     }
     path = plot_error_curves(runs, tmp_path / "nested" / "curves.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _history(epochs: int = 4) -> dict[str, list[tuple[int, float]]]:
+    return {
+        "train_top1_error": [(e, 40.0 / e) for e in range(1, epochs + 1)],
+        "val_top1_error": [(e, 45.0 / e) for e in range(1, epochs + 1)],
+        "train_loss": [(e, 2.0 / e) for e in range(1, epochs + 1)],
+        "val_loss": [(e, 2.2 / e) for e in range(1, epochs + 1)],
+    }
+
+
+def test_a_runs_curves_are_titled_with_model_data_and_run_with_a_log_error_axis() -> None:
+    from resnetctl.spec import load_spec
+    from resnetctl.tracking.plots import curves_figure, curves_title
+    from tests.conftest import JOBS
+
+    title = curves_title(load_spec(JOBS / "quickstart.yaml"), "quickstart-20261202-190440")
+    assert title == "cifar_resnet20 (shortcut A) on digits · quickstart-20261202-190440"
+    fig = curves_figure(_history(), title)
+    error, loss = fig.axes  # two panels
+    assert fig._suptitle.get_text() == title
+    assert error.get_yscale() == "log" and loss.get_yscale() == "log"
+    assert [line.get_label() for line in error.get_lines()] == ["train", "val"]
+    assert [line.get_label() for line in loss.get_lines()] == ["train", "val"]
+    assert list(loss.get_lines()[1].get_ydata()) == [2.2, 1.1, 2.2 / 3, 0.55]
+    plt.close(fig)
+
+
+def test_a_run_without_val_loss_draws_the_train_loss_and_skips_zero_errors() -> None:
+    from resnetctl.tracking.plots import curves_figure
+
+    history = _history(2)
+    del history["val_loss"]
+    history["train_top1_error"].append((3, 0.0))  # a log axis cannot show 0 %
+    fig = curves_figure(history, "t")
+    error, loss = fig.axes
+    assert [line.get_label() for line in loss.get_lines()] == ["train"]
+    assert list(error.get_lines()[0].get_xdata()) == [1, 2]
+    plt.close(fig)
+
+
+def test_a_sweeps_comparison_has_one_colour_per_trial_on_a_log_axis(tmp_path: Path) -> None:
+    from resnetctl.tracking.plots import comparison_figure, sweep_comparison_png
+
+    runs = {"resnet20-A": _history(), "plain20": _history(3)}
+    fig = comparison_figure(runs, "sweep depth: top-1 error by trial")
+    (ax,) = fig.axes
+    assert ax.get_title() == "sweep depth: top-1 error by trial" and ax.get_yscale() == "log"
+    lines = ax.get_lines()
+    assert len(lines) == 4 and len({line.get_color() for line in lines}) == 2
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["resnet20-A", "plain20"]
+    plt.close(fig)
+    path = sweep_comparison_png(runs, tmp_path / "cmp.png", "depth")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,7 +1,14 @@
-"""`resnetctl ui`: the MLflow UI on the job store, bound to loopback."""
+"""`resnetctl ui`: the MLflow UI on the job store, bound to loopback, opened at the experiment
+of the last run.
+
+MLflow 3.17's server starts a job runner and its queue consumers by default (used by GenAI
+features: scorers, trace rollups), 12 processes for nothing a review reads; with
+`MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false` it is the web server alone, and still serves runs,
+datasets, logged models and the Model Registry (measured: docs/benchmarks.md, "MLflow UI")."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from typing import Annotated
@@ -10,31 +17,13 @@ import typer
 
 from resnetctl.cli.common import err, fail
 
+#: Environment that makes `mlflow server` serve the review and nothing else.
+LIGHT_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
-def ui(
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 5000,
-    uri: Annotated[
-        str | None,
-        typer.Option(
-            "--uri",
-            envvar="MLFLOW_TRACKING_URI",
-            help="Tracking store; default: the sqlite store `resnetctl submit` writes here.",
-        ),
-    ] = None,
-) -> None:
-    """Serve the MLflow UI for this directory's runs on http://127.0.0.1:PORT.
 
-    It listens on loopback only: reach it from elsewhere through an SSH tunnel
-    (ssh -L 5000:127.0.0.1:5000 host), never by binding a public address.
-
-    Example: resnetctl ui --port 5001
-    """
-    from resnetctl.tracking.store import default_store_uri
-
-    store = uri or default_store_uri()
-    if store.startswith(("http://", "https://")):
-        fail(f"{store} is already a tracking server: open it in a browser")
-    command = [
+def server_command(store: str, port: int) -> list[str]:
+    """The `mlflow server` command line serving `store` on 127.0.0.1:`port`."""
+    return [
         sys.executable,
         "-m",
         "mlflow",
@@ -48,11 +37,63 @@ def ui(
         "--workers",
         "1",
     ]
-    err.print(
-        f"MLflow UI for {store} on http://127.0.0.1:{port} (Ctrl-C stops it)", highlight=False
-    )
+
+
+def last_experiment(store: str) -> str | None:
+    """The id of the experiment of the most recently started run in `store`, or None (no run,
+    or a store that cannot be read: the UI then opens at its start page)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
     try:
-        code = subprocess.call(command)
+        client = MlflowClient(store)
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        if not experiments:
+            return None
+        runs = client.search_runs(
+            experiments, order_by=["attributes.start_time DESC"], max_results=1
+        )
+    except (MlflowException, OSError):
+        return None
+    return runs[0].info.experiment_id if runs else None
+
+
+def ui_url(port: int, experiment_id: str | None) -> str:
+    """Where the browser opens: the experiment's runs, or the UI's start page."""
+    base = f"http://127.0.0.1:{port}"
+    return f"{base}/#/experiments/{experiment_id}" if experiment_id else base
+
+
+def ui(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 5000,
+    uri: Annotated[
+        str | None,
+        typer.Option(
+            "--uri",
+            envvar="MLFLOW_TRACKING_URI",
+            help="Tracking store; default: the sqlite store `resnetctl submit` writes here.",
+        ),
+    ] = None,
+) -> None:
+    """Serve the MLflow UI for this directory's runs on http://127.0.0.1:PORT and print the
+    URL of the last run's experiment.
+
+    It listens on loopback only: reach it from elsewhere through an SSH tunnel
+    (ssh -L 5000:127.0.0.1:5000 host), never by binding a public address.
+
+    Example: resnetctl ui --port 5001
+    """
+    from resnetctl.tracking.store import default_store_uri
+
+    store = uri or default_store_uri()
+    if store.startswith(("http://", "https://")):
+        fail(f"{store} is already a tracking server: open it in a browser")
+    url = ui_url(port, last_experiment(store))
+    err.print(f"MLflow UI for {store} (Ctrl-C stops it)", highlight=False)
+    # On stdout alone, so that a script can take the address.
+    print(url, flush=True)
+    try:
+        code = subprocess.call(server_command(store, port), env={**os.environ, **LIGHT_SERVER_ENV})
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(code)

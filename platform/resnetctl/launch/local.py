@@ -47,6 +47,7 @@ class RunSummary:
     metrics: dict[str, float] = field(default_factory=dict)
     best_checkpoint: str | None = None
     model_uri: str | None = None
+    registered_model: str | None = None  # `models:/NAME@best` after registering this run's
     error: str | None = None
     log_file: str | None = None  # what Ray and MLflow printed: resnetctl.log in the run's folder
 
@@ -68,6 +69,7 @@ class RunSummary:
             ("mlflow run", self.mlflow_run_id),
             ("mlflow url", self.mlflow_url),
             ("checkpoints", self.storage_path),
+            ("model", self.registered_model or self.model_uri or ""),
             ("log", self.log_file or ""),
         ]
         if self.error:
@@ -352,7 +354,7 @@ def _finish(
     started: float,
     log_file: Path | None = None,
 ) -> RunSummary:
-    from resnetctl.storage import best_checkpoint, latest_checkpoint
+    from resnetctl.storage import best_checkpoint
 
     history = {key: run.client.get_metric_history(run.run_id, key) for key in EPOCH_METRICS}
     final = {k: sorted(v, key=lambda m: m.step)[-1].value for k, v in history.items() if v}
@@ -364,14 +366,18 @@ def _finish(
     if best is not None:
         with best.local() as directory:
             run.log_checkpoint(directory, "best")
-    model_uri = None
-    last = latest_checkpoint(storage / run_name)
-    if error is None and last is not None:
-        with last.local() as directory:
-            model = _load_model(spec, directory)
-        model_uri = run.log_model(model, spec.pipeline.crop)
+    model_uri = registered = None
+    if error is None and best is not None:
+        from resnetctl.tracking.model import log_best_model
+
+        # The best epoch's network, not the last's: what `checkpoints/best` holds.
+        with best.local() as directory:
+            handed = log_best_model(spec, run.uri, run.run_id, Path(directory), run_name)
+        model_uri, registered = handed.model_uri, handed.registered
     if epochs:
-        run.log_curves(spec.name)
+        from resnetctl.tracking.plots import curves_title
+
+        run.log_curves(curves_title(spec, run_name))
     if log_file is not None and log_file.is_file():
         run.log_file(log_file, "logs")  # up to here: what Ray prints as it stops comes after
         if not storage.is_local:  # beside the run's checkpoints in the bucket, too
@@ -388,22 +394,10 @@ def _finish(
         metrics=final,
         best_checkpoint=str(best) if best else None,
         model_uri=model_uri,
+        registered_model=registered,
         error=_describe(error) if error else None,
         log_file=str(log_file) if log_file else None,
     )
-
-
-def _load_model(spec: JobSpec, checkpoint: Path) -> Any:
-    """The trained network from a checkpoint, rebuilt from the registry."""
-    from resnetctl.models import create_model
-    from resnetctl.train.checkpoint import load_checkpoint
-
-    state, meta = load_checkpoint(checkpoint)
-    weights = state["model"]
-    num_classes = int(weights["fc.weight"].shape[0])
-    model = create_model(spec.model.name, **spec.model.create_options(num_classes))
-    model.load_state_dict(weights)
-    return model.eval()
 
 
 def _describe(error: BaseException) -> str:

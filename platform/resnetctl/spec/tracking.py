@@ -18,6 +18,15 @@ class TrackingSpec(StrictModel):
     experiment: str = Field("resnetctl", min_length=1, description="MLflow experiment name.")
     run_name: str | None = Field(None, min_length=1, description="Run name; default: the job name.")
     tags: dict[str, str] = Field(default_factory=dict, description="Extra tags on the run.")
+    registered_model: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Model Registry name the best checkpoint of every finished run is "
+        "registered under (a new version each run; alias `best` follows the best version by "
+        "`checkpoint.metric`); default: the job name.",
+    )
 
     @field_validator("uri")
     @classmethod

@@ -202,54 +202,25 @@ class JobRun:
         """Copy one file into the run's artifacts under `folder`."""
         self.client.log_artifact(self.run_id, str(path), folder)
 
-    def log_model(self, model: Any, input_size: int) -> str:
-        """Log the trained module as a `torch.export` program (MLflow's `pt2` format) and return
-        the model URI; `mlflow.pytorch.load_model(uri)` gives a module with the same logits.
+    def log_model(self, model: Any, input_size: int, step: int = 0) -> str:
+        """Log the module as a `torch.export` program (see `tracking.model.log_pytorch_model`)
+        at `step` and return the model URI; `mlflow.pytorch.load_model(uri)` gives a module with
+        the same logits."""
+        from resnetctl.tracking.model import log_pytorch_model
 
-        Not `pickle`: unpickling a module runs whatever code the file names. The `pt2` archive
-        holds the graph and raw tensors. Its batch dimension is dynamic (MLflow exports the
-        signature's -1 as `Dim.AUTO`), which needs an example batch larger than one.
-        """
-        import mlflow
-        import mlflow.pytorch
-        import numpy as np
-        import torch
-
-        requirements = [f"torch=={torch.__version__.split('+')[0]}", "resnetctl"]
-        # Zeros: the example is stored with the model as JSON, where they take the least room.
-        example = np.zeros((2, 3, input_size, input_size), dtype=np.float32)
-        # The fluent API needs the global tracking URI, and `set_tracking_uri` also exports it
-        # as $MLFLOW_TRACKING_URI, where the next job started in this process would take it as
-        # its store: put both back afterwards.
-        previous = os.environ.get("MLFLOW_TRACKING_URI")
-        mlflow.set_tracking_uri(self.uri)
-        try:
-            # MLflow inspects the working directory (project detection); inside a Ray job that
-            # directory may already be gone once the workers exit, so log from a fresh one.
-            with tempfile.TemporaryDirectory() as scratch, _working_directory(scratch):
-                with mlflow.start_run(run_id=self.run_id):
-                    info = mlflow.pytorch.log_model(
-                        model.eval(),
-                        name="model",
-                        serialization_format="pt2",
-                        input_example=example,
-                        pip_requirements=requirements,
-                    )
-        finally:
-            mlflow.set_tracking_uri(previous)  # None clears the global and the variable
-        return info.model_uri
+        return log_pytorch_model(self.uri, self.run_id, model, input_size, step=step).uri
 
     def log_curves(self, title: str) -> None:
-        """Plot train and val top-1 error against epoch (the paper's Fig. 4) and log it."""
-        from resnetctl.tracking.plots import plot_error_curves
+        """Plot the run's top-1 error (log scale) and loss against epoch, titled `title`, and
+        log it as plots/error_curves.png."""
+        from resnetctl.tracking.plots import CURVE_METRICS, curves_figure, save_figure
 
         history = {
             key: [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, key)]
-            for key in ("train_top1_error", "val_top1_error")
+            for key in CURVE_METRICS
         }
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "error_curves.png"
-            plot_error_curves({title: history}, path)
+            path = save_figure(curves_figure(history, title), Path(tmp) / "error_curves.png")
             self.client.log_artifact(self.run_id, str(path), "plots")
 
     def end(self, status: str) -> None:

@@ -793,13 +793,13 @@ def _finish_parent(
     parent: Any, record: SweepRecord, rows: Sequence[TrialRow], interrupted: bool
 ) -> None:
     """Results table, comparison plot (the paper's Fig. 6 style) and best spec on the parent."""
-    from resnetctl.tracking.plots import plot_error_curves
+    from resnetctl.tracking.plots import sweep_comparison_png
 
     parent.log_text(rows_csv(record, rows), "results.csv")
     curves = _curves(record, rows)
     if curves:
         with tempfile.TemporaryDirectory() as tmp:
-            path = plot_error_curves(curves, Path(tmp) / "error_curves.png")
+            path = sweep_comparison_png(curves, Path(tmp) / "error_curves.png", record.name)
             parent.client.log_artifact(parent.run_id, str(path), "plots")
     best = rows[0] if rows and rows[0].rank == 1 else None
     if best is not None:

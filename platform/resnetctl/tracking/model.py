@@ -1,0 +1,173 @@
+"""The model a finished run hands over: the network of its best checkpoint by the spec's
+ranking metric, logged as an MLflow model linked to that epoch's metrics, with a signature,
+an input example and pinned requirements, then registered (see `tracking.registry`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from resnetctl.spec import JobSpec
+from resnetctl.spec.metrics import EMA_METRICS
+
+log = logging.getLogger(__name__)
+
+#: The packages a model needs to load, pinned to what trained it.
+PINNED = ("resnetctl", "torch", "torchvision")
+
+
+def requirements() -> list[str]:
+    """`name==version` of resnetctl, torch and torchvision as installed (the version pip
+    recorded, which for an editable resnetctl is its pyproject version). A local label such as
+    `+cpu` is dropped: `torch==2.9.1` is satisfied by 2.9.1+cpu and by the CUDA builds, which
+    the package index serves under the plain version."""
+    pins = []
+    for name in PINNED:
+        try:
+            version = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        pins.append(f"{name}=={version.split('+')[0]}")
+    return pins
+
+
+def ranked_weights(state: dict[str, Any], metric: str) -> dict[str, Any]:
+    """The weights a checkpoint was ranked by: its EMA's for a `*_ema` metric, else the
+    model's."""
+    ema = state.get("ema")
+    if metric in EMA_METRICS and isinstance(ema, dict) and isinstance(ema.get("module"), dict):
+        return ema["module"]
+    return state["model"]
+
+
+@dataclass(frozen=True)
+class BestModel:
+    """The network of a run's best checkpoint and where it ranked."""
+
+    network: Any
+    epoch: int
+    metric: str
+    value: float
+
+
+def best_model(spec: JobSpec, checkpoint: Path) -> BestModel:
+    """The network of the checkpoint directory `checkpoint`, in eval mode, with its epoch and
+    its score by `spec.checkpoint.metric` (read from its meta.json)."""
+    from resnetctl.models import create_model
+    from resnetctl.train.checkpoint import load_checkpoint
+
+    state, meta = load_checkpoint(checkpoint)
+    metric = spec.checkpoint.metric
+    weights = ranked_weights(state, metric)
+    options = spec.model.create_options(int(weights["fc.weight"].shape[0]))
+    network = create_model(spec.model.name, **options)
+    network.load_state_dict(weights)
+    value = float(meta.get("metrics", {}).get(metric, float("nan")))
+    return BestModel(network.eval(), int(meta["epoch"]), metric, value)
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    """An MLflow logged model: `models:/<model_id>`."""
+
+    uri: str
+    model_id: str
+
+
+def log_pytorch_model(
+    uri: str, run_id: str, network: Any, crop: int, *, step: int = 0
+) -> LoggedModel:
+    """Log `network` in the run as a `torch.export` program (MLflow's `pt2` format) at `step`:
+    MLflow links the run's metrics of that step (the epoch) to the model.
+
+    Not `pickle`: unpickling a module runs whatever code the file names; the `pt2` archive
+    holds the graph and raw tensors. The input example is a float32 NCHW batch of two at the
+    crop size, not one: torch.export specialises a batch dimension of size 1 to a constant, and
+    the model would then refuse any other batch size. The signature says -1 for the batch.
+    """
+    import mlflow
+    import mlflow.pytorch
+    import numpy as np
+    import torch
+    from mlflow.models import infer_signature
+
+    from resnetctl.tracking.run import _working_directory
+
+    # Zeros: the example is stored with the model as JSON, where they take the least room.
+    example = np.zeros((2, 3, crop, crop), dtype=np.float32)
+    network = network.eval()
+    with torch.no_grad():
+        logits = network(torch.from_numpy(example)).numpy()
+    signature = infer_signature(example, logits)
+    # The fluent API needs the global tracking URI, and `set_tracking_uri` also exports it as
+    # $MLFLOW_TRACKING_URI, where the next job started in this process would take it as its
+    # store: put both back afterwards.
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        # MLflow inspects the working directory (project detection); inside a Ray job that
+        # directory may already be gone once the workers exit, so log from a fresh one.
+        with tempfile.TemporaryDirectory() as scratch, _working_directory(scratch):
+            with mlflow.start_run(run_id=run_id):
+                info = mlflow.pytorch.log_model(
+                    network,
+                    name="model",
+                    serialization_format="pt2",
+                    signature=signature,
+                    input_example=example,
+                    pip_requirements=requirements(),
+                    step=step,
+                )
+    finally:
+        mlflow.set_tracking_uri(previous)  # None clears the global and the variable
+    return LoggedModel(info.model_uri, info.model_id)
+
+
+@dataclass(frozen=True)
+class HandedOver:
+    """What `log_best_model` logged and registered."""
+
+    model_uri: str
+    epoch: int
+    registered: str | None  # `models:/NAME@best`, or None when registering failed
+    version: str | None
+
+
+def log_best_model(
+    spec: JobSpec, uri: str, run_id: str, checkpoint: Path, run_name: str | None = None
+) -> HandedOver:
+    """Log the network of `checkpoint` (the run's best) linked to its epoch, and register it
+    under `tracking.registered_model` (default: the job name), moving alias `best` to it when
+    it beats the aliased version. A store without a Model Registry logs the model only."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from resnetctl.tracking.registry import register_best
+
+    best = best_model(spec, checkpoint)
+    logged = log_pytorch_model(uri, run_id, best.network, spec.pipeline.crop, step=best.epoch)
+    name = spec.tracking.registered_model or spec.name
+    try:
+        registration = register_best(
+            # Without registry_uri the client registers in the process's default store
+            # ($MLFLOW_REGISTRY_URI, else ./mlflow.db), not the run's.
+            MlflowClient(uri, registry_uri=uri),
+            name,
+            logged.uri,
+            model_id=logged.model_id,
+            run_id=run_id,
+            metric=best.metric,
+            mode=spec.checkpoint.mode or "min",
+            value=best.value,
+            epoch=best.epoch,
+            run_name=run_name,
+        )
+    except MlflowException as exc:
+        log.warning("model not registered as %s: %s", name, str(exc).splitlines()[0])
+        return HandedOver(logged.uri, best.epoch, None, None)
+    return HandedOver(logged.uri, best.epoch, registration.uri, registration.version)
