@@ -21,51 +21,63 @@ from resnetctl.cli.common import (
     use_storage,
 )
 
+RunsArgument = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="RUN...",
+        help="MLflow run ids (with a checkpoints/best artifact, or whose checkpoints are "
+        "still under the storage root), run or trial names under the storage root, or "
+        "checkpoint directories. Several runs are overlaid in one figure.",
+        show_default=False,
+    ),
+]
+
+TrackingUriOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        envvar="MLFLOW_TRACKING_URI",
+        help="MLflow store of the runs (default: sqlite:///./mlflow.db).",
+    ),
+]
+
+SpecOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--spec",
+        metavar="FILE",
+        help="Job spec for checkpoints with no MLflow run: its model options and its "
+        "validation data are used.",
+    ),
+]
+
+MaxImagesOption = Annotated[
+    int | None,
+    typer.Option("--max-images", min=1, help="Measure on at most this many validation images."),
+]
+
+OutOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        metavar="DIR",
+        help="Where to write CSV and PNG files (default: ./layer-responses-<UTC time>).",
+    ),
+]
+
+LogOption = Annotated[
+    bool, typer.Option("--log/--no-log", help="Log the files to each run in MLflow.")
+]
+
 
 def analyze(
-    runs: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="RUN...",
-            help="MLflow run ids (with a checkpoints/best artifact, or whose checkpoints are "
-            "still under the storage root), run or trial names under the storage root, or "
-            "checkpoint directories. Several runs are overlaid in one figure.",
-            show_default=False,
-        ),
-    ],
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option(
-            "--tracking-uri",
-            envvar="MLFLOW_TRACKING_URI",
-            help="MLflow store of the runs (default: sqlite:///./mlflow.db).",
-        ),
-    ] = None,
-    spec_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--spec",
-            metavar="FILE",
-            help="Job spec for checkpoints with no MLflow run: its model options and its "
-            "validation data are used.",
-        ),
-    ] = None,
-    max_images: Annotated[
-        int | None,
-        typer.Option("--max-images", min=1, help="Measure on at most this many validation images."),
-    ] = None,
+    runs: RunsArgument,
+    tracking_uri: TrackingUriOption = None,
+    spec_file: SpecOption = None,
+    max_images: MaxImagesOption = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 128,
-    out_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            metavar="DIR",
-            help="Where to write CSV and PNG files (default: ./layer-responses-<UTC time>).",
-        ),
-    ] = None,
-    log: Annotated[
-        bool, typer.Option("--log/--no-log", help="Log the files to each run in MLflow.")
-    ] = True,
+    out_dir: OutOption = None,
+    log: LogOption = True,
     storage: StorageOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -109,23 +121,24 @@ def analyze(
         fail(str(exc))
     files = write_report(results, folder, log=log, title="std of 3x3 layer responses")
     if json_:
-        print_json(
-            {
-                "runs": [
-                    {
-                        **r.summary(),
-                        "stds": r.stds,
-                        "logged": r.logged,
-                        "layers": [x.as_dict() for x in r.responses],
-                    }
-                    for r in results
-                ],
-                "files": [str(p) for p in files],
-            }
-        )
+        print_json(_as_json(results, files))
     else:
         out.print(summary_markdown(results), highlight=False, markup=False)
     for result in results:
         if log and not result.logged:
             err.print(f"{escape(result.label)}: no MLflow run, files written only", highlight=False)
     err.print(f"wrote {len(files)} files to {escape(str(folder))}", highlight=False)
+
+
+def _as_json(results: list, files: list[Path]) -> dict:
+    """What `analyze --json` prints: each run's summary, its stds and layers, the files."""
+    runs = [
+        {
+            **r.summary(),
+            "stds": r.stds,
+            "logged": r.logged,
+            "layers": [x.as_dict() for x in r.responses],
+        }
+        for r in results
+    ]
+    return {"runs": runs, "files": [str(p) for p in files]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -25,79 +25,100 @@ from resnetctl.cli.common import (
     spec_errors,
 )
 
+if TYPE_CHECKING:
+    from resnetctl.spec import JobSpec
+
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Validate and print the plan; train nothing.")
+]
+
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        envvar="RAY_ADDRESS",
+        help="Ray cluster to submit to (http://HEAD:8265); default: an embedded local Ray.",
+    ),
+]
+
+ResumeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--resume",
+        metavar="RUN",
+        help="Continue this run: its name, `latest` (the newest run of this job), or a "
+        "checkpoint dir.",
+    ),
+]
+
+ClusterOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--cluster",
+        help="With --dry-run: which node types and how many nodes of this cluster config "
+        "the job needs, and whether the config can supply them.",
+    ),
+]
+
+NoWaitOption = Annotated[
+    bool,
+    typer.Option("--no-wait", help="With a cluster --address: print the job id and return."),
+]
+
+SubmitStorageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        help="Where run records and checkpoints go: a path or a bucket URI "
+        "(s3://bucket/runs). Default: $RESNETCTL_STORAGE, else .resnetctl/runs; with "
+        "--address the cluster nodes' $RESNETCTL_STORAGE, else ~/resnetctl/runs there. "
+        "Multi-node clusters need a bucket or shared path.",
+    ),
+]
+
+SmokeOption = Annotated[
+    bool,
+    typer.Option(
+        "--smoke",
+        help="Try the job end to end on this machine in a minute or two: synthetic images "
+        "at its input size, 2 epochs of 2 steps, workers and devices scaled to this "
+        "machine, same model, pipeline, checkpoints and MLflow; named <name>-smoke.",
+    ),
+]
+
+SmokeSizeOption = Annotated[
+    int | None,
+    typer.Option(
+        "--smoke-size",
+        min=8,
+        metavar="PIXELS",
+        help="With --smoke: scale the input pipeline down to this crop size (faster).",
+    ),
+]
+
+VerboseOption = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Also print what Ray and MLflow log (always kept in resnetctl.log in the "
+        "run's folder).",
+    ),
+]
+
 
 def submit(
     file: SpecFile,
     overrides: SetOption = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Validate and print the plan; train nothing.")
-    ] = False,
-    address: Annotated[
-        str | None,
-        typer.Option(
-            "--address",
-            envvar="RAY_ADDRESS",
-            help="Ray cluster to submit to (http://HEAD:8265); default: an embedded local Ray.",
-        ),
-    ] = None,
-    resume: Annotated[
-        str | None,
-        typer.Option(
-            "--resume",
-            metavar="RUN",
-            help="Continue this run: its name, `latest` (the newest run of this job), or a "
-            "checkpoint dir.",
-        ),
-    ] = None,
-    cluster: Annotated[
-        Path | None,
-        typer.Option(
-            "--cluster",
-            help="With --dry-run: which node types and how many nodes of this cluster config "
-            "the job needs, and whether the config can supply them.",
-        ),
-    ] = None,
-    no_wait: Annotated[
-        bool,
-        typer.Option("--no-wait", help="With a cluster --address: print the job id and return."),
-    ] = False,
-    storage: Annotated[
-        str | None,
-        typer.Option(
-            "--storage",
-            help="Where run records and checkpoints go: a path or a bucket URI "
-            "(s3://bucket/runs). Default: $RESNETCTL_STORAGE, else .resnetctl/runs; with "
-            "--address the cluster nodes' $RESNETCTL_STORAGE, else ~/resnetctl/runs there. "
-            "Multi-node clusters need a bucket or shared path.",
-        ),
-    ] = None,
-    smoke: Annotated[
-        bool,
-        typer.Option(
-            "--smoke",
-            help="Try the job end to end on this machine in a minute or two: synthetic images "
-            "at its input size, 2 epochs of 2 steps, workers and devices scaled to this "
-            "machine, same model, pipeline, checkpoints and MLflow; named <name>-smoke.",
-        ),
-    ] = False,
-    smoke_size: Annotated[
-        int | None,
-        typer.Option(
-            "--smoke-size",
-            min=8,
-            metavar="PIXELS",
-            help="With --smoke: scale the input pipeline down to this crop size (faster).",
-        ),
-    ] = None,
-    verbose: Annotated[
-        bool,
-        typer.Option(
-            "--verbose",
-            "-v",
-            help="Also print what Ray and MLflow log (always kept in resnetctl.log in the "
-            "run's folder).",
-        ),
-    ] = False,
+    dry_run: DryRunOption = False,
+    address: AddressOption = None,
+    resume: ResumeOption = None,
+    cluster: ClusterOption = None,
+    no_wait: NoWaitOption = False,
+    storage: SubmitStorageOption = None,
+    smoke: SmokeOption = False,
+    smoke_size: SmokeSizeOption = None,
+    verbose: VerboseOption = False,
     json_: JsonOption = False,
 ) -> None:
     """Run a training job described by FILE.
@@ -116,25 +137,14 @@ def submit(
 
       resnetctl submit jobs/quickstart.yaml --storage s3://bucket/runs
     """
-    from resnetctl.spec import dump_spec, load_spec
-    from resnetctl.spec.local_checks import check_local
+    from resnetctl.spec import dump_spec
 
     if smoke_size is not None and not smoke:
         fail("--smoke-size shrinks a smoke run: use it with --smoke")
     if smoke and (address or cluster is not None or resume):
         fail("--smoke is a fresh run on this machine: drop --address, --cluster and --resume")
-    with spec_errors():
-        extra = list(overrides or [])
-        if resume:
-            extra.append(f"checkpoint.resume_from={resume}")
-        if smoke:
-            spec = _load_smoke(file, extra, smoke_size)
-        elif cluster is not None:  # placement only: the data path may be the cluster's alone
-            spec = load_spec_to_plan(file, extra)
-        else:
-            spec = load_spec(file, extra)
-        if not address and cluster is None:
-            check_local(spec)
+    extra = list(overrides or []) + ([f"checkpoint.resume_from={resume}"] if resume else [])
+    spec = _load(file, extra, smoke=smoke, smoke_size=smoke_size, local=not address, plan=cluster)
     if cluster is not None:
         if not dry_run:
             fail("--cluster plans placement: use it with --dry-run")
@@ -177,6 +187,33 @@ def submit(
         summary.render(out)
     if not summary.succeeded:
         raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def _load(
+    file: Path,
+    extra: list[str],
+    *,
+    smoke: bool,
+    smoke_size: int | None,
+    local: bool,
+    plan: Path | None,
+) -> JobSpec:
+    """The spec `submit` runs: a smoke variant, one to plan on a cluster config (whose data path
+    may exist on the cluster alone), or the job as written, checked against this machine when it
+    runs here."""
+    from resnetctl.spec import load_spec
+    from resnetctl.spec.local_checks import check_local
+
+    with spec_errors():
+        if smoke:
+            spec = _load_smoke(file, extra, smoke_size)
+        elif plan is not None:
+            spec = load_spec_to_plan(file, extra)
+        else:
+            spec = load_spec(file, extra)
+        if local and plan is None:
+            check_local(spec)
+    return spec
 
 
 def _check_gcs(address: str) -> None:
