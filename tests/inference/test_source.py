@@ -44,6 +44,35 @@ def test_a_run_name_picks_the_best_checkpoint(
     assert loaded.epoch == 1
 
 
+def test_a_checkpoint_ranked_by_its_ema_loads_the_ema_weights(
+    colour_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """eval, export and predict of a run ranked by `val_*_ema` serve the weights that won the
+    ranking, as the logged model does, not the raw ones saved beside them."""
+    import shutil
+
+    _, checkpoint = colour_run
+    target = tmp_path / "epoch_0003"
+    shutil.copytree(checkpoint, target)
+    state = torch.load(target / "state.pt", weights_only=True)
+    ema = {k: v * 0.5 if v.is_floating_point() else v for k, v in state["model"].items()}
+    state["ema"] = {"module": ema, "updates": 7}
+    torch.save(state, target / "state.pt")
+    meta = json.loads((target / "meta.json").read_text())
+    meta["spec"]["train"]["ema"] = {"decay": 0.9}
+    meta["spec"]["checkpoint"]["metric"] = "val_top1_error_ema"
+    (target / "meta.json").write_text(json.dumps(meta))
+
+    weights = load_model(str(target)).model.state_dict()
+    assert torch.equal(weights["fc.weight"], ema["fc.weight"])
+    assert not torch.equal(weights["fc.weight"], state["model"]["fc.weight"])
+
+    meta["spec"]["checkpoint"]["metric"] = "val_top1_error"
+    (target / "meta.json").write_text(json.dumps(meta))
+    weights = load_model(str(target)).model.state_dict()
+    assert torch.equal(weights["fc.weight"], state["model"]["fc.weight"])
+
+
 def test_unknown_model_names_what_was_looked_for(tmp_path: Path) -> None:
     with pytest.raises(ModelSourceError, match="no-such-run"):
         load_model("no-such-run", storage=tmp_path)

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from resnetctl.models import create_model
 from resnetctl.spec import JobSpec
 from resnetctl.storage import best_checkpoint
-from resnetctl.tracking.model import log_best_model, ranked_weights, requirements
+from resnetctl.tracking.model import log_best_model, requirements
 from resnetctl.train.checkpoint import save_checkpoint
 from tests.analysis.conftest import copy_store
 
@@ -112,10 +112,3 @@ def test_requirements_pin_what_is_installed() -> None:
     pins = dict(line.split("==") for line in requirements())
     assert pins["resnetctl"] == metadata.version("resnetctl")
     assert pins["torchvision"] == metadata.version("torchvision").split("+")[0]
-
-
-def test_a_checkpoint_ranked_by_its_ema_hands_over_the_ema_weights() -> None:
-    state = {"model": {"w": 1}, "ema": {"module": {"w": 2}, "updates": 5}}
-    assert ranked_weights(state, "val_top1_error_ema") == {"w": 2}
-    assert ranked_weights(state, "val_top1_error") == {"w": 1}
-    assert ranked_weights({"model": {"w": 1}}, "val_top1_error_ema") == {"w": 1}

@@ -103,3 +103,12 @@ def test_restored_runner_trains_exactly_like_the_original(tmp_path: Path) -> Non
     assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
     for p, q in zip(runner.model.parameters(), restored.model.parameters(), strict=True):
         assert torch.allclose(p, q)
+
+
+def test_a_checkpoint_ranked_by_its_ema_hands_over_the_ema_weights() -> None:
+    from resnetctl.train.checkpoint import ranked_weights
+
+    state = {"model": {"w": 1}, "ema": {"module": {"w": 2}, "updates": 5}}
+    assert ranked_weights(state, "val_top1_error_ema") == {"w": 2}
+    assert ranked_weights(state, "val_top1_error") == {"w": 1}
+    assert ranked_weights({"model": {"w": 1}}, "val_top1_error_ema") == {"w": 1}

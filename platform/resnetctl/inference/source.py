@@ -216,13 +216,15 @@ def _read_meta(checkpoint: Path) -> dict[str, Any]:
 def _from_checkpoint(
     checkpoint: Path, spec: JobSpec | None, run_id: str | None, uri: str | None
 ) -> LoadedModel:
-    from resnetctl.train.checkpoint import load_checkpoint
+    from resnetctl.train.checkpoint import load_checkpoint, ranked_weights
 
     state, meta = load_checkpoint(checkpoint)
     spec = spec or _spec_of_meta(meta)
     if spec is None and uri and run_id:
         spec = _spec_of_run(uri, run_id)
-    weights = state.get("model") if isinstance(state, dict) else None
+    weights = None
+    if isinstance(state, dict) and "model" in state:
+        weights = ranked_weights(state, spec.checkpoint.metric) if spec else state["model"]
     if not isinstance(weights, dict):
         raise ModelSourceError(f"{checkpoint}: the checkpoint holds no model state")
     model = build_network(spec, meta.get("model"), weights).eval()

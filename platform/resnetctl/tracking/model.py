@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from resnetctl.spec import JobSpec
-from resnetctl.spec.metrics import EMA_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +35,6 @@ def requirements() -> list[str]:
     return pins
 
 
-def ranked_weights(state: dict[str, Any], metric: str) -> dict[str, Any]:
-    """The weights a checkpoint was ranked by: its EMA's for a `*_ema` metric, else the
-    model's."""
-    ema = state.get("ema")
-    if metric in EMA_METRICS and isinstance(ema, dict) and isinstance(ema.get("module"), dict):
-        return ema["module"]
-    return state["model"]
-
-
 @dataclass(frozen=True)
 class BestModel:
     """The network of a run's best checkpoint and where it ranked."""
@@ -59,7 +49,7 @@ def best_model(spec: JobSpec, checkpoint: Path) -> BestModel:
     """The network of the checkpoint directory `checkpoint`, in eval mode, with its epoch and
     its score by `spec.checkpoint.metric` (read from its meta.json)."""
     from resnetctl.models import create_model
-    from resnetctl.train.checkpoint import load_checkpoint
+    from resnetctl.train.checkpoint import load_checkpoint, ranked_weights
 
     state, meta = load_checkpoint(checkpoint)
     metric = spec.checkpoint.metric

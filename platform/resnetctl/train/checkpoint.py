@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from resnetctl.spec.metrics import EMA_METRICS
 from resnetctl.storage.runs import CHECKPOINT_META as META_FILE
 from resnetctl.storage.runs import CHECKPOINT_STATE as STATE_FILE
 from resnetctl.storage.runs import is_checkpoint
@@ -30,6 +31,7 @@ __all__ = [
     "capture_rng_state",
     "is_checkpoint",
     "load_checkpoint",
+    "ranked_weights",
     "read_meta",
     "restore_rng_state",
     "save_checkpoint",
@@ -127,3 +129,13 @@ def load_checkpoint(
 def read_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """Only the `meta.json` of a checkpoint (cheap: no tensors)."""
     return json.loads((Path(directory) / META_FILE).read_text())
+
+
+def ranked_weights(state: dict[str, Any], metric: str) -> dict[str, Any]:
+    """The weights a checkpoint was ranked by: its EMA's for a `*_ema` metric, else the
+    model's. Whatever reads a best checkpoint back (the logged model, eval, export, predict)
+    must take these, or it serves weights other than the ones that won the ranking."""
+    ema = state.get("ema")
+    if metric in EMA_METRICS and isinstance(ema, dict) and isinstance(ema.get("module"), dict):
+        return ema["module"]
+    return state["model"]
