@@ -37,6 +37,23 @@ def jitter(strength: float) -> Any:
     return fn.random.uniform(range=(1.0 - strength, 1.0 + strength)) if strength > 0 else 1.0
 
 
+def normalise(
+    images: Any, device: Device, layout: str, mean: Any, std: Any, **crop_and_mirror: Any
+) -> Any:
+    """Float images in `layout`, (x - mean) / std per channel: the last operator of every
+    pipeline. `mean`/`std` are lists, or per-sample nodes (the fused colour augmentation);
+    crop and mirror arguments go to DALI's crop_mirror_normalize as they are."""
+    return fn.crop_mirror_normalize(
+        images,
+        device=device,
+        dtype=types.FLOAT,
+        output_layout=layout,
+        mean=mean,
+        std=std,
+        **crop_and_mirror,
+    )
+
+
 def colour_normalise(
     images: Any, cfg: ImageNetPipeline, device: Device, channels_last: bool
 ) -> Any:
@@ -73,14 +90,8 @@ def colour_normalise(
         light = light or (0.0, 0.0, 0.0)
         mean = fn.stack(*((cfg.mean[i] - light[i] - offset) / gain for i in range(3)))
         std = fn.stack(*(cfg.std[i] / gain for i in range(3)))
-    return fn.crop_mirror_normalize(
-        images,
-        device=device,
-        dtype=types.FLOAT,
-        output_layout=output_layout(channels_last),
-        mean=mean,
-        std=std,
-        mirror=mirror(cfg.flip),
+    return normalise(
+        images, device, output_layout(channels_last), mean, std, mirror=mirror(cfg.flip)
     )
 
 

@@ -21,6 +21,7 @@ from resnetctl.data.augment import (
     Device,
     colour_normalise,
     mirror,
+    normalise,
     output_layout,
     policy,
     random_erasing,
@@ -188,14 +189,7 @@ def imagenet_val(
     """
     jpegs, labels = _reader(reader)
     images, _ = decode_region(jpegs, device, float(cfg.val_resize), cfg.val_crop, 0.5, 0.5)
-    images = fn.crop_mirror_normalize(
-        images,
-        device=device,
-        dtype=types.FLOAT,
-        output_layout=output_layout(channels_last),
-        mean=list(cfg.mean),
-        std=list(cfg.std),
-    )
+    images = normalise(images, device, output_layout(channels_last), list(cfg.mean), list(cfg.std))
     return images, labels
 
 
@@ -214,16 +208,15 @@ def imagenet_ten_crop(
     images = fn.decoders.image(jpegs, device=_DECODER_DEVICE[device], output_type=types.RGB)
     images = fn.resize(images, device=device, resize_shorter=float(cfg.val_resize), antialias=True)
     views = [
-        fn.crop_mirror_normalize(
+        normalise(
             images,
-            device=device,
-            dtype=types.FLOAT,
-            output_layout="CHW",
+            device,
+            "CHW",
+            list(cfg.mean),
+            list(cfg.std),
             crop=(cfg.val_crop, cfg.val_crop),
             crop_pos_y=pos_y,
             crop_pos_x=pos_x,
-            mean=list(cfg.mean),
-            std=list(cfg.std),
             mirror=mirror,
         )
         for mirror in (0, 1)
@@ -263,13 +256,12 @@ def cifar_train(
         fill_values=0,
     )
     images = policy(images, cfg, cfg.crop)
-    images = fn.crop_mirror_normalize(
+    images = normalise(
         images,
-        device=device,
-        dtype=types.FLOAT,
-        output_layout=output_layout(channels_last),
-        mean=list(cfg.mean),
-        std=list(cfg.std),
+        device,
+        output_layout(channels_last),
+        list(cfg.mean),
+        list(cfg.std),
         mirror=mirror(cfg.flip),
     )
     return random_erasing(images, cfg.random_erasing, device), labels
@@ -286,14 +278,7 @@ def cifar_val(
     """The plain image, normalised (the paper tests on the single original image)."""
     jpegs, labels = _reader(reader)
     images = fn.decoders.image(jpegs, device=_DECODER_DEVICE[device], output_type=types.RGB)
-    images = fn.crop_mirror_normalize(
-        images,
-        device=device,
-        dtype=types.FLOAT,
-        output_layout=output_layout(channels_last),
-        mean=list(cfg.mean),
-        std=list(cfg.std),
-    )
+    images = normalise(images, device, output_layout(channels_last), list(cfg.mean), list(cfg.std))
     return images, labels
 
 
