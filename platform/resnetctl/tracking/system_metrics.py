@@ -1,0 +1,77 @@
+"""System metrics of every node of a run: MLflow's `SystemMetricsMonitor` (psutil for CPU,
+memory, disk and network; nvidia-ml-py for NVIDIA GPUs where CUDA is present), run by the first
+worker of each node.
+
+Each node logs under its own prefix, `system/node-<first 8 hex digits of its Ray node id>/...`
+(MLflow's `node_id`), so the System metrics tab shows one chart per node and metric; the
+prefixes match the node ids of the run's `ray.worker_nodes` tag. The monitor writes to the run
+directly (workers otherwise never talk to MLflow): the tracking URI must be reachable from the
+nodes, as `submit --address` already requires. A sample is logged every
+`tracking.system_metrics_interval_s` seconds; 0 turns the monitor off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: What the driver passes to the workers (`loop_config["tracking"]`).
+URI_KEY, RUN_KEY, INTERVAL_KEY = "uri", "run_id", "system_metrics_interval_s"
+
+
+def node_label(node_id: str) -> str:
+    """The MLflow node id of a Ray node: `node-` and the first 8 hex digits of its id."""
+    return f"node-{node_id[:8]}"
+
+
+def worker_config(uri: str, run_id: str, interval_s: float) -> dict[str, Any]:
+    """What a worker needs to monitor its node: the run and the sampling interval."""
+    return {URI_KEY: uri, RUN_KEY: run_id, INTERVAL_KEY: float(interval_s)}
+
+
+def build_monitor(config: dict[str, Any], node_id: str, *, cuda: bool) -> Any:
+    """A `SystemMetricsMonitor` of this node for the run in `config`, not started. It continues
+    the run's system-metric steps (a resumed run), and samples GPUs only when `cuda`."""
+    from mlflow.system_metrics.metrics.gpu_monitor import GPUMonitor
+    from mlflow.system_metrics.metrics.rocm_monitor import ROCMMonitor
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(
+        config[RUN_KEY],
+        sampling_interval=config[INTERVAL_KEY],
+        samples_before_logging=1,
+        resume_logging=True,
+        node_id=node_label(node_id),
+        tracking_uri=config[URI_KEY],
+    )
+    if not cuda:
+        gpu = (GPUMonitor, ROCMMonitor)
+        monitor.monitors = [m for m in monitor.monitors if not isinstance(m, gpu)]
+    return monitor
+
+
+@contextlib.contextmanager
+def node_monitor(config: dict[str, Any] | None, local_rank: int, node_id: str) -> Iterator[Any]:
+    """Monitor this node while the block runs, when this worker is its node's first
+    (`local_rank` 0) and `config` asks for it; yields the monitor or None. A monitor that
+    cannot start is a warning: the run's metrics matter more than the node's."""
+    if not config or not config.get(INTERVAL_KEY) or local_rank != 0:
+        yield None
+        return
+    try:
+        import torch
+
+        monitor = build_monitor(config, node_id, cuda=torch.cuda.is_available())
+        monitor.start()
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning("system metrics of node %s are not logged: %s", node_label(node_id), exc)
+        yield None
+        return
+    try:
+        yield monitor
+    finally:
+        monitor.finish()
