@@ -49,13 +49,15 @@ SUBMITTER_ENV = {
 
 def submitter_provenance(spec_file: str | None) -> dict[str, str]:
     """The spec file (absolute), the git commit of its folder and the user, on this machine."""
-    found: dict[str, str | None] = {"mlflow.source.name": None, "mlflow.user": None}
-    if spec_file:
-        path = Path(spec_file).expanduser().absolute()
-        found["mlflow.source.name"] = str(path)
-        found["mlflow.source.git.commit"] = git_commit(path.parent)
-    else:
-        found["mlflow.source.git.commit"] = git_commit()
+    found: dict[str, str | None] = {"mlflow.source.name": spec_file, "mlflow.user": None}
+    try:
+        folder = None
+        if spec_file:
+            path = Path(spec_file).expanduser().absolute()
+            found["mlflow.source.name"], folder = str(path), path.parent
+        found["mlflow.source.git.commit"] = git_commit(folder)
+    except OSError:  # the working directory is gone (a Ray job's, as it ends)
+        pass
     try:
         found["mlflow.user"] = getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (some containers)
@@ -74,8 +76,9 @@ def provenance_tags(
     """What MLflow's run page shows as Description, Source and Created by: the spec's
     description, the spec file and the git commit of the folder holding it, the user. In a job
     submitted to a cluster, the submitter's (`submitter_env`) take precedence."""
-    tags = {"mlflow.source.type": "LOCAL", **submitter_provenance(spec_file)}
-    tags.update({key: environ[var] for key, var in SUBMITTER_ENV.items() if environ.get(var)})
+    submitted = {key: environ[var] for key, var in SUBMITTER_ENV.items() if environ.get(var)}
+    # In a cluster job this machine (the head node) knows nothing of the spec's origin.
+    tags = {"mlflow.source.type": "LOCAL", **(submitted or submitter_provenance(spec_file))}
     if spec.description:
         tags["mlflow.note.content"] = spec.description
     return tags
