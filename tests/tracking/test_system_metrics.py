@@ -11,7 +11,7 @@ from resnetctl.tracking.system_metrics import node_label, node_monitor, worker_c
 from tests.analysis.conftest import copy_store
 
 
-def test_the_first_worker_of_a_node_logs_its_system_metrics_under_the_node(
+def test_one_worker_of_each_node_logs_its_system_metrics_under_the_node(
     tmp_path: Path, mlflow_template: Path
 ) -> None:
     uri = copy_store(mlflow_template, tmp_path)
@@ -19,12 +19,14 @@ def test_the_first_worker_of_a_node_logs_its_system_metrics_under_the_node(
     run_id = client.create_run(client.create_experiment("e")).info.run_id
     config = worker_config(uri, run_id, 0.2)
     node = "0123456789abcdef" * 3
-    with node_monitor(config, local_rank=1, node_id=node) as second:
-        assert second is None  # one monitor per node: the node's first worker's
-    with node_monitor({**config, "system_metrics_interval_s": 0}, 0, node) as off:
+    with node_monitor({**config, "system_metrics_interval_s": 0}, node) as off:
         assert off is None  # 0 turns the monitor off
-    with node_monitor(config, local_rank=0, node_id=node) as monitor:
+    with node_monitor(config, node) as monitor:
         assert monitor is not None
+        # One monitor per node: a second worker of the run on the node does not start one;
+        # a worker on another node (here: another raylet on the same machine) does.
+        with node_monitor(config, node) as second, node_monitor(config, "f" * 48) as other:
+            assert second is None and other is not None
         time.sleep(1.5)
     logged = client.get_run(run_id).data.metrics
     prefix = f"system/{node_label(node)}/"

@@ -253,7 +253,7 @@ def _fit(
         "resume_checkpoint": str(resume) if resume else None,
         # Every worker reads the run record back before its first step (storage.access).
         "storage_marker": str(storage / run_name / RECORD),
-        # The first worker of each node logs the node's system metrics into the run.
+        # One worker on each node logs the node's system metrics into the run.
         "tracking": worker_config(run.uri, run.run_id, spec.tracking.system_metrics_interval_s),
     }
     trainer = build_trainer(

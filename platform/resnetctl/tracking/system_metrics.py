@@ -1,6 +1,6 @@
 """System metrics of every node of a run: MLflow's `SystemMetricsMonitor` (psutil for CPU,
-memory, disk and network; nvidia-ml-py for NVIDIA GPUs where CUDA is present), run by the first
-worker of each node.
+memory, disk and network; nvidia-ml-py for NVIDIA GPUs where CUDA is present), run by one
+worker of the run on each node.
 
 Each node logs under its own prefix, `system/node-<first 8 hex digits of its Ray node id>/...`
 (MLflow's `node_id`), so the System metrics tab shows one chart per node and metric; the
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -55,23 +56,49 @@ def build_monitor(config: dict[str, Any], node_id: str, *, cuda: bool) -> Any:
 
 
 @contextlib.contextmanager
-def node_monitor(config: dict[str, Any] | None, local_rank: int, node_id: str) -> Iterator[Any]:
-    """Monitor this node while the block runs, when this worker is its node's first
-    (`local_rank` 0) and `config` asks for it; yields the monitor or None. A monitor that
-    cannot start is a warning: the run's metrics matter more than the node's."""
-    if not config or not config.get(INTERVAL_KEY) or local_rank != 0:
-        yield None
-        return
-    try:
-        import torch
+def first_on_node(node_id: str, run_id: str) -> Iterator[bool]:
+    """True in exactly one of the run's workers on node `node_id` at a time: the one holding a
+    lock file of the node and run. Not Ray Train's local rank, which groups workers by IP
+    address, so that nodes sharing one (several raylets on a machine) count apart. The lock
+    goes with its process: a restarted worker group takes it again."""
+    import fcntl
+    import tempfile
 
-        monitor = build_monitor(config, node_id, cuda=torch.cuda.is_available())
-        monitor.start()
-    except Exception as exc:  # noqa: BLE001 - see the docstring
-        log.warning("system metrics of node %s are not logged: %s", node_label(node_id), exc)
+    path = Path(tempfile.gettempdir()) / f"resnetctl-system-metrics-{run_id}-{node_id[:16]}.lock"
+    with open(path, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another worker of the run on this node holds it
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def node_monitor(config: dict[str, Any] | None, node_id: str) -> Iterator[Any]:
+    """Monitor this node while the block runs, when `config` asks for it and this worker is
+    the first of the run on its node (`first_on_node`); yields the monitor or None. A monitor
+    that cannot start is a warning: the run's metrics matter more than the node's."""
+    if not config or not config.get(INTERVAL_KEY):
         yield None
         return
-    try:
-        yield monitor
-    finally:
-        monitor.finish()
+    with first_on_node(node_id, str(config[RUN_KEY])) as first:
+        if not first:
+            yield None
+            return
+        try:
+            import torch
+
+            monitor = build_monitor(config, node_id, cuda=torch.cuda.is_available())
+            monitor.start()
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            log.warning("system metrics of node %s are not logged: %s", node_label(node_id), exc)
+            yield None
+            return
+        try:
+            yield monitor
+        finally:
+            monitor.finish()

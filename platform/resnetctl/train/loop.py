@@ -279,7 +279,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     "resume_checkpoint": optional checkpoint directory, "storage_marker": optional file the
     driver wrote into the run's storage, read back first so an unreachable storage stops the
     job before the first step, "tracking": optional `tracking.system_metrics.worker_config`, for
-    the first worker of each node to log the node's system metrics}`.
+    one worker on each node to log the node's system metrics}`.
     """
     import ray
     import ray.train
@@ -305,7 +305,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         wrap_model=wrap,
     )
     node_id = ray.get_runtime_context().get_node_id()
-    with node_monitor(config.get("tracking"), placement.local_rank, node_id):
+    with node_monitor(config.get("tracking"), node_id):
         run_training(
             spec,
             placement,
