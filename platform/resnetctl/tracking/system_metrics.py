@@ -89,6 +89,9 @@ def node_monitor(config: dict[str, Any] | None, node_id: str) -> Iterator[Any]:
         if not first:
             yield None
             return
+        # Its start and stop notices reach the driver late, after the job's log is closed,
+        # where they would break the clean terminal stream: warnings only.
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
         try:
             import torch
 
