@@ -37,7 +37,7 @@ def test_eval_on_another_folder_matches_classes_by_name(
     )
     assert code == 0, stderr
     (result,) = json.loads(stdout)["results"]
-    assert result["images"] == 3 and result["top1_error"] == 0.0
+    assert result["images"] == 3 and result["top1_error_pct"] == 0.0
 
 
 def test_predict_and_export_json(colour_run: tuple[Path, Path], tmp_path: Path) -> None:

@@ -60,6 +60,6 @@ def test_eval_of_a_run_logs_eval_metrics_to_its_mlflow_run(
     results, _ = evaluate(loaded, ["center", "ten_crop"], batch_size=4)
     assert log_results(loaded, results)
     logged = MlflowClient(uri).get_run(run.run_id).data.metrics
-    assert logged["eval_top1_error_ten_crop"] == results[1].top1_error
+    assert logged["eval_top1_error_ten_crop_pct"] == results[1].top1_error
     assert logged["eval_loss_center"] == results[0].loss
-    assert "eval_top1_error_multi_scale" not in logged
+    assert "eval_top1_error_multi_scale_pct" not in logged

@@ -5,6 +5,7 @@ real Ray; they are the slow part of the suite."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -18,6 +19,7 @@ import psutil
 import pytest
 
 from resnetctl.spec.metrics import EPOCH_METRICS
+from resnetctl.tracking.names import mlflow_name
 from tests.launch.conftest import metric_history, mlflow_runs, summary, wait_for
 from tests.launch.rays import ForeignRay, foreign_ray, session_processes, stale_address_file
 
@@ -35,6 +37,24 @@ def _artifacts(workdir: Path, run_id: str, path: str = "") -> set[str]:
         else:
             found.add(item.path)
     return found
+
+
+def _system_metric_nodes(run) -> set[str]:
+    """The node labels of the run's system metrics (`system/<node>/<metric>`)."""
+    return {key.split("/")[1] for key in run.data.metrics if key.startswith("system/node-")}
+
+
+def _assert_datasets(run, images: dict[str, int], classes: int) -> None:
+    """The run's train and validation inputs, with their counts."""
+    inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"synthetic/train", "synthetic/val"}, inputs
+    for split, context in (("train", "training"), ("val", "validation")):
+        found = inputs[f"synthetic/{split}"]
+        assert {t.key: t.value for t in found.tags}["mlflow.data.context"] == context
+        profile = json.loads(found.dataset.profile)
+        assert profile == {"num_images": images[split], "num_classes": classes}
+        assert json.loads(found.dataset.source)["uri"].endswith(f"/{split}")
+        assert len(found.dataset.digest) == 12
 
 
 EPOCH_LINE = (
@@ -79,7 +99,14 @@ def test_two_worker_run_is_tracked_and_resumes_at_the_next_epoch(
     # be provided"), and leave it as it was.
     foreign_address = foreign.address_file.read_text()
     # Per-step metrics every 2 of the 4 steps an epoch, through the live Ray Train run.
-    code, out, err = submit("job.yaml", "--json", "--set", "train.log_every_n_steps=2").wait()
+    code, out, err = submit(
+        "job.yaml",
+        "--json",
+        "--set",
+        "train.log_every_n_steps=2",
+        "--set",
+        "tracking.system_metrics_interval_s=1",
+    ).wait()
     assert code == 0, err[-3000:]
     result = summary(out)
     assert result["succeeded"] and result["epochs_completed"] == 3
@@ -94,8 +121,22 @@ def test_two_worker_run_is_tracked_and_resumes_at_the_next_epoch(
     (run,) = mlflow_runs(workdir)
     assert run.info.run_id == result["mlflow_run_id"] and run.info.status == "FINISHED"
     assert run.info.run_name == result["run_name"]  # MLflow's name is the one --resume takes
-    for key in EPOCH_METRICS:
+    for key in [mlflow_name(key) for key in EPOCH_METRICS] + ["val_top1_acc_pct"]:
         assert [step for step, _ in metric_history(workdir, run.info.run_id, key)] == [1, 2, 3], key
+    # Rank 0's training time splits into waiting for DALI and computing.
+    for (_, wait), (_, compute), (_, epoch) in zip(
+        *(
+            metric_history(workdir, run.info.run_id, key)
+            for key in ("data_wait_seconds", "compute_seconds", "epoch_seconds")
+        ),
+        strict=True,
+    ):
+        assert 0 <= wait and 0 < compute and wait + compute < epoch
+    assert _system_metric_nodes(run) == {
+        f"node-{node[:8]}" for node in run.data.tags["ray.worker_nodes"].split(",")
+    }
+    _assert_datasets(run, images={"train": 64, "val": 16}, classes=4)
+    assert run.data.params["model.num_classes"] == "4"  # left to the data by the spec
     for key in ("step_train_loss", "step_lr", "step_images_per_second"):
         history = metric_history(workdir, run.info.run_id, key)
         assert [step for step, _ in history] == [2, 4, 6, 8, 10, 12], (key, history)
@@ -140,6 +181,16 @@ def test_two_worker_run_is_tracked_and_resumes_at_the_next_epoch(
     assert version.run_id == run.info.run_id and int(version.tags["resnetctl.epoch"]) == best.epoch
     outputs = client.get_run(run.info.run_id).outputs.model_outputs
     assert [o.step for o in outputs] == [best.epoch]  # the model page's step: the best epoch
+    # The summary metrics, in MLflow and in the JSON summary alike.
+    logged = client.get_run(run.info.run_id).data.metrics
+    errors = dict(metric_history(workdir, run.info.run_id, "val_top1_error_pct"))
+    for metrics in (logged, result["metrics"]):
+        assert metrics["best_epoch"] == best.epoch
+        assert metrics["best_val_top1_error_pct"] == errors[best.epoch] == min(errors.values())
+        assert metrics["final_val_top1_acc_pct"] == pytest.approx(100 - errors[3])
+        assert 0 < metrics["startup_seconds"] < metrics["total_seconds"]
+        assert metrics["model_parameters"] == sum(p.numel() for p in best.model.parameters())
+        assert metrics["model_multiply_adds"] > metrics["model_parameters"]
     mlflow.set_tracking_uri(None)
 
     # Resuming the finished run with a longer budget continues at epoch 4, in the same MLflow
@@ -226,7 +277,7 @@ def test_killed_worker_is_replaced_and_run_resumes(submit, workdir: Path) -> Non
     code, out, err = job.wait()
     assert code == 0, err[-3000:]
     (run,) = mlflow_runs(workdir)
-    steps = [s for s, _ in metric_history(workdir, run.info.run_id, "val_top1_error")]
+    steps = [s for s, _ in metric_history(workdir, run.info.run_id, "val_top1_error_pct")]
     assert steps == [1, 2, 3, 4]  # every epoch once: none lost, none logged twice
     result = summary(out)
     assert result["epochs_completed"] == 4

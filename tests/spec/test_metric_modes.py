@@ -12,5 +12,5 @@ def test_losses_errors_and_durations_are_minimised_the_rest_maximised() -> None:
     modes = {metric: default_mode(metric) for metric in LOGGED_METRICS}
     assert {m for m, mode in modes.items() if mode == "max"} == HIGHER_IS_BETTER
     assert modes["val_top1_error_ema"] == modes["val_loss_10crop"] == "min"
-    assert modes["epoch_seconds"] == "min"
-    assert len(modes) == 16  # 9 per epoch, 3 EMA, 4 of the final evaluation
+    assert modes["epoch_seconds"] == modes["data_wait_seconds"] == "min"
+    assert len(modes) == 18  # 11 per epoch, 3 EMA, 4 of the final evaluation

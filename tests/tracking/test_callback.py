@@ -3,6 +3,7 @@ the driver's progress view every time an epoch is reported."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,12 @@ def test_every_reported_epoch_is_announced_and_logged_once(tmp_path: Path) -> No
     ]
     # Rank 0's metrics, the ones MLflow gets.
     assert queue.items[0]["train_top1_error"] == 30.0 and queue.items[0]["val_top1_error"] == 20.0
-    history = client.get_metric_history(run_id, "val_top1_error")
+    # ... under their MLflow names, with the unit, and the accuracy beside the error.
+    history = client.get_metric_history(run_id, "val_top1_error_pct")
     assert sorted(m.step for m in history) == [1, 2]
+    logged = client.get_run(run_id).data.metrics
+    assert logged["train_top1_error_pct"] == 30.0 and logged["val_top1_acc_pct"] == 80.0
+    assert "val_top1_error" not in logged and logged["images_per_second"] == 500.0
 
     # A queue whose actor is gone (the driver went away) does not stop the metrics.
     class Gone:
@@ -57,7 +62,7 @@ def test_every_reported_epoch_is_announced_and_logged_once(tmp_path: Path) -> No
             raise RuntimeError("actor died")
 
     EpochMetricsCallback(uri, run_id, progress=Gone()).after_report(None, [_report(3, 0)], None)
-    history = client.get_metric_history(run_id, "val_top1_error")
+    history = client.get_metric_history(run_id, "val_top1_error_pct")
     assert sorted(m.step for m in history) == [1, 2, 3]
 
 
@@ -100,9 +105,9 @@ def test_the_last_epochs_ten_crop_metrics_are_logged_at_that_epoch(tmp_path: Pat
     run_id = client.create_run(client.create_experiment("e")).info.run_id
     report = {"epoch": 90, "val_top1_error": 30.0, "val_top1_error_10crop": 28.5}
     EpochMetricsCallback(uri, run_id).after_report(None, [report], None)
-    (ten_crop,) = client.get_metric_history(run_id, "val_top1_error_10crop")
+    (ten_crop,) = client.get_metric_history(run_id, "val_top1_error_10crop_pct")
     assert (ten_crop.value, ten_crop.step) == (28.5, 90)
-    (single,) = client.get_metric_history(run_id, "val_top1_error")
+    (single,) = client.get_metric_history(run_id, "val_top1_error_pct")
     assert (single.value, single.step) == (30.0, 90)
 
 
@@ -130,3 +135,31 @@ def test_step_reports_are_logged_at_the_global_step_once(monkeypatch: pytest.Mon
     }
     # A step report is not an epoch: epoch 200 stays unlogged.
     assert callback.logged == set()
+
+
+def test_datasets_of_the_first_report_are_logged_once_with_the_class_count(tmp_path: Path) -> None:
+    from resnetctl.tracking.datasets import DATASET_REPORT_KEY
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    facts = {"source": "/data/x/train", "source_type": "local", "digest": "abc", "classes": 4}
+    described = {
+        "train": {**facts, "name": "x/train", "images": 64},
+        "val": {**facts, "name": "x/val", "source": "/data/x/val", "images": 16},
+    }
+    # Epoch 1 of the first worker group, then again after a restart of the group.
+    for epoch in (1, 2):
+        report = {**_report(epoch, 0), DATASET_REPORT_KEY: described}
+        EpochMetricsCallback(uri, run_id).after_report(None, [report], None)
+    run = client.get_run(run_id)
+    inputs = {
+        i.dataset.name: (i.dataset, {t.key: t.value for t in i.tags})
+        for i in run.inputs.dataset_inputs
+    }
+    assert sorted(inputs) == ["x/train", "x/val"] and len(run.inputs.dataset_inputs) == 2
+    train, tags = inputs["x/train"]
+    assert tags["mlflow.data.context"] == "training" and train.digest == "abc"
+    assert json.loads(train.source) == {"uri": "/data/x/train"}
+    assert json.loads(train.profile) == {"num_images": 64, "num_classes": 4}
+    assert run.data.params["model.num_classes"] == "4"

@@ -4,6 +4,7 @@ model in a format that loads without unpickling code, and what logging it leaves
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,7 @@ def test_a_run_is_named_and_described_as_resnetctl_knows_it(
     from tests.conftest import JOBS
 
     monkeypatch.setattr("getpass.getuser", lambda: "alice")
+    monkeypatch.chdir(JOBS.parent)  # the spec file is given relative to it
     spec = load_spec(JOBS / "quickstart.yaml")
     assert spec.description  # the quickstart says what it is
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -128,8 +130,32 @@ def test_a_run_is_named_and_described_as_resnetctl_knows_it(
     assert info.info.run_name == "quickstart-20261202-190440"
     tags = info.data.tags
     assert tags["mlflow.note.content"] == spec.description  # the run page's Description
-    assert tags["mlflow.source.name"] == "jobs/quickstart.yaml"  # Source
+    assert tags["mlflow.source.name"] == str(JOBS / "quickstart.yaml")  # Source, absolute
+    head = subprocess.run(
+        ["git", "-C", str(JOBS), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    assert tags["mlflow.source.git.commit"] == head and len(head) == 40  # the spec's commit
     assert tags["mlflow.user"] == "alice"  # Created by
+    # The runs table's short columns.
+    shown = {key: tags[key] for key in ("model", "depth", "shortcut", "data", "workers", "device")}
+    assert shown == {
+        "model": "cifar_resnet20",
+        "depth": "20",
+        "shortcut": "A",
+        "data": "digits",
+        "workers": "2",
+        "device": "cpu",
+    }
+    # Parameters: no empty values, no GPU count on a CPU run, the rate as scaled.
+    params = info.data.params
+    assert "" not in params.values() and "model.num_classes" not in params
+    assert "resources.gpus_per_worker" not in params and params["resources.use_gpu"] == "False"
+    assert float(params["train.effective_lr"]) == spec.train.scaled_lr(2)
+    assert params["train.global_batch"] == str(spec.train.global_batch(2))
+    # The experiment says what it holds and opens in MLflow's model-training view.
+    experiment = run.client.get_experiment(info.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "resnetctl" in experiment.tags["mlflow.note.content"]
     found = run.client.search_runs(
         [info.info.experiment_id],
         filter_string="attributes.run_name = 'quickstart-20261202-190440'",

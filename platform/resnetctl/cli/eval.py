@@ -71,7 +71,7 @@ def eval_(
                 "run_id": loaded.run_id,
                 "data": str(layout.val_dir),
                 "logged": logged,
-                "results": [r.__dict__ for r in results],
+                "results": [r.as_dict() for r in results],
             }
         )
     else:

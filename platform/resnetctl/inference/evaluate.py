@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +52,21 @@ class ProtocolResult:
     views: str
 
     def metrics(self) -> dict[str, float]:
-        """MLflow metric names and values (`eval_top1_error_ten_crop`, ...)."""
+        """MLflow metric names and values (`eval_top1_error_ten_crop_pct`, ...: errors in
+        percent end in `_pct`, as `tracking.names` has it)."""
+        from resnetctl.tracking.names import mlflow_name
+
         return {
-            f"{METRIC_PREFIX}top1_error_{self.protocol}": self.top1_error,
-            f"{METRIC_PREFIX}top5_error_{self.protocol}": self.top5_error,
+            mlflow_name(f"{METRIC_PREFIX}top1_error_{self.protocol}"): self.top1_error,
+            mlflow_name(f"{METRIC_PREFIX}top5_error_{self.protocol}"): self.top5_error,
             f"{METRIC_PREFIX}loss_{self.protocol}": self.loss,
         }
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form of `resnetctl eval --json`: errors as `top1_error_pct`, ...."""
+        from resnetctl.tracking.names import mlflow_name
+
+        return {mlflow_name(key): value for key, value in asdict(self).items()}
 
 
 def folder_layout(path: Path) -> DatasetLayout:

@@ -8,18 +8,16 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from resnetctl.launch import embedded
 from resnetctl.launch.joblog import LOG_FILE, JobLog
+from resnetctl.launch.outcome import RunSummary
 from resnetctl.launch.progress import ProgressView
 from resnetctl.spec import JobSpec, dump_spec
-from resnetctl.spec.metrics import EPOCH_METRICS
 from resnetctl.storage import (
     RECORD,
     RunRecord,
@@ -30,53 +28,6 @@ from resnetctl.storage import (
     storage_root,
 )
 from resnetctl.tracking.store import check_reachable, default_artifact_root, resolve_tracking_uri
-
-
-@dataclass
-class RunSummary:
-    """The outcome of a job, printed as a table or JSON."""
-
-    succeeded: bool
-    run_name: str
-    mlflow_run_id: str
-    mlflow_url: str
-    storage_path: str
-    seconds: float
-    startup_seconds: float | None = None  # from submit to the first training step
-    epochs_completed: int = 0
-    metrics: dict[str, float] = field(default_factory=dict)
-    best_checkpoint: str | None = None
-    model_uri: str | None = None
-    registered_model: str | None = None  # `models:/NAME@best` after registering this run's
-    error: str | None = None
-    log_file: str | None = None  # what Ray and MLflow printed: resnetctl.log in the run's folder
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return asdict(self)
-
-    def render(self, console: Console) -> None:
-        """The summary table."""
-        table = Table(
-            title=f"{'finished' if self.succeeded else 'FAILED'}: {self.run_name}",
-            show_header=False,
-        )
-        rows: list[tuple[str, str]] = [("epochs", str(self.epochs_completed))]
-        rows += [(key, f"{value:.4g}") for key, value in self.metrics.items()]
-        rows += [
-            ("seconds", f"{self.seconds:.1f}"),
-            ("seconds to first step", f"{self.startup_seconds or float('nan'):.1f}"),
-            ("mlflow run", self.mlflow_run_id),
-            ("mlflow url", self.mlflow_url),
-            ("checkpoints", self.storage_path),
-            ("model", self.registered_model or self.model_uri or ""),
-            ("log", self.log_file or ""),
-        ]
-        if self.error:
-            rows.append(("error", self.error))
-        for key, value in rows:
-            table.add_row(key, value)
-        console.print(table)
 
 
 class LaunchError(RuntimeError):
@@ -161,10 +112,8 @@ def _run(
             resume_checkpoint,
             ProgressView(spec.train.length, console, live=live),
         )
-        summary = _finish(spec, run, run_name, storage, error, started, log.path)
-        if first_step_at is not None:
-            summary.startup_seconds = first_step_at - started
-        return summary
+        startup = None if first_step_at is None else first_step_at - started
+        return _finish(spec, run, run_name, storage, error, started, startup, log.path)
     except BaseException:
         if run is not None:
             run.end("KILLED")
@@ -295,6 +244,7 @@ def _fit(
 
     from resnetctl.launch.trainer import build_trainer
     from resnetctl.tracking.callback import EpochMetricsCallback
+    from resnetctl.tracking.system_metrics import worker_config
 
     progress_queue = Queue(maxsize=256)
     config: dict[str, Any] = {
@@ -303,6 +253,8 @@ def _fit(
         "resume_checkpoint": str(resume) if resume else None,
         # Every worker reads the run record back before its first step (storage.access).
         "storage_marker": str(storage / run_name / RECORD),
+        # One worker on each node logs the node's system metrics into the run.
+        "tracking": worker_config(run.uri, run.run_id, spec.tracking.system_metrics_interval_s),
     }
     trainer = build_trainer(
         spec,
@@ -352,13 +304,14 @@ def _finish(
     storage: StoragePath,
     error: BaseException | None,
     started: float,
+    startup: float | None = None,
     log_file: Path | None = None,
 ) -> RunSummary:
     from resnetctl.storage import best_checkpoint
+    from resnetctl.tracking.names import history
+    from resnetctl.tracking.summary import final_metrics, log_summary, summary_metrics
 
-    history = {key: run.client.get_metric_history(run.run_id, key) for key in EPOCH_METRICS}
-    final = {k: sorted(v, key=lambda m: m.step)[-1].value for k, v in history.items() if v}
-    epochs = len(history["val_top1_error"])
+    epochs = len(history(run.client, run.run_id, "val_top1_error"))
     # Ranked from the checkpoints' own metadata: it survives a failed fit() that has no Result.
     best = best_checkpoint(
         storage / run_name, spec.checkpoint.metric, spec.checkpoint.mode or "min"
@@ -374,6 +327,11 @@ def _finish(
         with best.local() as directory:
             handed = log_best_model(spec, run.uri, run.run_id, Path(directory), run_name)
         model_uri, registered = handed.model_uri, handed.registered
+    seconds = time.monotonic() - started
+    summary = summary_metrics(
+        run.client, run.run_id, spec, total_seconds=seconds, startup_seconds=startup
+    )
+    log_summary(run.client, run.run_id, summary, step=epochs)
     if epochs:
         from resnetctl.tracking.plots import curves_title
 
@@ -389,9 +347,10 @@ def _finish(
         mlflow_run_id=run.run_id,
         mlflow_url=run.url,
         storage_path=str(storage / run_name),
-        seconds=time.monotonic() - started,
+        seconds=seconds,
+        startup_seconds=startup,
         epochs_completed=epochs,
-        metrics=final,
+        metrics={**final_metrics(run.client, run.run_id), **summary},
         best_checkpoint=str(best) if best else None,
         model_uri=model_uri,
         registered_model=registered,

@@ -20,6 +20,7 @@ from typing import Any
 from resnetctl.launch import auth
 from resnetctl.spec import JobSpec, dump_spec
 from resnetctl.storage import CLUSTER_DEFAULT_STORAGE, new_run_name
+from resnetctl.tracking.labels import submitter_env
 from resnetctl.tracking.store import is_local_store, resolve_tracking_uri
 
 JOB_FILE = "job.yaml"
@@ -131,6 +132,7 @@ def submit(
     # The job's working directory is deleted with the job: checkpoints must live elsewhere.
     command, env_vars = entrypoint(storage)
     env_vars.update({"RESNETCTL_RUN_NAME": submission_id, "PYTHONUNBUFFERED": "1"})
+    env_vars.update(submitter_env(spec_file))  # MLflow's Source and Created by: this machine's
     for name in ("RESNETCTL_CACHE", "RAY_AUTH_MODE"):
         if name in os.environ:
             env_vars[name] = os.environ[name]

@@ -58,13 +58,17 @@ def sort_key(net: NetResult) -> tuple[int, int, str]:
 
 
 def metric_curves(uri: str, run_id: str) -> dict[str, Curve]:
-    """Train and validation top-1 error (percent) per epoch, from the run's metric history."""
+    """Train and validation top-1 error (percent) per epoch, from the run's metric history
+    (under the `_pct` names, or the bare ones of runs logged before them), keyed by the
+    internal names."""
     from mlflow import MlflowClient
+
+    from resnetctl.tracking.names import history
 
     client = MlflowClient(uri)
     curves = {}
     for key in CURVE_KEYS:
-        points = {int(m.step): float(m.value) for m in client.get_metric_history(run_id, key)}
+        points = {int(m.step): float(m.value) for m in history(client, run_id, key)}
         curves[key] = sorted(points.items())  # a resumed trial may log an epoch twice
     return curves
 

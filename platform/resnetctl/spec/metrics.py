@@ -15,6 +15,9 @@ EpochMetricName = Literal[
     "lr",
     "images_per_second",
     "epoch_seconds",
+    # Of the training steps, on rank 0: waiting for the input pipeline vs computing.
+    "data_wait_seconds",
+    "compute_seconds",
 ]
 EPOCH_METRICS: tuple[str, ...] = get_args(EpochMetricName)
 # Reported every epoch besides those when `train.ema` is set: the validation of the EMA weights.

@@ -16,7 +16,12 @@ class TrackingSpec(StrictModel):
         "`mlflow.db` with artifacts in `mlartifacts/` in the working directory.",
     )
     experiment: str = Field("resnetctl", min_length=1, description="MLflow experiment name.")
-    run_name: str | None = Field(None, min_length=1, description="Run name; default: the job name.")
+    run_name: str | None = Field(
+        None,
+        min_length=1,
+        description="MLflow run name; default: the resnetctl run name (`JOB-YYYYMMDD-HHMMSS`, "
+        "the name `--resume`, `list` and `status` take).",
+    )
     tags: dict[str, str] = Field(default_factory=dict, description="Extra tags on the run.")
     registered_model: str | None = Field(
         None,
@@ -26,6 +31,14 @@ class TrackingSpec(StrictModel):
         description="Model Registry name the best checkpoint of every finished run is "
         "registered under (a new version each run; alias `best` follows the best version by "
         "`checkpoint.metric`); default: the job name.",
+    )
+
+    system_metrics_interval_s: float = Field(
+        10.0,
+        ge=0.0,
+        le=3600.0,
+        description="Seconds between two samples of each node's CPU, memory, disk, network and "
+        "GPU use, logged as MLflow system metrics (`system/node-<id>/...`); 0 turns them off.",
     )
 
     @field_validator("uri")

@@ -7,6 +7,7 @@ the driver's progress view that an epoch is done, through the job's progress que
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import Any
@@ -14,6 +15,11 @@ from typing import Any
 from ray.train import UserCallback
 
 from resnetctl.spec.metrics import EPOCH_METRICS, LOGGED_METRICS, STEP_METRICS, STEP_REPORT_KEY
+from resnetctl.tracking.datasets import DATASET_REPORT_KEY, log_datasets
+from resnetctl.tracking.labels import NUM_CLASSES_PARAM
+from resnetctl.tracking.names import to_mlflow
+
+log = logging.getLogger(__name__)
 
 
 class EpochMetricsCallback(UserCallback):
@@ -56,11 +62,9 @@ class EpochMetricsCallback(UserCallback):
         if self._client is None:
             self._client = MlflowClient(self.uri)
         now = int(time.time() * 1000)
-        batch = [
-            Metric(key, float(metrics[0][key]), now, epoch)
-            for key in LOGGED_METRICS
-            if key in metrics[0]
-        ]
+        # Under their MLflow names, with the unit (`tracking.names`).
+        logged = to_mlflow(metrics[0], LOGGED_METRICS)
+        batch = [Metric(key, value, now, epoch) for key, value in logged.items()]
         checksums = [float(m["param_checksum"]) for m in metrics if "param_checksum" in m]
         if len(checksums) == len(metrics) > 0:
             # Non-zero means the DDP replicas diverged: their gradients were not averaged.
@@ -70,6 +74,22 @@ class EpochMetricsCallback(UserCallback):
         tags = [RunTag("ray.worker_nodes", ",".join(nodes))] if nodes else []
         self._client.log_batch(self.run_id, metrics=batch, tags=tags)
         self.logged.add(epoch)
+        if metrics[0].get(DATASET_REPORT_KEY):
+            self._log_data(metrics[0][DATASET_REPORT_KEY])
+
+    def _log_data(self, described: dict[str, Any]) -> None:
+        """The datasets rank 0 trained on, and the class count the spec left to the data."""
+        from mlflow.entities import Param
+        from mlflow.exceptions import MlflowException
+
+        try:
+            log_datasets(self._client, self.run_id, described)
+            params = self._client.get_run(self.run_id).data.params
+            classes = described.get("train", {}).get("classes")
+            if classes and NUM_CLASSES_PARAM not in params:
+                self._client.log_batch(self.run_id, params=[Param(NUM_CLASSES_PARAM, str(classes))])
+        except MlflowException as exc:  # descriptive only: never fail the run for it
+            log.warning("datasets not logged: %s", str(exc).splitlines()[0])
 
     def _log_step(self, report: dict[str, Any]) -> None:
         """Log a `train.log_every_n_steps` report with the global step as MLflow step."""

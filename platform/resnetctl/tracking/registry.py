@@ -61,11 +61,14 @@ def aliased_score(client: Any, name: str, metric: str, mode: str) -> tuple[str, 
     tags = version.tags or {}
     if tags.get(METRIC_TAG) == metric and VALUE_TAG in tags:
         return version.version, float(tags[VALUE_TAG])
+    from resnetctl.tracking.names import history
+
     try:
-        history = client.get_metric_history(version.run_id, metric) if version.run_id else []
+        # Under the metric's MLflow name, or its old name in a run logged before units.
+        logged = history(client, version.run_id, metric) if version.run_id else []
     except MlflowException:
-        history = []
-    values = [m.value for m in history if math.isfinite(m.value)]
+        logged = []
+    values = [m.value for m in logged if math.isfinite(m.value)]
     if not values:
         return version.version, math.nan
     return version.version, (min(values) if mode == "min" else max(values))

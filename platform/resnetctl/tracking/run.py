@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import getpass
 import os
 import platform
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -17,20 +15,11 @@ from typing import Any
 
 from resnetctl.host import usable_cpus
 from resnetctl.spec import JobSpec
+from resnetctl.tracking.experiment import ensure_experiment
+from resnetctl.tracking.labels import git_commit, provenance_tags, run_params, visible_tags
+from resnetctl.tracking.names import history
 
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit per log_batch call
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """`{"train": {"epochs": 3}}` -> `{"train.epochs": "3"}`; lists stay whole."""
-    flat: dict[str, str] = {}
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten(value, f"{path}."))
-        else:
-            flat[path] = "" if value is None else str(value)
-    return flat
 
 
 def environment_tags() -> dict[str, str]:
@@ -67,25 +56,9 @@ def _environment_tags() -> dict[str, str]:
         tags["dali.version"] = dali_version
     except ImportError:
         pass
-    commit = _git_commit()
-    if commit:
+    commit = git_commit()
+    if commit:  # of the working directory; the spec's own folder's wins (`provenance_tags`)
         tags["mlflow.source.git.commit"] = commit
-    return tags
-
-
-def provenance_tags(spec: JobSpec, extra_tags: Mapping[str, str] = ()) -> dict[str, str]:  # type: ignore[assignment]
-    """What MLflow's run page shows as Description, Source and Created by: the spec's
-    description, the spec file, the user."""
-    tags = {"mlflow.source.type": "LOCAL"}
-    if spec.description:
-        tags["mlflow.note.content"] = spec.description
-    spec_file = dict(extra_tags).get("resnetctl.spec_file")
-    if spec_file:
-        tags["mlflow.source.name"] = spec_file
-    try:
-        tags["mlflow.user"] = getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid (some containers)
-        pass
     return tags
 
 
@@ -97,16 +70,6 @@ def prepare_store(uri: str) -> None:
 
     environment_tags()
     MlflowClient(uri).search_experiments(max_results=1)
-
-
-def _git_commit() -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 @contextlib.contextmanager
@@ -143,27 +106,31 @@ class JobRun:
         artifact_root: str | None,
         extra_tags: Mapping[str, str] = (),  # type: ignore[assignment]
     ) -> JobRun:
-        """Create the experiment if needed and the run; log params, tags and the spec."""
+        """Create the experiment if needed and the run; log params, tags and the spec.
+
+        The run is named `tracking.run_name` (a sweep's trial), else the resnetctl run name
+        (`extra_tags["resnetctl.run_name"]`, what `--resume`, `list` and `status` print), else
+        the job name; `extra_tags["resnetctl.spec_file"]` is the Source it shows."""
         from mlflow import MlflowClient
         from mlflow.entities import Param
 
         client = MlflowClient(uri)
-        experiment = client.get_experiment_by_name(spec.tracking.experiment)
-        if experiment is None:
-            experiment_id = client.create_experiment(
-                spec.tracking.experiment, artifact_location=artifact_root
-            )
-        else:
-            experiment_id = experiment.experiment_id
-        tags = {**provenance_tags(spec, extra_tags), **environment_tags(), **dict(extra_tags)}
-        tags.update(spec.tracking.tags)
-        tags["resnetctl.job"] = spec.name
-        # The name `--resume`, `list` and `status` print, so that searching MLflow by run name
-        # finds the run; a sweep's trials name themselves through `tracking.run_name`.
+        experiment_id = ensure_experiment(
+            client, spec.tracking.experiment, artifact_location=artifact_root
+        )
+        extra = dict(extra_tags)
+        tags = {
+            **environment_tags(),
+            **provenance_tags(spec, extra.get("resnetctl.spec_file")),
+            **visible_tags(spec),
+            **extra,
+            **spec.tracking.tags,
+            "resnetctl.job": spec.name,
+        }
         name = spec.tracking.run_name or tags.get("resnetctl.run_name") or spec.name
         run = client.create_run(experiment_id, run_name=name, tags=tags)
         run_id = run.info.run_id
-        params = [Param(k, v[:6000]) for k, v in flatten(spec.model_dump(mode="json")).items()]
+        params = [Param(k, v[:6000]) for k, v in run_params(spec).items()]
         for start in range(0, len(params), MAX_PARAMS_PER_BATCH):
             client.log_batch(run_id, params=params[start : start + MAX_PARAMS_PER_BATCH])
         job_run = cls(uri, run_id)
@@ -191,8 +158,7 @@ class JobRun:
 
     def logged_epochs(self) -> set[int]:
         """Epochs that already have metrics (so a resumed job does not log them twice)."""
-        history = self.client.get_metric_history(self.run_id, "val_top1_error")
-        return {m.step for m in history}
+        return {m.step for m in history(self.client, self.run_id, "val_top1_error")}
 
     def log_checkpoint(self, directory: str | Path, name: str = "best") -> None:
         """Copy a checkpoint directory into the run's artifacts under checkpoints/<name>."""
@@ -215,12 +181,12 @@ class JobRun:
         log it as plots/error_curves.png."""
         from resnetctl.tracking.plots import CURVE_METRICS, curves_figure, save_figure
 
-        history = {
-            key: [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, key)]
+        curves = {
+            key: [(m.step, m.value) for m in history(self.client, self.run_id, key)]
             for key in CURVE_METRICS
         }
         with tempfile.TemporaryDirectory() as tmp:
-            path = save_figure(curves_figure(history, title), Path(tmp) / "error_curves.png")
+            path = save_figure(curves_figure(curves, title), Path(tmp) / "error_curves.png")
             self.client.log_artifact(self.run_id, str(path), "plots")
 
     def end(self, status: str) -> None:

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 from resnetctl.spec import JobSpec
 from resnetctl.spec.metrics import STEP_REPORT_KEY
+from resnetctl.tracking.datasets import DATASET_REPORT_KEY, describe_splits
+from resnetctl.tracking.system_metrics import node_monitor
 from resnetctl.train.checkpoint import (
     is_checkpoint,
     load_checkpoint,
@@ -155,7 +157,7 @@ def _meta(runner: Runner, metrics: dict[str, Any]) -> dict[str, Any]:
     return {
         "epoch": runner.epoch,
         "step": runner.step,
-        "metrics": metrics,
+        "metrics": {k: v for k, v in metrics.items() if k != DATASET_REPORT_KEY},
         "model": runner.spec.model.name,
         "job": runner.spec.name,
         "world_size": runner.placement.world_size,
@@ -218,6 +220,8 @@ def run_training(
     on_step = progress_callback(progress) if rank0 else None
     every = spec.train.log_every_n_steps or DEFAULT_PROGRESS_EVERY
     metrics: dict[str, Any] | None = None
+    # What rank 0 trains on travels with its first report, for tracking to log as datasets.
+    datasets = data_description(runner) if rank0 else None
     while not runner.finished:
         epoch = runner.epoch + 1
         epoch_metrics = runner.run_epoch(
@@ -246,6 +250,8 @@ def run_training(
                     int(metrics["final_eval_epoch"]),
                     metrics["val_top1_error_10crop"],
                 )
+        if datasets:
+            metrics[DATASET_REPORT_KEY], datasets = datasets, None
         _report(runner, session, metrics, checkpoint)
     if rank0 and metrics is None:
         log.info(
@@ -254,14 +260,28 @@ def run_training(
     return metrics
 
 
+def data_description(runner: Runner) -> dict[str, Any] | None:
+    """`tracking.datasets.describe_splits` of the runner's data set (None with injected
+    loaders, or when the description fails: it must never stop training)."""
+    if runner.layout is None:
+        return None
+    try:
+        return describe_splits(runner.layout, runner.spec.data.source)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning("the data set is not described for tracking: %s", exc)
+        return None
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train worker entry point.
 
     `config`: `{"spec": JobSpec.model_dump(mode="json"), "progress": optional queue or callable,
     "resume_checkpoint": optional checkpoint directory, "storage_marker": optional file the
     driver wrote into the run's storage, read back first so an unreachable storage stops the
-    job before the first step}`.
+    job before the first step, "tracking": optional `tracking.system_metrics.worker_config`, for
+    one worker on each node to log the node's system metrics}`.
     """
+    import ray
     import ray.train
     import ray.train.torch
 
@@ -284,10 +304,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         device=device,
         wrap_model=wrap,
     )
-    run_training(
-        spec,
-        placement,
-        RaySession(),
-        progress=config.get("progress"),
-        resume_checkpoint=config.get("resume_checkpoint"),
-    )
+    node_id = ray.get_runtime_context().get_node_id()
+    with node_monitor(config.get("tracking"), node_id):
+        run_training(
+            spec,
+            placement,
+            RaySession(),
+            progress=config.get("progress"),
+            resume_checkpoint=config.get("resume_checkpoint"),
+        )

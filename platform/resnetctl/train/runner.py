@@ -34,18 +34,10 @@ from resnetctl.train.optim import build_optimizer, set_lr
 from resnetctl.train.placement import ModelWrapper, Placement, all_reduce, seed_everything
 from resnetctl.train.schedules import LRSchedule, build_schedule
 from resnetctl.train.state import restore_training_state, training_state
+from resnetctl.train.timing import EpochTiming
 
-__all__ = [
-    "AUTOCAST_DTYPES",
-    "Batch",
-    "Loader",
-    "ModelWrapper",
-    "NonFiniteLossError",
-    "Placement",
-    "Runner",
-    "StepCallback",
-    "seed_everything",
-]
+__all__ = ["AUTOCAST_DTYPES", "Batch", "Loader", "ModelWrapper", "NonFiniteLossError"]
+__all__ += ["Placement", "Runner", "StepCallback", "seed_everything"]
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +150,11 @@ class Runner:
         """The class folder names the labels index (None with injected loaders)."""
         return tuple(self._layout.classes) if self._layout is not None else None
 
+    @property
+    def layout(self) -> Any:
+        """The prepared data set (a `DatasetLayout`; None with injected loaders)."""
+        return self._layout
+
     # --------------------------------------------------------------------------- progress
 
     @property
@@ -268,11 +265,10 @@ class Runner:
         """Train epoch `epoch` (1-based; a collective). `on_step`, if given, receives a progress
         dict every `every` steps; `on_metrics` receives `StepMetrics`' report every
         `train.log_every_n_steps` global steps, on every rank. Returns train_loss/top1/top5
-        error, lr and images_per_second.
+        error, lr, images_per_second, data_wait_seconds and compute_seconds.
         """
         self.model.train()
-        meter = EpochMeter(self.device)
-        timer = Throughput()
+        meter, timer, timing = EpochMeter(self.device), Throughput(), EpochTiming()
         step_metrics = StepMetrics(self.spec.train, self.placement.world_size, self.step)
         steps = min(self.steps_per_epoch, self.total_steps - self.step)
         lr = self.lr()
@@ -284,9 +280,11 @@ class Runner:
         iterator = iter(self.train_loader)
         micro = self.spec.train.accumulation_steps
         for i in range(1, steps + 1):
-            batch = [next(iterator) for _ in range(micro)]
+            with timing.waiting():
+                batch = [next(iterator) for _ in range(micro)]
             lr = self.lr()
-            loss = self.accumulated_step(batch, epoch, i, meter)
+            with timing.computing():
+                loss = self.accumulated_step(batch, epoch, i, meter)
             if on_metrics is not None and step_metrics.due(self.step):
                 on_metrics(step_metrics.report(self.step, loss, lr, self.grad_norm))
             # The first step is reported too: it tells the driver when training really began.
@@ -306,8 +304,7 @@ class Runner:
         close = getattr(iterator, "close", None)
         if callable(close):  # a partial last epoch: free the loader's pipeline now
             close()
-        metrics = meter.compute("train")
-        metrics["lr"] = lr
+        metrics = {**meter.compute("train"), **timing.metrics(), "lr": lr}
         metrics["images_per_second"] = timer.images_per_second(meter.global_samples)
         return metrics
 

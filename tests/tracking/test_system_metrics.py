@@ -1,0 +1,40 @@
+"""System metrics of each node, logged by the first worker of the node into the run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from resnetctl.tracking.system_metrics import node_label, node_monitor, worker_config
+from tests.analysis.conftest import copy_store
+
+
+def test_one_worker_of_each_node_logs_its_system_metrics_under_the_node(
+    tmp_path: Path, mlflow_template: Path
+) -> None:
+    uri = copy_store(mlflow_template, tmp_path)
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    config = worker_config(uri, run_id, 0.2)
+    node = "0123456789abcdef" * 3
+    with node_monitor({**config, "system_metrics_interval_s": 0}, node) as off:
+        assert off is None  # 0 turns the monitor off
+    with node_monitor(config, node) as monitor:
+        assert monitor is not None
+        # One monitor per node: a second worker of the run on the node does not start one;
+        # a worker on another node (here: another raylet on the same machine) does.
+        with node_monitor(config, node) as second, node_monitor(config, "f" * 48) as other:
+            assert second is None and other is not None
+        time.sleep(1.5)
+    logged = client.get_run(run_id).data.metrics
+    prefix = f"system/{node_label(node)}/"
+    assert node_label(node) == "node-01234567"
+    assert f"{prefix}cpu_utilization_percentage" in logged
+    assert f"{prefix}system_memory_usage_megabytes" in logged
+    assert not any("gpu" in key for key in logged)  # no CUDA here: no GPU monitor
+    steps = [
+        m.step for m in client.get_metric_history(run_id, f"{prefix}cpu_utilization_percentage")
+    ]
+    assert len(steps) >= 2 and steps == sorted(set(steps))
