@@ -270,13 +270,17 @@ def two_node_cluster(logs: Path, env: dict[str, str] | None = None) -> Iterator[
     import shutil
 
     bin_dir = Path(sys.executable).parent
-    # The nodes run jobs with the `python` on their PATH: this venv's, as a cluster's image would.
+    gcs_port, dash_port = free_port(), free_port()
     node_env = {
         "RAY_AUTH_MODE": "token",
+        # The nodes run jobs with the `python` on their PATH: this venv's, as a cluster's image
+        # would.
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        # Ray's state API (Ray Train's placement-group cleaner uses it) finds "the" Ray on a
+        # machine by scanning for GCS processes, and fails when other Rays run here too.
+        "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dash_port}",
         **(env or {}),
     }
-    gcs_port, dash_port = free_port(), free_port()
     nodes = RayNodes(
         f"127.0.0.1:{gcs_port}",
         f"http://127.0.0.1:{dash_port}",
