@@ -148,21 +148,11 @@ def test_a_run_in_the_bucket_survives_a_killed_worker_and_a_lost_node(
     )
     assert run.info.status == "FINISHED"
 
-    # Each restart resumed from the bucket's checkpoint of the last logged epoch, at the next
-    # epoch: rank 0 says so in the run's log (kept in the bucket), once per restart.
-    log = s3_cluster.s3.read(bucket, f"runs/{run_name}/resnetctl.log")
-    restored = re.findall(r"Ray Train restored the checkpoint (\S+)", log)
-    assert restored == [
-        f"{storage}/{run_name}/epoch_{worker_lost_after:04d}",
-        f"{storage}/{run_name}/epoch_{node_lost_after:04d}",
-    ], log[-4000:]
-    resumed = re.findall(
-        r"resumed from ray at epoch (\d+), step \d+: continuing with epoch (\d+)", log
+    # Both restarts: from the bucket's checkpoint of the last logged epoch, at the next epoch.
+    log = s3_cluster.s3.read(bucket, f"runs/{run_name}/resnetctl.log")  # kept in the bucket
+    assert_resumed_at_the_next_epoch(
+        log, f"{storage}/{run_name}", [worker_lost_after, node_lost_after]
     )
-    assert [(int(a), int(b)) for a, b in resumed] == [
-        (worker_lost_after, worker_lost_after + 1),
-        (node_lost_after, node_lost_after + 1),
-    ]
     assert len(FAILED.findall(err)) == 2, err[-4000:]  # one failure per loss, no more
     # Every epoch logged once, none lost, none twice.
     for metric in ("val_top1_error", "train_loss"):
@@ -174,6 +164,17 @@ def test_a_run_in_the_bucket_survives_a_killed_worker_and_a_lost_node(
     assert run.data.metrics["val_top1_error"] <= 3.0, run.data.metrics  # percent
 
     assert_everything_in_the_bucket(s3_cluster, run_name, run.info.run_id, workdir)
+
+
+def assert_resumed_at_the_next_epoch(log: str, run: str, epochs: list[int]) -> None:
+    """Each restart restored the checkpoint of `epochs[i]` in the bucket (`run`: the run's URI)
+    and continued at the next epoch: rank 0 says so in the run's log, once per restart."""
+    restored = re.findall(r"Ray Train restored the checkpoint (\S+)", log)
+    assert restored == [f"{run}/epoch_{epoch:04d}" for epoch in epochs], log[-4000:]
+    resumed = re.findall(
+        r"resumed from ray at epoch (\d+), step \d+: continuing with epoch (\d+)", log
+    )
+    assert [(int(a), int(b)) for a, b in resumed] == [(epoch, epoch + 1) for epoch in epochs]
 
 
 def assert_everything_in_the_bucket(
