@@ -7,7 +7,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -110,21 +111,56 @@ class Processes:
         self.logs = logs
         self.started: list[subprocess.Popen[bytes]] = []
 
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("wb")
-        self.started.append(
-            subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, **(env or {})},
-            )
+        process = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
+        self.started.append(process)
+        return process
 
     def stop(self) -> None:
         for process in reversed(self.started):
             kill_group(process)  # type: ignore[arg-type]
+
+
+def start_mlflow(
+    processes: Processes, logs: Path, artifacts: str, env: dict[str, str] | None = None
+) -> str:
+    """Start `mlflow server` on a free loopback port (sqlite store in `logs`, artifacts proxied
+    to `artifacts`: a folder or a bucket URI) without its job runner, which would add ~2 GB of
+    processes; returns its URL (see `mlflow_up`)."""
+    port = free_port()
+    processes.start(
+        "mlflow",
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{logs / 'mlflow.db'}",
+            "--artifacts-destination",
+            artifacts,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})},
+    )
+    return f"http://127.0.0.1:{port}"
+
+
+def mlflow_up(url: str, logs: Path) -> None:
+    """Wait until the server `start_mlflow` started answers; fail the test with its log if not."""
+    assert wait_for(lambda: http_up(f"{url}/health"), 90), (logs / "mlflow.log").read_text()
 
 
 def ray_head_argv(gcs_port: int, dashboard_port: int, *extra: str) -> list[str]:
@@ -145,6 +181,132 @@ def ray_head_argv(gcs_port: int, dashboard_port: int, *extra: str) -> list[str]:
     ]
 
 
+def short_temp_dir(prefix: str) -> Path:
+    """A new folder under /tmp for a Ray node: Ray's Unix sockets live there, and their paths
+    must stay short."""
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+@dataclass
+class RayNodes:
+    """Ray nodes on 127.0.0.1: a head and worker nodes, each `ray start --block` in a session
+    of its own (so that one node, its raylet and everything under it, can be killed alone)
+    with a temp dir of its own (two raylets sharing one would share session and log folders,
+    and every worker's output would reach a driver twice)."""
+
+    gcs: str
+    dashboard: str
+    logs: Path
+    env: dict[str, str]  # what every node gets on top of this process's environment
+    processes: Processes
+    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    temp_dirs: list[Path] = field(default_factory=list)
+
+    def add_worker(self, name: str) -> subprocess.Popen[bytes]:
+        """Start a one-CPU worker node `name` (its output in `logs/name.log`) joining the head."""
+        temp_dir = short_temp_dir(f"rcj-{name[:8]}-")
+        self.temp_dirs.append(temp_dir)
+        argv = [
+            str(Path(sys.executable).parent / "ray"),
+            "start",
+            "--block",
+            f"--address={self.gcs}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=1",
+            f"--temp-dir={temp_dir}",
+            f"--dashboard-agent-listen-port={free_port()}",
+        ]
+        self.workers[name] = self.processes.start(name, argv, self.env)
+        return self.workers[name]
+
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL worker node `name`: its `ray start`, raylet and every process under them."""
+        kill_group(self.workers[name])  # type: ignore[arg-type]
+
+    def alive_nodes(self) -> list[dict]:
+        """The cluster's alive nodes as `ray list nodes` reports them (node_id, is_head_node,
+        ...); empty while the state API does not answer."""
+        return ray_list(self.gcs, "nodes", "state=ALIVE")
+
+    def wait_for_nodes(self, count: int, timeout: float = 90) -> list[dict]:
+        """Wait until exactly `count` nodes are alive; returns them."""
+        found: list[dict] = []
+
+        def enough() -> bool:
+            found[:] = self.alive_nodes()
+            return len(found) == count
+
+        assert wait_for(enough, timeout, interval=2), f"{len(found)} nodes alive, not {count}"
+        return found
+
+
+def ray_list(gcs: str, what: str, *filters: str) -> list[dict]:
+    """`ray list WHAT --detail` of the cluster at `gcs` with `--filter`s: a list of dicts,
+    empty when the state API does not answer."""
+    argv = [str(Path(sys.executable).parent / "ray"), "list", what, f"--address={gcs}"]
+    for condition in filters:
+        argv += ["--filter", condition]
+    done = subprocess.run(
+        [*argv, "--detail", "--format", "json", "--limit", "1000"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "RAY_AUTH_MODE": "token"},
+    )
+    try:
+        return list(json.loads(done.stdout))
+    except ValueError:
+        return []
+
+
+@contextmanager
+def two_node_cluster(logs: Path, env: dict[str, str] | None = None) -> Iterator[RayNodes]:
+    """`ray start --head` and one `ray start --address` worker node ("worker"), one CPU each,
+    every port on 127.0.0.1 and free, each node with its own session and temp dir, `env` (on
+    top of this process's environment) given to both; every process is killed by process group
+    and the temp dirs removed afterwards, also when a test fails."""
+    import shutil
+
+    bin_dir = Path(sys.executable).parent
+    gcs_port, dash_port = free_port(), free_port()
+    node_env = {
+        "RAY_AUTH_MODE": "token",
+        # The nodes run jobs with the `python` on their PATH: this venv's, as a cluster's image
+        # would.
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        # Ray's state API (Ray Train's placement-group cleaner uses it) finds "the" Ray on a
+        # machine by scanning for GCS processes, and fails when other Rays run here too.
+        "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dash_port}",
+        **(env or {}),
+    }
+    nodes = RayNodes(
+        f"127.0.0.1:{gcs_port}",
+        f"http://127.0.0.1:{dash_port}",
+        logs,
+        node_env,
+        Processes(logs),
+        temp_dirs=[short_temp_dir("rcj-head-")],
+    )
+    try:
+        nodes.processes.start(
+            "head", ray_head_argv(gcs_port, dash_port, f"--temp-dir={nodes.temp_dirs[0]}"), node_env
+        )
+        assert wait_for(lambda: http_up(f"{nodes.dashboard}/api/version"), 90), (
+            logs / "head.log"
+        ).read_text()[-3000:]
+        nodes.add_worker("worker")
+        os.environ["RAY_AUTH_MODE"] = "token"
+        nodes.wait_for_nodes(2, timeout=60)
+        yield nodes
+    finally:
+        nodes.processes.stop()
+        os.environ.pop("RAY_AUTH_MODE", None)
+        for folder in nodes.temp_dirs:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 @dataclass
 class Cluster:
     """A running two-node Ray cluster and MLflow server."""
@@ -153,96 +315,20 @@ class Cluster:
     gcs: str
     mlflow: str
     logs: Path
+    nodes: RayNodes
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """`ray start --head` and a second `ray start --address` (one CPU each) and an MLflow
-    server, all bound to 127.0.0.1 on free ports; every process is killed by process group
-    afterwards, also when a test fails."""
-    import tempfile
-
-    bin_dir = Path(sys.executable).parent
+    """`two_node_cluster` and an MLflow server keeping artifacts in a local folder, all on
+    127.0.0.1 on free ports; every process is killed by process group afterwards, also when a
+    test fails."""
     logs = tmp_path_factory.mktemp("cluster-logs")
-    # Ray's Unix sockets live under the temp dir: keep its path short.
-    temp_dir = Path(tempfile.mkdtemp(prefix="rcj-", dir="/tmp"))
-    gcs_port, dash_port, mlflow_port = free_port(), free_port(), free_port()
-    processes = Processes(logs)
-    # The nodes run jobs with the `python` on their PATH: this venv's, as a cluster's image would.
-    env = {"RAY_AUTH_MODE": "token", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    server = Processes(logs)
     try:
-        processes.start(
-            "mlflow",
-            [
-                str(bin_dir / "mlflow"),
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{logs / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(logs / "artifacts"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(mlflow_port),
-                "--workers",
-                "1",
-            ],
-        )
-        processes.start(
-            "head",
-            ray_head_argv(gcs_port, dash_port, f"--temp-dir={temp_dir}"),
-            env,
-        )
-        dashboard = f"http://127.0.0.1:{dash_port}"
-        assert wait_for(lambda: http_up(f"{dashboard}/api/version"), 90), "Ray head did not start"
-        processes.start(
-            "worker",
-            [
-                str(bin_dir / "ray"),
-                "start",
-                "--block",
-                f"--address=127.0.0.1:{gcs_port}",
-                "--node-ip-address=127.0.0.1",
-                "--num-cpus=1",
-                f"--dashboard-agent-listen-port={free_port()}",
-            ],
-            env,
-        )
-        mlflow = f"http://127.0.0.1:{mlflow_port}"
-        assert wait_for(lambda: http_up(f"{mlflow}/health"), 90), "MLflow server did not start"
-        os.environ["RAY_AUTH_MODE"] = "token"
-
-        def two_nodes() -> bool:
-            return _alive_nodes(f"127.0.0.1:{gcs_port}") == 2
-
-        assert wait_for(two_nodes, 60, interval=2), "second node did not join"
-        yield Cluster(dashboard, f"127.0.0.1:{gcs_port}", mlflow, logs)
+        mlflow = start_mlflow(server, logs, str(logs / "artifacts"))
+        with two_node_cluster(logs) as nodes:
+            mlflow_up(mlflow, logs)
+            yield Cluster(nodes.dashboard, nodes.gcs, mlflow, logs, nodes)
     finally:
-        processes.stop()
-        os.environ.pop("RAY_AUTH_MODE", None)
-        import shutil
-
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _alive_nodes(gcs: str) -> int:
-    done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ray"),
-            "list",
-            "nodes",
-            f"--address={gcs}",
-            "--filter",
-            "state=ALIVE",
-            "--format",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "RAY_AUTH_MODE": "token"},
-    )
-    try:
-        return len(json.loads(done.stdout))
-    except ValueError:
-        return 0
+        server.stop()

@@ -13,10 +13,19 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from tests.launch.conftest import submit, workdir  # noqa: F401
+from tests.launch.conftest import (  # noqa: F401 (submit, workdir: fixtures used here)
+    Processes,
+    RayNodes,
+    mlflow_up,
+    start_mlflow,
+    submit,
+    two_node_cluster,
+    workdir,
+)
 from tests.processes import free_port, kill_group, wait_for
 
 
@@ -26,6 +35,7 @@ class S3Server:
 
     endpoint: str
     client: object
+    env: dict[str, str]  # the AWS variables that point a process at it
 
     def new_bucket(self) -> str:
         """A fresh bucket, so tests never see each other's objects."""
@@ -91,7 +101,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         if not wait_for(lambda: _answers(endpoint), timeout=60, interval=0.3):
             pytest.fail(f"moto did not answer on {endpoint}: {log.read_text()[-2000:]}")
         os.environ.update(variables)
-        yield S3Server(endpoint, boto3.client("s3"))
+        yield S3Server(endpoint, boto3.client("s3"), variables)
     finally:
         kill_group(process)  # type: ignore[arg-type]
         for name, value in saved.items():
@@ -105,3 +115,55 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 def bucket(s3_server: S3Server) -> str:
     """A new empty bucket on the loopback server."""
     return s3_server.new_bucket()
+
+
+def export_data(data: dict, bucket: str, prefix: str = "data") -> str:
+    """The image folder of a spec's `data` section (e.g. the bundled digits or a synthetic set),
+    written locally once and copied into the bucket; returns its URI, for `data.source.root`."""
+    import boto3
+
+    from resnetctl.data import prepare_dataset
+    from resnetctl.spec.data import DataSpec
+
+    layout = prepare_dataset(DataSpec.model_validate(data))
+    client = boto3.client("s3")
+    for split, folder in (("train", layout.train_dir), ("val", layout.val_dir)):
+        for path in sorted(Path(folder).rglob("*")):
+            if path.is_file():
+                key = f"{prefix}/{split}/{path.relative_to(folder).as_posix()}"
+                client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+    return f"s3://{bucket}/{prefix}"
+
+
+@dataclass
+class S3Cluster:
+    """A two-node Ray cluster whose nodes reach the loopback S3 server, and an MLflow server
+    whose artifacts go to `s3://bucket/mlflow`."""
+
+    nodes: RayNodes
+    s3: S3Server
+    bucket: str
+    mlflow: str
+    local_storage: Path  # the nodes' RESNETCTL_STORAGE: a job given a bucket leaves it empty
+
+
+@pytest.fixture(scope="module")
+def s3_cluster(
+    s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[S3Cluster]:
+    """`two_node_cluster` with the AWS variables (endpoint, fake keys) in both nodes'
+    environment, and an `mlflow server --artifacts-destination s3://bucket/mlflow` on a bucket of
+    its own; all killed by process group afterwards."""
+    logs = tmp_path_factory.mktemp("s3-cluster")
+    local_storage = logs / "node-storage"
+    local_storage.mkdir()
+    bucket = s3_server.new_bucket()
+    server = Processes(logs)
+    try:
+        mlflow = start_mlflow(server, logs, f"s3://{bucket}/mlflow", s3_server.env)
+        node_env = {**s3_server.env, "RESNETCTL_STORAGE": str(local_storage)}
+        with two_node_cluster(logs, node_env) as nodes:
+            mlflow_up(mlflow, logs)
+            yield S3Cluster(nodes, s3_server, bucket, mlflow, local_storage)
+    finally:
+        server.stop()

@@ -13,28 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.launch.conftest import TINY_JOB, Processes, summary
-from tests.processes import free_port, http_up, wait_for
+from tests.launch.conftest import TINY_JOB, Processes, mlflow_up, start_mlflow, summary
+from tests.storage.conftest import export_data
 
 pytestmark = pytest.mark.slow
 
 
 def export_synthetic(bucket: str) -> str:
-    """The tiny job's synthetic images, written locally once and copied into the bucket."""
-    import boto3
+    """The tiny job's synthetic images, in the bucket."""
     import yaml
 
-    from resnetctl.data import prepare_dataset
-    from resnetctl.spec.data import DataSpec
-
-    layout = prepare_dataset(DataSpec.model_validate(yaml.safe_load(TINY_JOB)["data"]))
-    client = boto3.client("s3")
-    for split, folder in (("train", layout.train_dir), ("val", layout.val_dir)):
-        for path in sorted(Path(folder).rglob("*")):
-            if path.is_file():
-                key = f"data/{split}/{path.relative_to(folder).as_posix()}"
-                client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
-    return f"s3://{bucket}/data"
+    return export_data(yaml.safe_load(TINY_JOB)["data"], bucket)
 
 
 def test_a_run_in_a_bucket_is_stored_listed_resumed_and_analyzed_there(
@@ -43,27 +32,8 @@ def test_a_run_in_a_bucket_is_stored_listed_resumed_and_analyzed_there(
     from mlflow import MlflowClient
 
     logs = tmp_path_factory.mktemp("mlflow-s3")
-    port = free_port()
-    tracking = f"http://127.0.0.1:{port}"
     server = Processes(logs)
-    server.start(
-        "mlflow",
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{logs / 'mlflow.db'}",
-            "--artifacts-destination",
-            f"s3://{bucket}/mlflow",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-    )
+    tracking = start_mlflow(server, logs, f"s3://{bucket}/mlflow")
     try:
         data = export_synthetic(bucket)
         job = TINY_JOB.replace(
@@ -75,9 +45,7 @@ def test_a_run_in_a_bucket_is_stored_listed_resumed_and_analyzed_there(
         )
         assert data in job and tracking in job
         (workdir / "job.yaml").write_text(job)
-        assert wait_for(lambda: http_up(f"{tracking}/health"), 90), (
-            logs / "mlflow.log"
-        ).read_text()
+        mlflow_up(tracking, logs)
 
         storage = f"s3://{bucket}/runs"
         local_default = Path(os.environ["RESNETCTL_STORAGE"])

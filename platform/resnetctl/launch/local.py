@@ -240,13 +240,12 @@ def _fit(
 ) -> tuple[BaseException | None, float | None]:
     """Fit the trainer in a thread while this one draws progress on `view`; returns the
     failure, if any, and when the first training step was seen."""
-    from ray.util.queue import Queue
-
+    from resnetctl.launch.progress import progress_queue as new_progress_queue
     from resnetctl.launch.trainer import build_trainer
     from resnetctl.tracking.callback import EpochMetricsCallback
     from resnetctl.tracking.system_metrics import worker_config
 
-    progress_queue = Queue(maxsize=256)
+    progress_queue = new_progress_queue()
     config: dict[str, Any] = {
         "spec": spec.model_dump(mode="json"),
         "progress": progress_queue,

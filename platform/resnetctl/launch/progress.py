@@ -25,6 +25,20 @@ EPOCH_EVENT = "epoch"
 WORKER_ERROR_EVENT = "worker_error"
 
 
+def progress_queue(maxsize: int = 256) -> Any:
+    """The `ray.util.queue.Queue` the workers and the controller send progress through, its
+    actor kept on this driver's node. Left to Ray, the actor needs a CPU to be placed and may
+    land on a worker node (always, under a head with no CPUs); losing that node (a reclaimed
+    spot instance) would silence the bar and the epoch lines for the rest of the run, which
+    itself goes on. Ray Train pins its controller to the driver's node the same way."""
+    import ray
+    from ray.util.queue import Queue
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return Queue(maxsize=maxsize, actor_options={"num_cpus": 0, "scheduling_strategy": here})
+
+
 def clock(seconds: float) -> str:
     """`42s`, `3m05s`, `1h02m`."""
     seconds = max(0, round(seconds))

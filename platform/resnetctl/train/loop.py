@@ -59,6 +59,9 @@ class RaySession:
         if checkpoint is None:
             yield None
             return
+        if ray.train.get_context().get_world_rank() == 0:
+            # Where it lies (a bucket's URI): "resumed from ray" alone does not say.
+            log.info("Ray Train restored the checkpoint %s", checkpoint_uri(checkpoint))
         with checkpoint.as_directory() as directory:
             yield directory
 
@@ -73,6 +76,12 @@ class RaySession:
         metrics = {**metrics, "node_id": ray.get_runtime_context().get_node_id()}
         # Every rank reports (Ray Train V2 synchronises on it); only rank 0 carries files.
         ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
+
+
+def checkpoint_uri(checkpoint: Any) -> str:
+    """A Ray Train checkpoint's location as a URI (`s3://bucket/...`), or its local path."""
+    kind = getattr(checkpoint.filesystem, "type_name", "local")
+    return checkpoint.path if kind == "local" else f"{kind}://{checkpoint.path}"
 
 
 def progress_callback(progress: Any) -> StepCallback | None:
