@@ -28,92 +28,117 @@ if TYPE_CHECKING:
     from resnetctl.tune import SweepOutcome, SweepRecord
 
 
+FileArgument = Annotated[
+    Path | None,
+    typer.Argument(
+        metavar="FILE",
+        help="Base job spec YAML; may hold a `search` section. Default: a packaged spec on "
+        "the bundled digits (32x32, CIFAR-style input, 2 epochs, 1 CPU worker per trial).",
+        show_default=False,
+    ),
+]
+
+DepthsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--depths",
+        metavar="D,D,...",
+        help="Depths to compare, in the base spec's family (CIFAR: 6n+2, e.g. 20,56; "
+        "ImageNet: 18,34,50,101,152). ImageNet depths against a CIFAR base switch the sweep "
+        "to the ImageNet nets on the base's input.",
+    ),
+]
+
+ShortcutsOption = Annotated[
+    str | None,
+    typer.Option("--shortcuts", metavar="A,B,C", help="Shortcut options of Table 3."),
+]
+
+VariantsOption = Annotated[
+    str | None,
+    typer.Option("--variants", metavar="residual,plain", help="With and without shortcuts."),
+]
+
+SamplesOption = Annotated[
+    int,
+    typer.Option("--samples", min=1, help="Trials per grid point (random domains are re-drawn)."),
+]
+
+MaxConcurrentOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-concurrent",
+        min=1,
+        help="Trials running at once; default: as many as the CPUs (GPUs) hold.",
+    ),
+]
+
+SchedulerOption = Annotated[
+    str,
+    typer.Option(
+        "--scheduler", metavar="asha|fifo", help="asha stops weak trials early; fifo never."
+    ),
+]
+
+MetricOption = Annotated[
+    str, typer.Option("--metric", help="Epoch metric that ranks trials (errors in percent).")
+]
+
+ModeOption = Annotated[
+    str | None,
+    typer.Option("--mode", metavar="min|max", help="Default: the metric's own (min for errors)."),
+]
+
+GracePeriodOption = Annotated[
+    int, typer.Option("--grace-period", help="ASHA: epochs every trial runs before a stop.")
+]
+
+ReductionFactorOption = Annotated[
+    float,
+    typer.Option(
+        "--reduction-factor",
+        help="ASHA: keep the best 1/F of trials at each rung (2 suits sweeps of a few trials).",
+    ),
+]
+
+NameOption = Annotated[
+    str | None,
+    typer.Option("--name", help="Sweep name (default: <job>-tune-<UTC time>)."),
+]
+
+ResumeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--resume", metavar="NAME", help="Continue an interrupted sweep; finished trials stay."
+    ),
+]
+
+ExportBestOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--export-best",
+        metavar="FILE",
+        help="Write the best trial's resolved spec as a job YAML for `resnetctl submit`.",
+    ),
+]
+
+
 def tune(
-    file: Annotated[
-        Path | None,
-        typer.Argument(
-            metavar="FILE",
-            help="Base job spec YAML; may hold a `search` section. Default: a packaged spec on "
-            "the bundled digits (32x32, CIFAR-style input, 2 epochs, 1 CPU worker per trial).",
-            show_default=False,
-        ),
-    ] = None,
-    depths: Annotated[
-        str | None,
-        typer.Option(
-            "--depths",
-            metavar="D,D,...",
-            help="Depths to compare, in the base spec's family (CIFAR: 6n+2, e.g. 20,56; "
-            "ImageNet: 18,34,50,101,152). ImageNet depths against a CIFAR base switch the sweep "
-            "to the ImageNet nets on the base's input.",
-        ),
-    ] = None,
-    shortcuts: Annotated[
-        str | None,
-        typer.Option("--shortcuts", metavar="A,B,C", help="Shortcut options of Table 3."),
-    ] = None,
-    variants: Annotated[
-        str | None,
-        typer.Option("--variants", metavar="residual,plain", help="With and without shortcuts."),
-    ] = None,
+    file: FileArgument = None,
+    depths: DepthsOption = None,
+    shortcuts: ShortcutsOption = None,
+    variants: VariantsOption = None,
     overrides: SetOption = None,
-    samples: Annotated[
-        int,
-        typer.Option(
-            "--samples", min=1, help="Trials per grid point (random domains are re-drawn)."
-        ),
-    ] = 1,
-    max_concurrent: Annotated[
-        int | None,
-        typer.Option(
-            "--max-concurrent",
-            min=1,
-            help="Trials running at once; default: as many as the CPUs (GPUs) hold.",
-        ),
-    ] = None,
-    scheduler: Annotated[
-        str,
-        typer.Option(
-            "--scheduler", metavar="asha|fifo", help="asha stops weak trials early; fifo never."
-        ),
-    ] = "asha",
-    metric: Annotated[
-        str, typer.Option("--metric", help="Epoch metric that ranks trials (errors in percent).")
-    ] = "val_top1_error",
-    mode: Annotated[
-        str | None,
-        typer.Option(
-            "--mode", metavar="min|max", help="Default: the metric's own (min for errors)."
-        ),
-    ] = None,
-    grace_period: Annotated[
-        int, typer.Option("--grace-period", help="ASHA: epochs every trial runs before a stop.")
-    ] = 1,
-    reduction_factor: Annotated[
-        float,
-        typer.Option(
-            "--reduction-factor",
-            help="ASHA: keep the best 1/F of trials at each rung (2 suits sweeps of a few trials).",
-        ),
-    ] = 2.0,
-    name: Annotated[
-        str | None,
-        typer.Option("--name", help="Sweep name (default: <job>-tune-<UTC time>)."),
-    ] = None,
-    resume: Annotated[
-        str | None,
-        typer.Option(
-            "--resume", metavar="NAME", help="Continue an interrupted sweep; finished trials stay."
-        ),
-    ] = None,
-    export_best: Annotated[
-        Path | None,
-        typer.Option(
-            "--export-best",
-            metavar="FILE",
-            help="Write the best trial's resolved spec as a job YAML for `resnetctl submit`.",
-        ),
-    ] = None,
+    samples: SamplesOption = 1,
+    max_concurrent: MaxConcurrentOption = None,
+    scheduler: SchedulerOption = "asha",
+    metric: MetricOption = "val_top1_error",
+    mode: ModeOption = None,
+    grace_period: GracePeriodOption = 1,
+    reduction_factor: ReductionFactorOption = 2.0,
+    name: NameOption = None,
+    resume: ResumeOption = None,
+    export_best: ExportBestOption = None,
     storage: StorageOption = None,
     json_: JsonOption = False,
 ) -> None:
