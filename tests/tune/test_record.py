@@ -10,8 +10,10 @@ import pytest
 from pydantic import ValidationError
 
 from resnetctl.tune.facts import TrialFactsCache, trial_run_name
+from resnetctl.tune.plan import SweepRequest, plan_sweep
 from resnetctl.tune.record import RECORD_FILE, SweepRecord, trial_label
 from resnetctl.tune.space import TrialConfig
+from tests.tune.conftest import TINY_BASE
 
 V1 = Path(__file__).parent / "data" / "sweep-record-v1.json"
 
@@ -76,7 +78,7 @@ def test_trial_runs_are_named_by_their_trial_and_unique_in_the_sweep(tmp_path: P
     for number, point in enumerate(record.space.models):
         config = TrialConfig(model=point, params={"train.optimizer.momentum": 0.9})
         trial_id = f"abc12_{number:05d}"
-        names.add(trial_run_name(facts.of(trial_id, config).label, trial_id, samples=1))
+        names.add(trial_run_name(facts.of(trial_id, config).label, trial_id, record.numbered_runs))
     assert names == {
         f"{net} train.optimizer.momentum=0.9"
         for net in ("cifar_resnet8-A", "cifar_plain8", "cifar_resnet14-A", "cifar_plain14")
@@ -85,11 +87,25 @@ def test_trial_runs_are_named_by_their_trial_and_unique_in_the_sweep(tmp_path: P
     point = {"family": "imagenet", "depth": 34, "variant": "residual", "shortcut": "B"}
     config = TrialConfig.model_validate({"model": point})
     assert trial_label(config) == "resnet34-B"
-    # Repeated samples of one grid point differ by the trial's number.
-    assert trial_run_name("resnet34-B", "abc12_00000", samples=2) == "resnet34-B #1"
-    assert trial_run_name("resnet34-B", "abc12_00003", samples=2) == "resnet34-B #4"
+    # Repeated samples of one grid point, or grid values that print alike, need the number.
+    assert trial_run_name("resnet34-B", "abc12_00000", numbered=True) == "resnet34-B #1"
+    assert trial_run_name("resnet34-B", "abc12_00003", numbered=True) == "resnet34-B #4"
+
+
+def test_runs_are_numbered_when_labels_could_repeat(tmp_path: Path) -> None:
+    text = TINY_BASE + "search:\n  train.base_lr: {grid: [0.1, 0.2]}\n"
+    assert not _plan(tmp_path, text).numbered_runs
+    assert _plan(tmp_path, text, samples=2).numbered_runs
+    alike = TINY_BASE + "search:\n  train.base_lr: {grid: [0.100001, 0.1000002]}\n"
+    assert _plan(tmp_path, alike).numbered_runs  # both print as 0.1
 
 
 def test_facts_of_a_trial_whose_spec_fails_keep_its_label(tmp_path: Path) -> None:
     facts = TrialFactsCache(_v1_record(tmp_path)).of("t1", {"params": {"train.base_lr": 500.0}})
     assert facts.label == "train.base_lr=500" and facts.model == "" and facts.epochs is None
+
+
+def _plan(tmp_path: Path, text: str, **options: object) -> SweepRecord:
+    spec = tmp_path / "base.yaml"
+    spec.write_text(text)
+    return plan_sweep(SweepRequest(file=spec, **options))  # type: ignore[arg-type]

@@ -79,8 +79,8 @@ def trial_number(trial_id: str) -> int:
     return int(tail) + 1 if tail.isdigit() else 0
 
 
-def trial_run_name(label: str, trial_id: str, samples: int) -> str:
-    """The MLflow run name of a trial's child run: its label (`resnet34-B`), which is unique
-    within the sweep when each grid point runs once; with `--samples` N > 1 the points repeat,
-    and the trial's number tells them apart (`resnet34-B #3`)."""
-    return label if samples == 1 else f"{label} #{trial_number(trial_id)}"
+def trial_run_name(label: str, trial_id: str, numbered: bool) -> str:
+    """The MLflow run name of a trial's child run: its label (`resnet34-B`), unique within the
+    sweep when each grid point runs once and the points' labels differ; otherwise (`--samples`
+    N > 1, `SweepRecord.numbered_runs`) the trial's number tells them apart (`resnet34-B #3`)."""
+    return f"{label} #{trial_number(trial_id)}" if numbered else label

@@ -104,6 +104,7 @@ def plan_sweep(request: SweepRequest) -> SweepRecord:
         tracking_uri=resolve_tracking_uri(base),
         experiment=base.tracking.experiment,
         storage=str(storage),
+        numbered_runs=request.samples > 1 or not space.labels_unique(),
         trial_driver=dict(TRIAL_DRIVER_RESOURCES),
         notes=notes,
     )

@@ -49,6 +49,9 @@ class SweepRecord(BaseModel):
     experiment: str
     storage: str
     parent_run_id: str = ""
+    numbered_runs: bool = Field(
+        False, description="Trial runs need their number to be unique (repeated labels)."
+    )
     trial_driver: dict[str, float] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
 

@@ -242,6 +242,15 @@ class SearchSpace(_Strict):
                 grid *= len(domain.values)
         return grid * samples
 
+    def labels_unique(self) -> bool:
+        """Whether the grid points have distinct labels: each axis's texts differ (two grid
+        values may print alike at 4 significant digits). Random domains draw anew per trial."""
+        axes = [[p.label for p in self.models]]
+        axes += [
+            [describe_value(v) for v in d.values] for d in self.domains.values() if d.kind == "grid"
+        ]
+        return all(len(set(axis)) == len(axis) for axis in axes)
+
     def first_config(self) -> TrialConfig:
         """A trial of the space: the first model point and every field's first value."""
         return TrialConfig(

@@ -32,7 +32,7 @@ def open_child_run(record: SweepRecord, trial_id: str, spec: JobSpec, label: str
         client.update_run(existing.info.run_id, status="RUNNING")
         return JobRun(record.tracking_uri, existing.info.run_id)
     # Named by the trial (`resnet34-B`) in the runs table; the parent keeps the sweep's name.
-    run_name = trial_run_name(label, trial_id, record.samples)
+    run_name = trial_run_name(label, trial_id, record.numbered_runs)
     named = spec.model_copy(
         update={"tracking": spec.tracking.model_copy(update={"run_name": run_name})}
     )
