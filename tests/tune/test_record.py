@@ -109,3 +109,17 @@ def _plan(tmp_path: Path, text: str, **options: object) -> SweepRecord:
     spec = tmp_path / "base.yaml"
     spec.write_text(text)
     return plan_sweep(SweepRequest(file=spec, **options))  # type: ignore[arg-type]
+
+
+def test_the_trial_name_creators_that_old_sweeps_pickled_still_unpickle() -> None:
+    import pickle
+    from types import SimpleNamespace
+
+    from resnetctl.tune import run
+
+    # Tune's `tuner.pkl` of a sweep launched before the split names them by module and name.
+    for old, new in (("_trial_name", run.trial_name), ("_trial_dirname", run.trial_dirname)):
+        assert pickle.loads(f"cresnetctl.tune.sweep\n{old}\n.".encode()) is new
+    trial = SimpleNamespace(trial_id="ab12c_00001", config={"params": {"train.base_lr": 0.05}})
+    assert run.trial_name(trial) == "train.base_lr=0.05_ab12c_00001"
+    assert run.trial_dirname(trial) == "ab12c_00001"

@@ -119,8 +119,8 @@ def build_tuner(record: SweepRecord, resume: bool) -> Any:
             scheduler=_scheduler(record),
             num_samples=record.samples,
             max_concurrent_trials=record.max_concurrent,
-            trial_name_creator=_trial_name,
-            trial_dirname_creator=_trial_dirname,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=record.name,
@@ -145,11 +145,15 @@ def _scheduler(record: SweepRecord) -> Any:
     )
 
 
-def _trial_name(trial: Any) -> str:
+# Tune pickles these two by reference into the sweep's `tuner.pkl`: their names are part of
+# every saved sweep (`tune/sweep.py` keeps the names older sweeps saved).
+def trial_name(trial: Any) -> str:
+    """Tune's name of a trial: its network (or first searched value) and its id."""
     return f"{trial_label(trial.config).split(' ')[0]}_{trial.trial_id}"
 
 
-def _trial_dirname(trial: Any) -> str:
+def trial_dirname(trial: Any) -> str:
+    """The trial's directory under the sweep: its id (as the Ray Train run of the trial)."""
     return trial.trial_id
 
 
