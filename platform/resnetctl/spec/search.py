@@ -22,40 +22,30 @@ from resnetctl.spec.base import StrictModel
 DOMAIN_KINDS = ("grid", "choice", "uniform", "loguniform")
 
 
-class GridDomain(StrictModel):
+class _Domain(StrictModel):
+    """A domain is a mapping of one key, its kind, to a list: `{grid: [18, 34]}`."""
+
+    #: The key that selects the domain (pydantic puts it in error locations, as a `kind`).
+    kind: ClassVar[str]
+
+    @property
+    def values(self) -> tuple[Any, ...]:
+        """The listed values, or the bounds [low, high]."""
+        return tuple(getattr(self, self.kind))
+
+
+class GridDomain(_Domain):
     """Every value, one trial each (multiplied with the other grids and model points)."""
 
-    #: The key that selects this domain (pydantic puts it in error locations, as a `kind`).
     kind: ClassVar[str] = "grid"
-
     grid: list[Any] = Field(min_length=1, description="Values, each tried.")
 
-    @property
-    def values(self) -> tuple[Any, ...]:
-        """The listed values."""
-        return tuple(self.grid)
 
-
-class ChoiceDomain(StrictModel):
+class ChoiceDomain(_Domain):
     """One of the values, drawn at random for each trial (`--samples` trials per grid point)."""
 
-    #: The key that selects this domain (pydantic puts it in error locations, as a `kind`).
     kind: ClassVar[str] = "choice"
-
     choice: list[Any] = Field(min_length=1, description="Values, one drawn per trial.")
-
-    @property
-    def values(self) -> tuple[Any, ...]:
-        """The listed values."""
-        return tuple(self.choice)
-
-
-def _bounds(kind: str, values: list[float]) -> None:
-    low, high = values
-    if not low < high:
-        raise ValueError(f"{kind} bounds {values} need low < high")
-    if kind == "loguniform" and low <= 0:
-        raise ValueError(f"loguniform bounds {values} must be > 0")
 
 
 _Bounds = Annotated[
@@ -63,42 +53,29 @@ _Bounds = Annotated[
 ]
 
 
-class UniformDomain(StrictModel):
+class _Range(_Domain):
+    @model_validator(mode="after")
+    def _ordered(self) -> _Range:
+        low, high = self.values
+        if not low < high:
+            raise ValueError(f"{self.kind} bounds {list(self.values)} need low < high")
+        if self.kind == "loguniform" and low <= 0:
+            raise ValueError(f"loguniform bounds {list(self.values)} must be > 0")
+        return self
+
+
+class UniformDomain(_Range):
     """A number drawn uniformly from [low, high] for each trial."""
 
-    #: The key that selects this domain (pydantic puts it in error locations, as a `kind`).
     kind: ClassVar[str] = "uniform"
-
     uniform: _Bounds = Field(description="[low, high].")
 
-    @model_validator(mode="after")
-    def _ordered(self) -> UniformDomain:
-        _bounds("uniform", self.uniform)
-        return self
 
-    @property
-    def values(self) -> tuple[float, float]:
-        """The bounds."""
-        return (self.uniform[0], self.uniform[1])
-
-
-class LogUniformDomain(StrictModel):
+class LogUniformDomain(_Range):
     """A number drawn uniformly in log space from [low, high] (both > 0), for rates."""
 
-    #: The key that selects this domain (pydantic puts it in error locations, as a `kind`).
     kind: ClassVar[str] = "loguniform"
-
     loguniform: _Bounds = Field(description="[low, high], both > 0.")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> LogUniformDomain:
-        _bounds("loguniform", self.loguniform)
-        return self
-
-    @property
-    def values(self) -> tuple[float, float]:
-        """The bounds."""
-        return (self.loguniform[0], self.loguniform[1])
 
 
 def _domain_kind(value: Any) -> str | None:
