@@ -140,3 +140,23 @@ def test_python_dash_m_and_version() -> None:
 
 def test_unknown_command_is_usage_error(cli) -> None:
     assert cli("frobnicate").code == 2
+
+
+def test_validate_accepts_the_tune_files_that_tune_accepts(cli, tmp_path: Path) -> None:
+    from resnetctl.reproduce.experiments import packaged_spec
+    from resnetctl.tune.plan import DEFAULT_SPEC
+
+    tune_file = tmp_path / "lr.yaml"  # the example of `resnetctl tune --help`
+    tune_file.write_text(
+        GOOD + "search:\n  train.base_lr: {loguniform: [0.01, 0.3]}\n"
+        "  train.optimizer.weight_decay: {choice: [0.0001, 0.0005]}\n"
+    )
+    default = Path(__file__).parents[2] / "platform" / "resnetctl" / "tune" / DEFAULT_SPEC
+    files = [str(tune_file), str(default), str(packaged_spec("digits.yaml"))]
+    outcome = cli("validate", *files)
+    assert outcome.code == 0, outcome.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD + "search:\n  train.base_lr: {logarithmic: [0.01, 0.3]}\n")
+    outcome = cli("validate", str(bad))
+    assert outcome.code == 2
+    assert f"{bad}:7: search.train.base_lr: unknown search kind 'logarithmic'" in outcome.stderr

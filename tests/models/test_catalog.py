@@ -29,3 +29,13 @@ def test_a_cifar_depth_outside_the_table_resolves_by_the_rule() -> None:
     assert len(create_model("cifar_resnet26").layer1) == 4
     with pytest.raises(catalog.UnknownModelError, match="6n\\+2"):
         catalog.model_info("cifar_resnet27")
+
+
+def test_depth_rule_and_is_depth_agree_with_the_registry_names() -> None:
+    from resnetctl.models.catalog import depth_rule, is_depth, model_name
+
+    assert depth_rule("cifar").startswith("CIFAR nets have depth 6n+2")
+    assert "18, 34, 50, 101, 152" in depth_rule("imagenet")
+    assert [d for d in range(1, 40) if is_depth("cifar", d)] == [8, 14, 20, 26, 32, 38]
+    assert [d for d in (18, 20, 34, 50, 56) if is_depth("imagenet", d, plain=True)] == [18, 34, 50]
+    assert model_name("imagenet", 50) == "resnet50" and not is_depth("imagenet", 19)

@@ -125,11 +125,11 @@ def test_shortcuts_compare_a_b_c_and_plain() -> None:
 
 def test_planning_checks_every_net_without_starting_ray() -> None:
     record = plan(shortcuts(epochs=2))
-    labels = sorted(point.label for point in record.search.models)
+    labels = sorted(point.label for point in record.space.models)
     assert labels == ["cifar_plain20", "cifar_resnet20-A", "cifar_resnet20-B", "cifar_resnet20-C"]
-    assert record.scheduler == "fifo" and record.search.size(record.samples) == 4
+    assert record.scheduler == "fifo" and record.space.size(record.samples) == 4
     assert record.max_t == 2
-    specs = [record.trial_spec({"model": p.as_dict()}) for p in record.search.models]
+    specs = [record.trial_spec({"model": p.as_config()}) for p in record.space.models]
     assert {s.model.name for s in specs} == {"cifar_plain20", "cifar_resnet20"}
     assert {s.model.shortcut for s in specs} == {None, "A", "B", "C"}
 

@@ -126,8 +126,8 @@ def finished_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_store
     parent = client.create_run(exp_id, run_name=record.name).info.run_id
     record.parent_run_id = parent
     rows = []
-    for index, point in enumerate(record.search.models):
-        config = {"model": point.as_dict()}
+    for index, point in enumerate(record.space.models):
+        config = {"model": point.as_config()}
         spec = record.trial_spec(config)
         trial = f"t_{index:05d}"
         child = client.create_run(

@@ -34,13 +34,13 @@ def test_schema_forbids_unknown_keys_everywhere() -> None:
 
 def test_reference_documents_every_field() -> None:
     reference = markdown_reference()
-    from resnetctl.spec.schema import _models_in
+    from resnetctl.spec.schema import _models_in, child_prefix
 
     def walk(model: type, prefix: str) -> None:
         for name, info in model.model_fields.items():
             assert f"`{prefix}{name}`" in reference, prefix + name
             for child in _models_in(info.annotation):
-                walk(child, f"{prefix}{name}.")
+                walk(child, child_prefix(prefix, name, info.annotation))
 
     walk(JobSpec, "")
 

@@ -39,11 +39,12 @@ def test_a_sweep_in_a_bucket_runs_and_resumes_from_it(
     # --resume: the record and Tune's state are found in the bucket and the tuner restores from
     # it (in-process; `fit` on a finished sweep would only start Ray to train nothing).
     monkeypatch.setenv("RESNETCTL_STORAGE", storage)
-    from resnetctl.tune.sweep import SweepError, _tuner, load_sweep
+    from resnetctl.tune import SweepError, load_sweep
+    from resnetctl.tune.run import build_tuner
 
     record = load_sweep("s3sweep")
     assert record.storage == storage and str(record.experiment_path) == f"{storage}/s3sweep"
-    results = _tuner(record, resume=True).get_results()
+    results = build_tuner(record, resume=True).get_results()
     assert [r.metrics["trial_id"] for r in results] == [trial["trial_id"]]
     with pytest.raises(SweepError, match="no sweep named 'nope'.*known sweeps: s3sweep"):
         load_sweep("nope")

@@ -8,55 +8,72 @@ from pathlib import Path
 import pytest
 
 from resnetctl.spec import SpecError
-from resnetctl.spec.loader import load_spec_text
-from resnetctl.tune.record import build_trial_spec
+from resnetctl.spec.loader import load_spec_text, with_values
+from resnetctl.tune.plan import SweepRequest, default_spec_text, plan_sweep
 from resnetctl.tune.space import (
-    Domain,
     SearchSpace,
+    TrialConfig,
     model_points,
     parse_choices,
     parse_depths,
-    parse_search_section,
     resolve_family,
-    trial_assignments,
+    to_tune,
 )
-from resnetctl.tune.sweep import SweepRequest, default_spec_text, plan_sweep, split_search
 from tests.tune.conftest import TINY_BASE
+
+SEARCH_LINE = TINY_BASE.count("\n") + 2  # the first entry under `search:`
+
+
+def _search(entries: str) -> SearchSpace:
+    spec = load_spec_text(TINY_BASE + "search:\n" + entries, "spec.yaml")
+    return SearchSpace(domains=spec.search or {})
 
 
 def test_search_section_domains_and_their_tune_objects() -> None:
-    domains = parse_search_section(
-        {
-            "train.base_lr": {"loguniform": [0.01, 0.3]},
-            "train.optimizer.momentum": {"uniform": [0.8, 0.95]},
-            "train.label_smoothing": {"choice": [0.0, 0.1]},
-            "train.epochs": {"grid": [1, 2]},
-        },
-        "spec.yaml:20",
+    space = _search(
+        "  train.base_lr: {loguniform: [0.01, 0.3]}\n"
+        "  train.optimizer.momentum: {uniform: [0.8, 0.95]}\n"
+        "  train.label_smoothing: {choice: [0.0, 0.1]}\n"
+        "  train.epochs: {grid: [1, 2]}\n"
     )
-    assert domains["train.base_lr"] == Domain("loguniform", (0.01, 0.3))
-    assert domains["train.epochs"].to_tune() == {"grid_search": [1, 2]}
-    sampled = domains["train.base_lr"].to_tune().sample()
+    domains = space.domains
+    assert (domains["train.base_lr"].kind, domains["train.base_lr"].values) == (
+        "loguniform",
+        (0.01, 0.3),
+    )
+    assert to_tune(domains["train.epochs"]) == {"grid_search": [1, 2]}
+    sampled = to_tune(domains["train.base_lr"]).sample()
     assert 0.01 <= sampled <= 0.3
-    assert SearchSpace([], domains).size(samples=3) == 6
+    assert space.size(samples=3) == 6
 
 
 @pytest.mark.parametrize(
-    ("raw", "message"),
+    ("entry", "field", "message"),
     [
-        ({"train.base_lr": {"logarithmic": [0.1, 1]}}, "unknown search kind 'logarithmic'"),
-        ({"train.base_lr": {"loguniform": [0.0, 1]}}, "must be > 0"),
-        ({"train.base_lr": {"uniform": [1, 0.5]}}, "need low < high"),
-        ({"train.base_lr": {"grid": []}}, "non-empty list"),
-        ({"train.base_lr": 0.1}, "expected one of"),
-        ({"train..lr": {"grid": [1]}}, "not a dotted.field path"),
+        ("train.base_lr: {logarithmic: [0.1, 1]}", "search.train.base_lr",
+         "unknown search kind 'logarithmic'"),
+        ("train.base_lr: {loguniform: [0.0, 1]}", "search.train.base_lr", "must be > 0"),
+        ("train.base_lr: {uniform: [1, 0.5]}", "search.train.base_lr", "need low < high"),
+        ("train.base_lr: {uniform: [1]}", "search.train.base_lr.uniform", "at least 2 items"),
+        ("train.base_lr: {grid: []}", "search.train.base_lr.grid", "at least 1 item"),
+        ("train.base_lr: 0.1", "search.train.base_lr", "expected one of"),
+        ("train.base_lr: {grid: [1], choice: [2]}", "search.train.base_lr", "expected one of"),
+        ("train..lr: {grid: [1]}", "search.train..lr", "not a dotted field path"),
     ],
-)
-def test_bad_search_entries_name_the_line(raw: dict, message: str) -> None:
+)  # fmt: skip
+def test_bad_search_entries_name_the_field_and_line(entry: str, field: str, message: str) -> None:
     with pytest.raises(SpecError) as caught:
-        parse_search_section(raw, "spec.yaml:20", {"train.base_lr": "spec.yaml:21"})
-    assert message in str(caught.value)
-    assert "spec.yaml:2" in str(caught.value)
+        _search(f"  {entry}\n")
+    (issue,) = caught.value.issues
+    assert issue.where == f"spec.yaml:{SEARCH_LINE}"
+    assert issue.field == field and message in issue.message
+
+
+def test_a_spec_with_search_trains_without_it() -> None:
+    spec = load_spec_text(TINY_BASE + "search:\n  train.base_lr: {grid: [0.1, 0.2]}\n", "f.yaml")
+    assert spec.search is not None and "search" not in spec.model_dump()
+    trial = with_values(spec, {"train.base_lr": 0.2})
+    assert trial.search is None and trial.train.base_lr == 0.2 and spec.train.base_lr == 0.1
 
 
 def test_flags_parse_and_reject_unknown_values() -> None:
@@ -77,7 +94,7 @@ def test_imagenet_depths_switch_a_cifar_base_and_mixed_lists_fail() -> None:
     assert family == "imagenet" and "18, 34 are not CIFAR depths" in note
     with pytest.raises(SpecError, match="18 exist only as ImageNet nets and 20 only as CIFAR"):
         resolve_family([18, 20], "cifar")
-    with pytest.raises(SpecError, match="no network has depth 19: CIFAR nets are 6n\\+2"):
+    with pytest.raises(SpecError, match="no network has depth 19: CIFAR nets have depth 6n\\+2"):
         resolve_family([18, 19], "imagenet")
 
 
@@ -88,25 +105,18 @@ def test_plain_variant_appears_once_whatever_the_shortcuts() -> None:
         "cifar_resnet20-A", "cifar_resnet20-B", "cifar_plain20",
         "cifar_resnet32-A", "cifar_resnet32-B", "cifar_plain32",
     ]  # fmt: skip
-    spec = build_trial_spec(default_spec_text(), trial_assignments({"model": points[2].as_dict()}))
+    base = load_spec_text(default_spec_text())
+    spec = with_values(base, TrialConfig(model=points[2].as_config()).assignments())
     assert spec.model.name == "cifar_plain20" and spec.model.shortcut is None
 
 
-def test_search_section_is_cut_out_keeping_line_numbers() -> None:
-    text = TINY_BASE + "search:\n  train.base_lr: {grid: [0.1, 0.2]}\n  bogus: 1\n"
-    stripped, section, where, lines = split_search(
-        "search:\n  train.epochs: {grid: [1, 2]}\n" + TINY_BASE, "f.yaml"
-    )
-    assert section == {"train.epochs": {"grid": [1, 2]}} and where == "f.yaml:1"
-    assert lines == {"train.epochs": "f.yaml:2"}
+def test_search_section_keeps_the_line_numbers_of_other_keys() -> None:
+    text = "search:\n  train.epochs: {grid: [1, 2]}\n" + TINY_BASE
     with pytest.raises(SpecError) as caught:
-        load_spec_text(stripped.replace("  epochs: 1", "  epochs: 0"), "f.yaml")
+        load_spec_text(text.replace("  epochs: 1", "  epochs: 0"), "f.yaml")
     assert str(caught.value) == (  # line 9 of TINY_BASE, after the 2 lines of search
         "f.yaml:11: train.epochs: Input should be greater than or equal to 1 (got 0)"
     )
-    _, section, where, lines = split_search(text, "f.yaml")
-    first = TINY_BASE.count("\n") + 1
-    assert where == f"f.yaml:{first}" and lines["bogus"] == f"f.yaml:{first + 2}"
 
 
 def _plan(tmp_path: Path, text: str = TINY_BASE, **kwargs) -> object:
@@ -126,11 +136,11 @@ def test_a_plan_records_space_objective_and_capacity(tmp_path: Path) -> None:
     text = TINY_BASE + "search:\n  train.base_lr: {loguniform: [0.01, 0.3]}\n"
     record = _plan(tmp_path, text, depths="8,14", variants="residual,plain", samples=2)
     assert record.metric == "val_top1_error" and record.mode == "min"
-    assert record.search.size(record.samples) == 8
+    assert record.space.size(record.samples) == 8
     assert record.max_t == 1 and record.max_concurrent == len(os.sched_getaffinity(0))
     assert record.tracking_uri == f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     spec = record.trial_spec(
-        {"model": record.search.models[3].as_dict(), "params": {"train.base_lr": 0.05}}
+        {"model": record.space.models[3].as_config(), "params": {"train.base_lr": 0.05}}
     )
     assert spec.model.name == "cifar_plain14" and spec.train.base_lr == 0.05
 

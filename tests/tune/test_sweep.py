@@ -169,6 +169,10 @@ def test_parent_run_holds_one_child_per_trial(resumed: dict, sweep_dir: Path) ->
     assert parent.info.status == "FINISHED" and parent.info.run_name == SWEEP
     children = [r for r in runs if r.info.run_id != parent.info.run_id]
     assert len(children) == 4
+    # Each child is named by its trial's network, unique in the sweep.
+    assert {c.info.run_name for c in children} == {
+        "cifar_resnet8-A", "cifar_plain8", "cifar_resnet14-A", "cifar_plain14",
+    }  # fmt: skip
     client = mlflow_client(sweep_dir)
     for child in children:
         assert child.data.tags[PARENT_TAG] == parent.info.run_id

@@ -21,7 +21,7 @@ from torch import nn
 from resnetctl.analysis.responses import AnalysisError
 from resnetctl.spec import JobSpec
 from resnetctl.storage import StoragePath, is_checkpoint, is_uri
-from resnetctl.tune.trainable import SWEEP_TAG, TRIAL_TAG, find_child_run
+from resnetctl.tracking.tags import SWEEP_TAG, TRIAL_TAG, find_child_run
 
 RUN_RECORD = "resnetctl-run.json"
 SWEEP_RECORD = "resnetctl-sweep.json"

@@ -175,7 +175,7 @@ def _run(
             record = plan(experiment)
     for note in record.notes:
         err.print(f"[bold]note:[/] {escape(note)}", highlight=False)
-    trials = record.search.size(record.samples)
+    trials = record.space.size(record.samples)
     err.print(
         f"{experiment.kind}: sweep [bold]{escape(record.name)}[/], {trials} nets, "
         f"up to {record.max_concurrent or 'auto'} at once",

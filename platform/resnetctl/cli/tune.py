@@ -4,7 +4,7 @@ with Ray Tune; one Ray Train run and one MLflow child run per trial."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -24,93 +24,121 @@ from resnetctl.cli.common import (
     use_storage,
 )
 
+if TYPE_CHECKING:
+    from resnetctl.tune import SweepOutcome, SweepRecord
+
+
+FileArgument = Annotated[
+    Path | None,
+    typer.Argument(
+        metavar="FILE",
+        help="Base job spec YAML; may hold a `search` section. Default: a packaged spec on "
+        "the bundled digits (32x32, CIFAR-style input, 2 epochs, 1 CPU worker per trial).",
+        show_default=False,
+    ),
+]
+
+DepthsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--depths",
+        metavar="D,D,...",
+        help="Depths to compare, in the base spec's family (CIFAR: 6n+2, e.g. 20,56; "
+        "ImageNet: 18,34,50,101,152). ImageNet depths against a CIFAR base switch the sweep "
+        "to the ImageNet nets on the base's input.",
+    ),
+]
+
+ShortcutsOption = Annotated[
+    str | None,
+    typer.Option("--shortcuts", metavar="A,B,C", help="Shortcut options of Table 3."),
+]
+
+VariantsOption = Annotated[
+    str | None,
+    typer.Option("--variants", metavar="residual,plain", help="With and without shortcuts."),
+]
+
+SamplesOption = Annotated[
+    int,
+    typer.Option("--samples", min=1, help="Trials per grid point (random domains are re-drawn)."),
+]
+
+MaxConcurrentOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-concurrent",
+        min=1,
+        help="Trials running at once; default: as many as the CPUs (GPUs) hold.",
+    ),
+]
+
+SchedulerOption = Annotated[
+    str,
+    typer.Option(
+        "--scheduler", metavar="asha|fifo", help="asha stops weak trials early; fifo never."
+    ),
+]
+
+MetricOption = Annotated[
+    str, typer.Option("--metric", help="Epoch metric that ranks trials (errors in percent).")
+]
+
+ModeOption = Annotated[
+    str | None,
+    typer.Option("--mode", metavar="min|max", help="Default: the metric's own (min for errors)."),
+]
+
+GracePeriodOption = Annotated[
+    int, typer.Option("--grace-period", help="ASHA: epochs every trial runs before a stop.")
+]
+
+ReductionFactorOption = Annotated[
+    float,
+    typer.Option(
+        "--reduction-factor",
+        help="ASHA: keep the best 1/F of trials at each rung (2 suits sweeps of a few trials).",
+    ),
+]
+
+NameOption = Annotated[
+    str | None,
+    typer.Option("--name", help="Sweep name (default: <job>-tune-<UTC time>)."),
+]
+
+ResumeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--resume", metavar="NAME", help="Continue an interrupted sweep; finished trials stay."
+    ),
+]
+
+ExportBestOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--export-best",
+        metavar="FILE",
+        help="Write the best trial's resolved spec as a job YAML for `resnetctl submit`.",
+    ),
+]
+
 
 def tune(
-    file: Annotated[
-        Path | None,
-        typer.Argument(
-            metavar="FILE",
-            help="Base job spec YAML; may hold a `search` section. Default: a packaged spec on "
-            "the bundled digits (32x32, CIFAR-style input, 2 epochs, 1 CPU worker per trial).",
-            show_default=False,
-        ),
-    ] = None,
-    depths: Annotated[
-        str | None,
-        typer.Option(
-            "--depths",
-            metavar="D,D,...",
-            help="Depths to compare, in the base spec's family (CIFAR: 6n+2, e.g. 20,56; "
-            "ImageNet: 18,34,50,101,152). ImageNet depths against a CIFAR base switch the sweep "
-            "to the ImageNet nets on the base's input.",
-        ),
-    ] = None,
-    shortcuts: Annotated[
-        str | None,
-        typer.Option("--shortcuts", metavar="A,B,C", help="Shortcut options of Table 3."),
-    ] = None,
-    variants: Annotated[
-        str | None,
-        typer.Option("--variants", metavar="residual,plain", help="With and without shortcuts."),
-    ] = None,
+    file: FileArgument = None,
+    depths: DepthsOption = None,
+    shortcuts: ShortcutsOption = None,
+    variants: VariantsOption = None,
     overrides: SetOption = None,
-    samples: Annotated[
-        int,
-        typer.Option(
-            "--samples", min=1, help="Trials per grid point (random domains are re-drawn)."
-        ),
-    ] = 1,
-    max_concurrent: Annotated[
-        int | None,
-        typer.Option(
-            "--max-concurrent",
-            min=1,
-            help="Trials running at once; default: as many as the CPUs (GPUs) hold.",
-        ),
-    ] = None,
-    scheduler: Annotated[
-        str,
-        typer.Option(
-            "--scheduler", metavar="asha|fifo", help="asha stops weak trials early; fifo never."
-        ),
-    ] = "asha",
-    metric: Annotated[
-        str, typer.Option("--metric", help="Epoch metric that ranks trials (errors in percent).")
-    ] = "val_top1_error",
-    mode: Annotated[
-        str | None,
-        typer.Option(
-            "--mode", metavar="min|max", help="Default: the metric's own (min for errors)."
-        ),
-    ] = None,
-    grace_period: Annotated[
-        int, typer.Option("--grace-period", help="ASHA: epochs every trial runs before a stop.")
-    ] = 1,
-    reduction_factor: Annotated[
-        float,
-        typer.Option(
-            "--reduction-factor",
-            help="ASHA: keep the best 1/F of trials at each rung (2 suits sweeps of a few trials).",
-        ),
-    ] = 2.0,
-    name: Annotated[
-        str | None,
-        typer.Option("--name", help="Sweep name (default: <job>-tune-<UTC time>)."),
-    ] = None,
-    resume: Annotated[
-        str | None,
-        typer.Option(
-            "--resume", metavar="NAME", help="Continue an interrupted sweep; finished trials stay."
-        ),
-    ] = None,
-    export_best: Annotated[
-        Path | None,
-        typer.Option(
-            "--export-best",
-            metavar="FILE",
-            help="Write the best trial's resolved spec as a job YAML for `resnetctl submit`.",
-        ),
-    ] = None,
+    samples: SamplesOption = 1,
+    max_concurrent: MaxConcurrentOption = None,
+    scheduler: SchedulerOption = "asha",
+    metric: MetricOption = "val_top1_error",
+    mode: ModeOption = None,
+    grace_period: GracePeriodOption = 1,
+    reduction_factor: ReductionFactorOption = 2.0,
+    name: NameOption = None,
+    resume: ResumeOption = None,
+    export_best: ExportBestOption = None,
     storage: StorageOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -137,30 +165,14 @@ def tune(
 
       resnetctl tune --depths 20,56 --storage s3://bucket/sweeps
     """
-    from resnetctl.cli.interrupt import stop_on_signals
-    from resnetctl.tune.sweep import SweepError, SweepRequest, load_sweep, plan_sweep, run_sweep
+    from resnetctl.tune import SweepRequest, plan_sweep
+    from resnetctl.tune.results import best_spec_yaml
 
     use_storage(storage)
-
     if resume:
-        given = [
-            flag
-            for flag, value in (
-                ("FILE", file),
-                ("--depths", depths),
-                ("--shortcuts", shortcuts),
-                ("--variants", variants),
-                ("--set", overrides),
-                ("--name", name),
-            )
-            if value
-        ]
-        if given:
-            fail(f"--resume continues a sweep as it was launched; drop {', '.join(given)}")
-        try:
-            record = load_sweep(resume)
-        except SweepError as exc:
-            fail(str(exc))
+        given = {"FILE": file, "--depths": depths, "--shortcuts": shortcuts,
+                 "--variants": variants, "--set": overrides, "--name": name}  # fmt: skip
+        record = _resumed(resume, [flag for flag, value in given.items() if value])
     else:
         request = SweepRequest(
             file=file,
@@ -179,31 +191,9 @@ def tune(
         )
         with spec_errors():
             record = plan_sweep(request)
-    for note in record.notes:
-        err.print(f"[bold]note:[/] {escape(note)}", highlight=False)
-    trials = record.search.size(record.samples)
-    err.print(
-        f"sweep [bold]{escape(record.name)}[/]: {trials} trial(s), {record.scheduler}, "
-        f"{record.metric} ({record.mode}), up to {record.max_concurrent or 'auto'} at once",
-        highlight=False,
-    )
-    with stop_on_signals() as interruption:
-        try:
-            with ray_output_on_stderr():
-                outcome = run_sweep(record, resume=bool(resume))
-        except SweepError as exc:
-            fail(str(exc))
-        except KeyboardInterrupt:
-            # A second signal, or one outside Tune's run: run_sweep marked the parent KILLED.
-            err.print(
-                f"[bold yellow]interrupted:[/] continue with "
-                f"`resnetctl tune --resume {escape(record.name)}`",
-                highlight=False,
-            )
-            raise typer.Exit(interruption.exit_code) from None
+    _announce(record)
+    outcome, exit_code = _run(record, resume=bool(resume))
     if export_best is not None and outcome.best is not None:
-        from resnetctl.tune.sweep import best_spec_yaml
-
         export_best.parent.mkdir(parents=True, exist_ok=True)
         export_best.write_text(best_spec_yaml(outcome.record, outcome.best), encoding="utf-8")
         err.print(f"best spec written to {escape(str(export_best))}", highlight=False)
@@ -211,28 +201,78 @@ def tune(
         print_json(outcome.as_dict())
     else:
         _render(outcome)
+    _conclude(outcome, exit_code, exported=export_best is not None)
+
+
+def _resumed(name: str, given: list[str]) -> SweepRecord:
+    """The record of the sweep to continue; flags that would change it are refused."""
+    from resnetctl.tune import SweepError, load_sweep
+
+    if given:
+        fail(f"--resume continues a sweep as it was launched; drop {', '.join(given)}")
+    try:
+        return load_sweep(name)
+    except SweepError as exc:
+        fail(str(exc))
+
+
+def _announce(record: SweepRecord) -> None:
+    for note in record.notes:
+        err.print(f"[bold]note:[/] {escape(note)}", highlight=False)
+    trials = record.space.size(record.samples)
+    err.print(
+        f"sweep [bold]{escape(record.name)}[/]: {trials} trial(s), {record.scheduler}, "
+        f"{record.metric} ({record.mode}), up to {record.max_concurrent or 'auto'} at once",
+        highlight=False,
+    )
+
+
+def _run(record: SweepRecord, *, resume: bool) -> tuple[SweepOutcome, int]:
+    """Run the sweep with SIGINT/SIGTERM turned into a clean stop; the outcome and the exit
+    code a stop calls for."""
+    from resnetctl.cli.interrupt import stop_on_signals
+    from resnetctl.tune import SweepError, run_sweep
+
+    with stop_on_signals() as interruption:
+        try:
+            with ray_output_on_stderr():
+                outcome = run_sweep(record, resume=resume)
+        except SweepError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            # A second signal, or one outside Tune's run: run_sweep marked the parent KILLED.
+            _continue_with(record.name)
+            raise typer.Exit(interruption.exit_code) from None
+    return outcome, interruption.exit_code
+
+
+def _continue_with(name: str) -> None:
+    err.print(
+        f"[bold yellow]interrupted:[/] continue with `resnetctl tune --resume {escape(name)}`",
+        highlight=False,
+    )
+
+
+def _conclude(outcome: SweepOutcome, exit_code: int, *, exported: bool) -> None:
+    """Exit as the outcome says: stopped (continue with --resume), failed, or a hint."""
     if outcome.interrupted:
-        err.print(
-            f"[bold yellow]interrupted:[/] continue with "
-            f"`resnetctl tune --resume {escape(outcome.record.name)}`",
-            highlight=False,
-        )
-        raise typer.Exit(interruption.exit_code)
+        _continue_with(outcome.record.name)
+        raise typer.Exit(exit_code)
     if outcome.best is None:
         err.print("[bold red]error:[/] no trial reported the metric", highlight=False)
         raise typer.Exit(EXIT_JOB_FAILED)
-    if export_best is None and outcome.best is not None:
+    if not exported:
         err.print(
             f"export the best spec with --export-best FILE; mlflow: {escape(outcome.parent_url)}",
             highlight=False,
         )
 
 
-def _render(outcome) -> None:  # type: ignore[no-untyped-def]
+def _render(outcome: SweepOutcome) -> None:
     from resnetctl.tune.view import format_metric
 
     record = outcome.record
-    params = list(record.search.domains)
+    params = list(record.space.domains)
     table = Table(title=f"sweep {record.name}: ranked by {record.metric} ({record.mode})")
     for column in (
         "#",

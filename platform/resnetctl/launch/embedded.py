@@ -50,6 +50,10 @@ EMBEDDED_ENV: dict[str, str] = {
     "RAY_enable_metrics_collection": "0",
 }
 
+#: The driver's settings that Ray workers must see too: they read the same data cache and run
+#: storage even where Ray's worker pool was started from another environment.
+WORKER_ENV = ("RESNETCTL_CACHE", "RESNETCTL_STORAGE", "XDG_CACHE_HOME")
+
 _added: list[str] = []
 #: Variables `start` set over a value of the environment, with the value to put back.
 _replaced: dict[str, str | None] = {}
@@ -73,6 +77,11 @@ def ensure_ray(address: str | None, *, env_vars: Mapping[str, str] | None = None
         return False
     start(env_vars=env_vars)
     return True
+
+
+def worker_env() -> dict[str, str]:
+    """`WORKER_ENV` as set in this process, for `ensure_ray(env_vars=...)`."""
+    return {key: os.environ[key] for key in WORKER_ENV if key in os.environ}
 
 
 def start(*, env_vars: Mapping[str, str] | None = None, dashboard_port: int | None = None) -> None:

@@ -233,6 +233,23 @@ def valid_depths(family: str) -> str:
     return "; ".join(texts)
 
 
+def depth_rule(family: str) -> str:
+    """The sentence saying which depths the paper's nets of ``family`` have (residual and plain
+    twins alike), e.g. for an error about a depth that does not exist."""
+    if family not in FAMILIES:
+        raise unknown_family(family)
+    return _SERIES[PREFIXES[family, False]].depths
+
+
+def is_depth(family: str, depth: int, *, plain: bool = False) -> bool:
+    """Whether ``family`` has a ``depth``-layer net (``model_name`` would answer)."""
+    try:
+        model_name(family, depth, plain)
+    except (UnknownModelError, TypeError):
+        return False
+    return True
+
+
 def _cifar_info_at(depth: int, *, plain: bool) -> ModelInfo | None:
     return cifar_info(depth, plain=plain) if is_cifar_depth(depth) else None
 

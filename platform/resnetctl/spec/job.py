@@ -19,6 +19,7 @@ from resnetctl.spec.feasibility import (
 from resnetctl.spec.metrics import EMA_METRICS
 from resnetctl.spec.model import ModelSpec, resolve_identity
 from resnetctl.spec.runtime import CheckpointSpec, FailureSpec, ResourcesSpec
+from resnetctl.spec.search import SearchSection
 from resnetctl.spec.tracking import TrackingSpec
 from resnetctl.spec.train import TrainSpec
 
@@ -49,6 +50,14 @@ class JobSpec(StrictModel):
     )
     failure: FailureSpec = Field(default_factory=FailureSpec, description="Fault tolerance.")
     tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="MLflow tracking.")
+    # Left out of every dump: a trial, `best/spec.yaml` and `spec/resolved.yaml` are single runs.
+    search: SearchSection | None = Field(
+        None,
+        exclude=True,
+        description="`resnetctl tune` only: spec fields by dotted path (`train.base_lr`), each "
+        "mapped to one of `{grid: [...]}`, `{choice: [...]}`, `{uniform: [low, high]}`, "
+        "`{loguniform: [low, high]}`; `submit` trains the spec without it.",
+    )
 
     # Set by the loader: maps a field path to `file:line` (or the `--set` that wrote it).
     _locator: Callable[[tuple[str | int, ...]], str] | None = PrivateAttr(None)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from resnetctl.spec.errors import SpecError, SpecIssue
 from resnetctl.spec.job import JobSpec
+from resnetctl.spec.paths import parse_path, set_path
 from resnetctl.spec.yaml_lines import YamlSyntaxError, read_document
 
 Path_ = tuple[str | int, ...]
@@ -26,20 +27,22 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 @dataclass
 class _Source:
-    """The text a spec came from, with the line of every key, and the overridden paths."""
+    """The text a spec came from, with the line of every key, and where each overridden path
+    was set (`--set key=value`, or the trial that set it)."""
 
     name: str
     lines: dict[Path_, int] = field(default_factory=dict)
     overrides: dict[Path_, str] = field(default_factory=dict)
+    from_text: bool = True  # False for a spec made from another one: it has no lines
 
     def where(self, loc: Path_) -> str:
         """`file:line` of the deepest known prefix of loc, or the override that set it."""
         for end in range(len(loc), -1, -1):
             if loc[:end] in self.overrides:
-                return f"--set {self.overrides[loc[:end]]}"
+                return self.overrides[loc[:end]]
             if loc[:end] in self.lines:
                 return f"{self.name}:{self.lines[loc[:end]]}"
-        return f"{self.name}:1"
+        return f"{self.name}:1" if self.from_text else self.name
 
 
 def parse_overrides(items: Sequence[str]) -> list[tuple[Path_, Any, str]]:
@@ -55,8 +58,7 @@ def parse_overrides(items: Sequence[str]) -> list[tuple[Path_, Any, str]]:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise SpecError.single(f"--set {item}", f"value is not valid YAML: {exc}") from None
-        path = tuple(int(p) if p.isdigit() else p for p in key.split("."))
-        parsed.append((path, value, item))
+        parsed.append((parse_path(key), value, item))
     return parsed
 
 
@@ -115,14 +117,40 @@ def load_spec_text(
             ]
         )
     for key_path, value, item in parse_overrides(overrides):
-        _assign(data, key_path, value, item)
-        source.overrides[key_path] = item
+        set_path(data, key_path, value, f"--set {item}")
+        source.overrides[key_path] = f"--set {item}"
         if key_path[-1] == "kind":
             _drop_foreign_keys(data, key_path[:-1], value, source)
     unset: list[SpecIssue] = []
     data = _interpolate(data, (), source, os.environ if env is None else env, unset)
     if unset and warnings is None:
         raise SpecError(unset)
+    spec = _validate(data, source, unset)
+    if warnings is not None:
+        warnings.extend(unset)
+    return spec
+
+
+def with_values(spec: JobSpec, values: Mapping[str, Any], name: str = "<spec>") -> JobSpec:
+    """A copy of `spec` with `{dotted.path: value}` applied and every rule checked again (the
+    cross-section ones too), without its `search` section: how a sweep makes a trial's spec.
+
+    Raises `SpecError` naming `name` and the field, as for a file; a path that is no field of
+    the spec is an unknown key with a "did you mean".
+    """
+    source = _Source(name, from_text=False)
+    data = spec.model_dump(mode="json")  # `search` is excluded from dumps
+    for path, value in values.items():
+        key_path = parse_path(path)
+        set_path(data, key_path, value, name)
+        source.overrides[key_path] = name
+        if key_path[-1] == "kind":
+            _drop_foreign_keys(data, key_path[:-1], value, source)
+    return _validate(data, source)
+
+
+def _validate(data: dict[str, Any], source: _Source, unset: Sequence[SpecIssue] = ()) -> JobSpec:
+    """`JobSpec` of `data`, or `SpecError` with one issue per problem located via `source`."""
     issues: list[SpecIssue] = []
     spec = None
     try:
@@ -133,9 +161,7 @@ def load_spec_text(
     unset_fields = {issue.field for issue in unset}
     issues = [i for i in issues if not any(_under(i.field, f) for f in unset_fields)]
     if issues or spec is None:
-        raise SpecError(issues or unset)
-    if warnings is not None:
-        warnings.extend(unset)
+        raise SpecError(issues or list(unset))
     spec._locator = source.where
     return spec
 
@@ -178,23 +204,6 @@ def _section_models(data: dict[str, Any], section: Path_) -> list[type[BaseModel
         annotation = models[0].model_fields[part].annotation
         node = node.get(part) if isinstance(node, dict) else None
     return _models_in(annotation)
-
-
-def _assign(data: dict[str, Any], path: Path_, value: Any, item: str) -> None:
-    target: Any = data
-    for depth, part in enumerate(path[:-1]):
-        nxt = target.get(part) if isinstance(target, dict) else None
-        if nxt is None:
-            nxt = target[part] = {}
-        if not isinstance(nxt, dict | list):
-            dotted = ".".join(map(str, path[: depth + 1]))
-            raise SpecError.single(f"--set {item}", f"{dotted} is a value, not a section")
-        target = nxt
-    last = path[-1]
-    if isinstance(target, list):
-        if not isinstance(last, int) or last >= len(target):
-            raise SpecError.single(f"--set {item}", f"index {last} is outside the list")
-    target[last] = value
 
 
 def _interpolate(
@@ -277,6 +286,13 @@ def _walk(loc: Path_) -> tuple[list[str | int], list[str] | None, Any]:
     clean: list[str | int] = []
     parent_fields: list[str] | None = None
     for part in loc:
+        if part == "[key]":  # pydantic's mark of a mapping's key, not a field
+            continue
+        value_type = _mapping_value(model)
+        if value_type is not None:  # a mapping such as `search`: the part is its key
+            clean.append(part)
+            model, parent_fields = value_type, None
+            continue
         candidates = _models_in(model)
         if isinstance(part, str) and len(candidates) > 1:
             tagged = [m for m in candidates if _tag(m) == part]
@@ -309,11 +325,26 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return []
 
 
+def _mapping_value(annotation: Any) -> Any:
+    """V of a `dict[K, V]` annotation (or of `dict[K, V] | None`), else None."""
+    origin = typing.get_origin(annotation)
+    if origin is dict:
+        return typing.get_args(annotation)[1]
+    if origin in (typing.Union, types.UnionType):
+        found = [_mapping_value(arg) for arg in typing.get_args(annotation)]
+        return next((v for v in found if v is not None), None)
+    return None
+
+
 def _item_type(annotation: Any) -> Any:
     args = typing.get_args(annotation)
     return args[0] if args else None
 
 
 def _tag(model: type[BaseModel]) -> str | None:
+    """The tag that selects `model` in its union: its `kind` field's default, or a class-level
+    `kind` (the search domains, tagged by their single key)."""
     kind = model.model_fields.get("kind")
-    return kind.default if kind is not None else None
+    if kind is not None:
+        return kind.default
+    return getattr(model, "kind", None) if "kind" in model.__class_vars__ else None

@@ -152,13 +152,36 @@ def _section(
             f"{_constraints(info)} | {(info.description or '').replace('|', '/')} |"
         )
         if models:
-            nested.append((f"{prefix}{name}.", models))
+            nested.append((child_prefix(prefix, name, info.annotation), models))
     lines.append("")
-    for child_prefix, models in nested:
+    for nested_prefix, models in nested:
         for child in models:
-            kind = child.model_fields.get("kind")
-            suffix = f" (kind: {kind.default})" if kind is not None and len(models) > 1 else ""
-            _section(child, child_prefix, lines, level + 1, suffix)
+            kind = _kind(child)
+            suffix = f" (kind: {kind})" if kind is not None and len(models) > 1 else ""
+            _section(child, nested_prefix, lines, level + 1, suffix)
+
+
+def child_prefix(prefix: str, name: str, annotation: Any) -> str:
+    """The prefix of the fields of a section: `train.` for `train`, and `search.<path>.` for the
+    values of a mapping such as `search` (keyed by a path the user chooses)."""
+    if _mapping_of_models(annotation):
+        return f"{prefix}{name}.<path>."
+    return f"{prefix}{name}."
+
+
+def _mapping_of_models(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is dict:
+        return bool(_models_in(typing.get_args(annotation)[1]))
+    return any(_mapping_of_models(arg) for arg in typing.get_args(annotation))
+
+
+def _kind(model: type[BaseModel]) -> str | None:
+    """The tag of a variant: its `kind` field's default, or a class-level `kind` (the search
+    domains, told apart by their one key)."""
+    field = model.model_fields.get("kind")
+    if field is not None:
+        return field.default
+    return getattr(model, "kind", None) if "kind" in model.__class_vars__ else None
 
 
 def _doc(model: type[BaseModel]) -> str:
@@ -188,8 +211,10 @@ def _type_name(annotation: Any) -> str:
     if annotation is type(None):
         return "null"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        kind = annotation.model_fields.get("kind")
-        return f"`kind: {kind.default}`" if kind is not None else "section"
+        if "kind" in annotation.model_fields:
+            return f"`kind: {_kind(annotation)}`"
+        kind = _kind(annotation)
+        return f"`{{{kind}: ...}}`" if kind is not None else "section"
     return getattr(annotation, "__name__", str(annotation))
 
 

@@ -4,17 +4,15 @@ child runs under one parent run per sweep.
 
     record = plan_sweep(SweepRequest(depths="18,34,50"))   # checks everything, starts nothing
     outcome = run_sweep(record)                             # Tuner.fit, MLflow, ranking
+
+By stage: `plan` (what to run: the sweep record), `run` (Ray Tune), `results` (ranking and the
+MLflow parent run); `record`, `space` and `facts` are the data they share.
 """
 
-from resnetctl.tune.record import SweepRecord
-from resnetctl.tune.sweep import (
-    SweepError,
-    SweepOutcome,
-    SweepRequest,
-    load_sweep,
-    plan_sweep,
-    run_sweep,
-)
+from resnetctl.tune.plan import SweepRequest, load_sweep, plan_sweep
+from resnetctl.tune.record import SweepError, SweepRecord
+from resnetctl.tune.results import SweepOutcome
+from resnetctl.tune.run import run_sweep
 
 __all__ = [
     "SweepError",

@@ -1,52 +1,69 @@
 """The record of a sweep: everything needed to build any trial's spec and to resume the sweep,
-written beside Tune's experiment state as JSON."""
+written beside Tune's experiment state as JSON (`resnetctl-sweep.json`).
+
+Version 1 (the first sweeps) held the base spec as YAML text (`base_yaml`); it still loads.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from resnetctl.spec import JobSpec
-from resnetctl.spec.loader import load_spec_text
+from resnetctl.spec.loader import with_values
 from resnetctl.storage import StoragePath
-from resnetctl.tune.space import SearchSpace, assign, describe_value, trial_assignments
+from resnetctl.tune.space import SearchSpace, TrialConfig, describe_value
 
 RECORD_FILE = "resnetctl-sweep.json"
 TRAIN_RUNS_DIR = "train"
+SCHEDULERS = ("asha", "fifo")
 
 
-@dataclass
-class SweepRecord:
+class SweepError(RuntimeError):
+    """The sweep cannot start (tracking store, Ray, an unknown or finished sweep)."""
+
+
+class SweepRecord(BaseModel):
     """A sweep as launched: base spec, search space, objective, scheduler and tracking."""
 
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    version: Literal[2] = 2
     name: str
-    base_yaml: str
-    base_source: str
-    space: dict[str, Any]
+    base: JobSpec = Field(description="The resolved base spec every trial starts from.")
+    base_source: str = Field(description="The file it came from, or `<default spec>`.")
+    space: SearchSpace
     metric: str
-    mode: str
-    scheduler: str
-    samples: int
-    max_concurrent: int
-    max_t: int
-    grace_period: int
+    mode: Literal["min", "max"]
+    scheduler: Literal["asha", "fifo"]
+    samples: int = Field(ge=1)
+    max_concurrent: int = Field(ge=0, description="0: decided once connected to the cluster.")
+    max_t: int = Field(ge=1, description="The longest trial in epochs (ASHA's horizon).")
+    grace_period: int = Field(ge=1)
     reduction_factor: float
     tracking_uri: str
     experiment: str
     storage: str
     parent_run_id: str = ""
-    trial_driver: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    numbered_runs: bool = Field(
+        False, description="Trial runs need their number to be unique (repeated labels)."
+    )
+    trial_driver: dict[str, float] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
 
-    @property
-    def search(self) -> SearchSpace:
-        """The search space as objects."""
-        return SearchSpace.from_dict(self.space)
+    @model_validator(mode="before")
+    @classmethod
+    def _from_version_1(cls, data: Any) -> Any:
+        # Version 1 had no `version` and the base spec as YAML text; the text is the spec's own
+        # dump, so it validates as it did then.
+        if isinstance(data, dict) and "version" not in data and "base_yaml" in data:
+            rest = {k: v for k, v in data.items() if k != "base_yaml"}
+            return {**rest, "base": yaml.safe_load(data["base_yaml"])}
+        return data
 
     @property
     def experiment_path(self) -> StoragePath:
@@ -61,7 +78,7 @@ class SweepRecord:
     def save(self) -> StoragePath:
         """Write the record into the experiment directory."""
         path = self.experiment_path / RECORD_FILE
-        path.write_text(json.dumps(asdict(self), indent=2))
+        path.write_text(self.model_dump_json(indent=2))
         return path
 
     @classmethod
@@ -69,30 +86,21 @@ class SweepRecord:
         """The record of sweep `name` under `storage`, or None when there is none."""
         path = StoragePath.of(storage) / name / RECORD_FILE
         try:
-            record = cls(**json.loads(path.read_text()))
+            text = path.read_text()
         except FileNotFoundError:
             return None
+        record = cls.model_validate_json(text)
         record.storage = str(storage)  # the storage root may have moved since the launch
         return record
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form (what the trainable receives)."""
-        return asdict(self)
+        """JSON-ready form (what the trainable and the Tune callback receive)."""
+        return self.model_dump(mode="json")
 
-    def trial_spec(self, config: Mapping[str, Any]) -> JobSpec:
+    def trial_spec(self, config: TrialConfig | Mapping[str, Any]) -> JobSpec:
         """The validated spec of the trial whose Tune config is `config`."""
-        return build_trial_spec(self.base_yaml, trial_assignments(config))
-
-
-def build_trial_spec(
-    base_yaml: str, assignments: Mapping[str, Any], source: str = "<trial>"
-) -> JobSpec:
-    """Apply dotted-path assignments to the resolved base spec and validate the result; errors
-    name `source` (the caller says which trial it was)."""
-    data = yaml.safe_load(base_yaml)
-    for path, value in assignments.items():
-        assign(data, path, value)
-    return load_spec_text(yaml.safe_dump(data, sort_keys=False), source)
+        trial = TrialConfig.model_validate(config)
+        return with_values(self.base, trial.assignments(), f"trial {trial_label(trial)}")
 
 
 def model_label(spec: JobSpec) -> str:
@@ -101,17 +109,16 @@ def model_label(spec: JobSpec) -> str:
     return f"{spec.model.name}-{shortcut}" if shortcut else str(spec.model.name)
 
 
-def trial_label(config: Mapping[str, Any], spec: JobSpec | None = None) -> str:
+def trial_label(config: TrialConfig | Mapping[str, Any], spec: JobSpec | None = None) -> str:
     """A trial in words: its network when the model is searched (resolved from `spec` when
     given), then every other searched value, e.g. `resnet18-B train.base_lr=0.05`."""
-    point = config.get("model") or {}
+    trial = TrialConfig.model_validate(config)
     parts = []
-    if point:
-        parts.append(model_label(spec) if spec is not None else str(point.get("label", "")))
-    params = config.get("params") or {}
-    if spec is not None and not point and any(p.startswith("model") for p in params):
+    if trial.model is not None:
+        parts.append(model_label(spec) if spec is not None else trial.model.label)
+    elif spec is not None and any(p.startswith("model") for p in trial.params):
         parts.append(model_label(spec))
-    for path, value in params.items():
+    for path, value in trial.params.items():
         if not path.startswith("model"):
             parts.append(f"{path}={describe_value(value)}")
     return " ".join(parts) or "base"

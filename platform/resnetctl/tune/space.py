@@ -1,8 +1,9 @@
 """The search space of a sweep: model points from `--depths/--shortcuts/--variants`, and the
 spec's `search` section (any field by dotted path: grid, choice, uniform, loguniform).
 
-Everything here is plain data (JSON-ready), so a sweep can be written to disk and resumed; Ray
-Tune's domain objects are only made by `param_space`.
+Everything here is typed data that dumps to JSON, so a sweep can be written to disk and
+resumed; Ray Tune's domain objects are only made by `param_space`. A trial's Tune config is
+`{"model": <model point>, "params": {dotted.path: value}}` (`TrialConfig`).
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from resnetctl.spec.errors import SpecError, SpecIssue
+from resnetctl.models.catalog import depth_rule, is_depth
+from resnetctl.spec.errors import SpecError
+from resnetctl.spec.search import SearchDomain
 
-DOMAIN_KINDS = ("grid", "choice", "uniform", "loguniform")
 SHORTCUTS = ("A", "B", "C")
 VARIANTS = ("residual", "plain")
 FAMILY_TITLES = {"imagenet": "ImageNet", "cifar": "CIFAR"}
@@ -25,91 +27,26 @@ FAMILY_TITLES = {"imagenet": "ImageNet", "cifar": "CIFAR"}
 MAX_CHECKED_COMBINATIONS = 256
 
 
-@dataclass(frozen=True)
-class Domain:
-    """One searched field: `grid` and `choice` list values, `uniform`/`loguniform` give bounds."""
-
-    kind: str
-    values: tuple[Any, ...]
-
-    def to_tune(self) -> Any:
-        """The Ray Tune domain (or grid) for this field."""
-        from ray import tune
-
-        if self.kind == "grid":
-            return tune.grid_search(list(self.values))
-        if self.kind == "choice":
-            return tune.choice(list(self.values))
-        low, high = self.values
-        return tune.uniform(low, high) if self.kind == "uniform" else tune.loguniform(low, high)
-
-    def edge_values(self) -> list[Any]:
-        """Values that bound what trials may draw: every listed value, or both bounds."""
-        return list(self.values)
-
-    def describe(self) -> str:
-        """`grid [18, 34]`, `loguniform [0.01, 0.3]`: for tables and MLflow params."""
-        return f"{self.kind} {list(self.values)}"
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def parse_domain(path: str, raw: Any, where: str) -> Domain:
-    """Read `{grid: [...]}`, `{choice: [...]}`, `{uniform: [lo, hi]}` or
-    `{loguniform: [lo, hi]}`; raise `SpecError` naming `where` otherwise."""
-    field_name = f"search.{path}"
-    if not isinstance(raw, Mapping) or len(raw) != 1:
-        raise SpecError.single(
-            where,
-            f"expected one of {{{', '.join(f'{k}: [...]' for k in DOMAIN_KINDS)}}}, got {raw!r}",
-            field_name,
-        )
-    ((kind, values),) = raw.items()
-    if kind not in DOMAIN_KINDS:
-        raise SpecError.single(
-            where, f"unknown search kind {kind!r}; use one of {', '.join(DOMAIN_KINDS)}", field_name
-        )
-    if not isinstance(values, list) or not values:
-        raise SpecError.single(where, f"{kind} needs a non-empty list, got {values!r}", field_name)
-    if kind in ("uniform", "loguniform"):
-        if len(values) != 2 or not all(_is_number(v) for v in values):
-            raise SpecError.single(
-                where, f"{kind} needs two numbers [low, high], got {values!r}", field_name
-            )
-        low, high = (float(v) for v in values)
-        if not low < high:
-            raise SpecError.single(where, f"{kind} bounds {values} need low < high", field_name)
-        if kind == "loguniform" and low <= 0:
-            raise SpecError.single(where, f"loguniform bounds {values} must be > 0", field_name)
-        return Domain(kind, (low, high))
-    return Domain(kind, tuple(values))
+def to_tune(domain: SearchDomain) -> Any:
+    """The Ray Tune domain (or grid) of a `search` entry."""
+    from ray import tune
+
+    makers = {
+        "grid": lambda values: tune.grid_search(list(values)),
+        "choice": lambda values: tune.choice(list(values)),
+        "uniform": lambda values: tune.uniform(*values),
+        "loguniform": lambda values: tune.loguniform(*values),
+    }
+    return makers[domain.kind](domain.values)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def parse_search_section(
-    raw: Any, where: str, lines: Mapping[str, str] | None = None
-) -> dict[str, Domain]:
-    """The YAML `search` section: a mapping of dotted spec paths to domains. `where` locates the
-    section, `lines` each of its keys (`file:line`), for error messages."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise SpecError.single(where, "search must map dotted.field paths to domains", "search")
-    domains: dict[str, Domain] = {}
-    issues: list[SpecIssue] = []
-    for path, spec in raw.items():
-        at = (lines or {}).get(str(path), where)
-        if not isinstance(path, str) or not path or any(not p for p in path.split(".")):
-            issues.append(SpecIssue(at, "search", f"{path!r} is not a dotted.field path"))
-            continue
-        try:
-            domains[path] = parse_domain(path, spec, at)
-        except SpecError as exc:
-            issues.extend(exc.issues)
-    if issues:
-        raise SpecError(issues)
-    return domains
+def describe_domain(domain: SearchDomain) -> str:
+    """`grid [18, 34]`, `loguniform [0.01, 0.3]`: for tables and MLflow params."""
+    return f"{domain.kind} {list(domain.values)}"
 
 
 def parse_list(text: str | None, option: str) -> list[str] | None:
@@ -151,23 +88,6 @@ def parse_choices(text: str | None, option: str, allowed: Sequence[str]) -> list
     return list(dict.fromkeys(lookup[item.lower()] for item in items))
 
 
-def _is_depth(family: str, depth: int) -> bool:
-    from resnetctl.models import UnknownModelError, model_name
-
-    try:
-        model_name(family, depth)
-    except UnknownModelError:
-        return False
-    return True
-
-
-# The depth rules in one line each (the registry's own sentences are longer).
-DEPTH_RULES = {
-    "cifar": "CIFAR nets are 6n+2 deep: 8, 14, 20, 26, 32, 44, 56, 110, ...",
-    "imagenet": "ImageNet ResNets are 18, 34, 50, 101 or 152 deep",
-}
-
-
 def resolve_family(depths: Sequence[int], family: str) -> tuple[str, str | None]:
     """The family the depths are swept in, and a note when it is not the base spec's.
 
@@ -178,40 +98,45 @@ def resolve_family(depths: Sequence[int], family: str) -> tuple[str, str | None]
     is an error, so one sweep never compares nets of two families.
     """
     other = "cifar" if family == "imagenet" else "imagenet"
-    wrong = [d for d in depths if not _is_depth(family, d)]
+    both_rules = f"{depth_rule('cifar')}; {depth_rule('imagenet')}"
+    wrong = [d for d in depths if not is_depth(family, d)]
     if not wrong:
         return family, None
-    neither = [d for d in wrong if not _is_depth(other, d)]
+    neither = [d for d in wrong if not is_depth(other, d)]
     if neither:
         listed = ", ".join(map(str, neither))
-        raise SpecError.single(
-            "--depths",
-            f"no network has depth {listed}: {DEPTH_RULES['cifar']}; {DEPTH_RULES['imagenet']}",
-        )
-    if all(_is_depth(other, d) for d in depths):
+        raise SpecError.single("--depths", f"no network has depth {listed}: {both_rules}")
+    if all(is_depth(other, d) for d in depths):
         listed = ", ".join(map(str, wrong))
         return other, (
             f"depth {listed} {'is' if len(wrong) == 1 else 'are'} not "
-            f"{FAMILY_TITLES[family]} depths ({DEPTH_RULES[family]}); sweeping the "
+            f"{FAMILY_TITLES[family]} depths ({depth_rule(family)}); sweeping the "
             f"{FAMILY_TITLES[other]} family on the base spec's input instead"
         )
-    only = [d for d in depths if not _is_depth(other, d)]
+    only = [d for d in depths if not is_depth(other, d)]
     raise SpecError.single(
         "--depths",
         f"depth {', '.join(map(str, wrong))} exist only as {FAMILY_TITLES[other]} nets and "
         f"{', '.join(map(str, only))} only as {FAMILY_TITLES[family]} nets; one sweep compares "
-        f"nets of one family ({DEPTH_RULES['cifar']}; {DEPTH_RULES['imagenet']})",
+        f"nets of one family ({both_rules})",
     )
 
 
-@dataclass(frozen=True)
-class ModelPoint:
+class ModelPoint(_Strict):
     """One network of the model grid: what `model.*` becomes in a trial."""
 
     family: str
     depth: int
     variant: str
-    shortcut: str | None
+    shortcut: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_label(cls, data: Any) -> Any:
+        # Tune's config carries the label beside the fields (`as_config`): derived, not read.
+        if isinstance(data, dict) and "label" in data:
+            return {k: v for k, v in data.items() if k != "label"}
+        return data
 
     @property
     def label(self) -> str:
@@ -231,15 +156,9 @@ class ModelPoint:
             "model.shortcut": self.shortcut,
         }
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form, used as the grid value in Tune's config."""
-        return {
-            "family": self.family,
-            "depth": self.depth,
-            "variant": self.variant,
-            "shortcut": self.shortcut,
-            "label": self.label,
-        }
+    def as_config(self) -> dict[str, Any]:
+        """The grid value in Tune's config: the fields and the label (what Tune shows)."""
+        return {**self.model_dump(), "label": self.label}
 
 
 def model_points(
@@ -265,16 +184,39 @@ def model_points(
         shortcuts or [base_model.get("shortcut")],
     ):
         # None leaves the family's default shortcut to the spec (A for CIFAR, B for ImageNet).
-        points[ModelPoint(family, depth, variant, None if variant == "plain" else shortcut)] = None
+        shortcut = None if variant == "plain" else shortcut
+        points[ModelPoint(family=family, depth=depth, variant=variant, shortcut=shortcut)] = None
     return list(points), note
 
 
-@dataclass
-class SearchSpace:
+def _plain(value: Any) -> Any:
+    """numpy scalars (Tune samples floats with numpy) as Python values, so they dump as JSON."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and not isinstance(value, list | dict) else value
+
+
+class TrialConfig(_Strict):
+    """A trial's Tune config: its network (when the sweep compares networks) and the values
+    of the searched fields."""
+
+    model: ModelPoint | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _python_values(cls, params: Any) -> Any:
+        return {k: _plain(v) for k, v in params.items()} if isinstance(params, dict) else params
+
+    def assignments(self) -> dict[str, Any]:
+        """The trial as spec assignments (dotted path -> value)."""
+        return {**(self.model.assignments() if self.model else {}), **self.params}
+
+
+class SearchSpace(_Strict):
     """Model points and searched fields; `empty` when there is nothing to compare."""
 
-    models: list[ModelPoint] = field(default_factory=list)
-    domains: dict[str, Domain] = field(default_factory=dict)
+    models: list[ModelPoint] = Field(default_factory=list)
+    domains: dict[str, SearchDomain] = Field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -287,9 +229,9 @@ class SearchSpace:
 
         space: dict[str, Any] = {}
         if self.models:
-            space["model"] = tune.grid_search([p.as_dict() for p in self.models])
+            space["model"] = tune.grid_search([p.as_config() for p in self.models])
         if self.domains:
-            space["params"] = {path: d.to_tune() for path, d in self.domains.items()}
+            space["params"] = {path: to_tune(d) for path, d in self.domains.items()}
         return space
 
     def size(self, samples: int) -> int:
@@ -300,6 +242,22 @@ class SearchSpace:
                 grid *= len(domain.values)
         return grid * samples
 
+    def labels_unique(self) -> bool:
+        """Whether the grid points have distinct labels: each axis's texts differ (two grid
+        values may print alike at 4 significant digits). Random domains draw anew per trial."""
+        axes = [[p.label for p in self.models]]
+        axes += [
+            [describe_value(v) for v in d.values] for d in self.domains.values() if d.kind == "grid"
+        ]
+        return all(len(set(axis)) == len(axis) for axis in axes)
+
+    def first_config(self) -> TrialConfig:
+        """A trial of the space: the first model point and every field's first value."""
+        return TrialConfig(
+            model=self.models[0] if self.models else None,
+            params={path: d.values[0] for path, d in self.domains.items()},
+        )
+
     def check_points(self) -> Iterator[dict[str, Any]]:
         """Assignments to validate before any trial starts: the product of every model point and
         every value or bound, or (when that is too large) each value alone with the others at
@@ -308,7 +266,7 @@ class SearchSpace:
         if self.models:
             axes.append([p.assignments() for p in self.models])
         for path, domain in self.domains.items():
-            axes.append([{path: value} for value in domain.edge_values()])
+            axes.append([{path: value} for value in domain.values])
         if not axes:
             yield {}
             return
@@ -322,66 +280,6 @@ class SearchSpace:
             for value in axis:
                 parts = [*firsts[:index], value, *firsts[index + 1 :]]
                 yield {k: v for part in parts for k, v in part.items()}
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form for the sweep record."""
-        return {
-            "models": [{k: v for k, v in p.as_dict().items() if k != "label"} for p in self.models],
-            "domains": {path: {d.kind: list(d.values)} for path, d in self.domains.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
-        """Inverse of `as_dict`."""
-        return cls(
-            models=[ModelPoint(**m) for m in data.get("models", [])],
-            domains={
-                path: Domain(kind, tuple(values))
-                for path, raw in data.get("domains", {}).items()
-                for kind, values in raw.items()
-            },
-        )
-
-
-def trial_assignments(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A trial's Tune config as spec assignments (dotted path -> value)."""
-    assignments: dict[str, Any] = {}
-    point = config.get("model")
-    if point:
-        assignments.update(
-            ModelPoint(**{k: v for k, v in point.items() if k != "label"}).assignments()
-        )
-    for path, value in (config.get("params") or {}).items():
-        assignments[path] = _plain(value)
-    return assignments
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars (Tune samples floats with numpy) as Python values, so YAML can dump them."""
-    item = getattr(value, "item", None)
-    return item() if callable(item) and not isinstance(value, list | dict) else value
-
-
-def assign(data: dict[str, Any], path: str, value: Any) -> None:
-    """Set `data[a][b][c] = value` for `a.b.c`, creating sections that are missing."""
-    parts = path.split(".")
-    target: Any = data
-    for depth, part in enumerate(parts[:-1]):
-        key: Any = int(part) if isinstance(target, list) and part.isdigit() else part
-        nxt = target[key] if isinstance(target, list) else target.get(key)
-        if nxt is None:
-            nxt = target[key] = {}
-        if not isinstance(nxt, dict | list):
-            raise SpecError.single(
-                f"search {path}", f"{'.'.join(parts[: depth + 1])} is a value, not a section"
-            )
-        target = nxt
-    last: Any = parts[-1]
-    if isinstance(target, list):
-        if not last.isdigit() or int(last) >= len(target):
-            raise SpecError.single(f"search {path}", f"index {last} is outside the list")
-        last = int(last)
-    target[last] = value
 
 
 def describe_value(value: Any) -> str:

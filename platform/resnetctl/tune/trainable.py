@@ -12,25 +12,9 @@ from typing import Any
 
 from resnetctl.spec import JobSpec
 from resnetctl.storage import StoragePath
+from resnetctl.tracking import tags
+from resnetctl.tune.facts import trial_run_name
 from resnetctl.tune.record import RECORD_FILE, SweepRecord, trial_label
-
-TRIAL_TAG = "resnetctl.tune.trial_id"
-SWEEP_TAG = "resnetctl.tune.sweep"
-PARENT_TAG = "mlflow.parentRunId"
-
-
-def find_child_run(client: Any, experiment: str, parent_run_id: str, trial_id: str) -> Any:
-    """The MLflow child run of `trial_id` under the sweep's parent run, or None."""
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return None
-    runs = client.search_runs(
-        [found.experiment_id],
-        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' "
-        f"and tags.`{TRIAL_TAG}` = '{trial_id}'",
-        max_results=1,
-    )
-    return runs[0] if runs else None
 
 
 def open_child_run(record: SweepRecord, trial_id: str, spec: JobSpec, label: str) -> Any:
@@ -43,23 +27,26 @@ def open_child_run(record: SweepRecord, trial_id: str, spec: JobSpec, label: str
     from resnetctl.tracking.store import default_artifact_root
 
     client = MlflowClient(record.tracking_uri)
-    existing = find_child_run(client, spec.tracking.experiment, record.parent_run_id, trial_id)
+    existing = tags.find_child_run(client, spec.tracking.experiment, record.parent_run_id, trial_id)
     if existing is not None:
         client.update_run(existing.info.run_id, status="RUNNING")
         return JobRun(record.tracking_uri, existing.info.run_id)
-    named = spec.model_copy(deep=True)
-    named.tracking.run_name = f"{record.name}/{label}"
+    # Named by the trial (`resnet34-B`) in the runs table; the parent keeps the sweep's name.
+    run_name = trial_run_name(label, trial_id, record.numbered_runs)
+    named = spec.model_copy(
+        update={"tracking": spec.tracking.model_copy(update={"run_name": run_name})}
+    )
     return JobRun.start(
         named,
         record.tracking_uri,
         resolved_yaml=dump_spec(spec),
         artifact_root=default_artifact_root(record.tracking_uri),
         extra_tags={
-            PARENT_TAG: record.parent_run_id,
-            SWEEP_TAG: record.name,
-            TRIAL_TAG: trial_id,
-            "resnetctl.run_name": trial_id,
-            "resnetctl.tune.label": label,
+            tags.PARENT_TAG: record.parent_run_id,
+            tags.SWEEP_TAG: record.name,
+            tags.TRIAL_TAG: trial_id,
+            tags.RUN_NAME_TAG: trial_id,
+            tags.LABEL_TAG: label,
         },
     )
 
@@ -94,7 +81,7 @@ def run_trial(config: dict[str, Any], *, sweep: dict[str, Any]) -> None:
     from resnetctl.launch.trainer import build_trainer
     from resnetctl.tracking.callback import EpochMetricsCallback
 
-    record = SweepRecord(**sweep)
+    record = SweepRecord.model_validate(sweep)
     trial_id = tune.get_context().get_trial_id()
     spec = record.trial_spec(config)
     label = trial_label(config, spec)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ray.tune import Callback
@@ -18,58 +18,16 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from resnetctl.tune.record import SweepRecord, trial_label
-from resnetctl.tune.space import describe_value
+from resnetctl.tracking import tags
+from resnetctl.tune.facts import TrialFacts, TrialFactsCache, trial_state
+from resnetctl.tune.record import SweepRecord
 
-STOPPED_TAG = "resnetctl.tune.stopped_early"
 _ACTIVE: list[TrialView] = []
 
 
 def active_view() -> TrialView | None:
     """The view of the sweep running in this process, if any."""
     return _ACTIVE[-1] if _ACTIVE else None
-
-
-class TrialFacts:
-    """Per-trial facts derived from the sweep record, computed once per trial."""
-
-    def __init__(self, record: SweepRecord):
-        self.record = record
-        self._cache: dict[str, dict[str, Any]] = {}
-
-    def of(self, trial_id: str, config: Mapping[str, Any]) -> dict[str, Any]:
-        """depth, shortcut, variant, planned epochs and searched values of a trial."""
-        if trial_id not in self._cache:
-            try:
-                spec = self.record.trial_spec(config)
-            except Exception:  # a trial whose spec fails is reported by its own error
-                self._cache[trial_id] = {"label": trial_label(config), "epochs": None}
-            else:
-                self._cache[trial_id] = {
-                    "label": trial_label(config, spec),
-                    "model": spec.model.name,
-                    "depth": spec.model.depth,
-                    "shortcut": spec.model.shortcut or "-",
-                    "variant": spec.model.variant,
-                    "epochs": planned_epochs(spec),
-                    "params": {
-                        path: describe_value(value)
-                        for path, value in (config.get("params") or {}).items()
-                    },
-                }
-        return self._cache[trial_id]
-
-
-def planned_epochs(spec: Any) -> int | None:
-    """Epochs a trial runs to the end (None for iteration-length runs: known only from data)."""
-    return spec.train.epochs
-
-
-def trial_state(status: str, epoch: int | None, planned: int | None) -> str:
-    """Tune's status in words: a trial terminated before its last epoch was stopped early."""
-    if status == "TERMINATED":
-        return "stopped" if planned and epoch is not None and epoch < planned else "finished"
-    return status.lower()
 
 
 class TrialView:
@@ -79,7 +37,7 @@ class TrialView:
     def __init__(self, record: SweepRecord, console: Console | None = None):
         self.record = record
         self.console = console or Console(stderr=True)
-        self.facts = TrialFacts(record)
+        self.facts = TrialFactsCache(record)
         self.live: Live | None = None
         self._last_draw = 0.0
         self._trials: Sequence[Any] = ()
@@ -111,12 +69,12 @@ class TrialView:
         if self.live is not None:
             return
         facts = self.facts.of(trial.trial_id, trial.config)
-        self.console.print(f"trial {trial.trial_id} {facts['label']}: {what}", highlight=False)
+        self.console.print(f"trial {trial.trial_id} {facts.label}: {what}", highlight=False)
 
     def table(self, trials: Sequence[Any]) -> Table:
         """The live table."""
         metric = self.record.metric
-        params = list(self.record.search.domains)
+        params = list(self.record.space.domains)
         table = Table(title=f"sweep {self.record.name}", title_justify="left")
         for column in ("trial", "state", "depth", "shortcut", "variant", *params, "epoch", metric):
             table.add_column(column, justify="right" if column in ("depth", "epoch") else "left")
@@ -124,15 +82,16 @@ class TrialView:
             facts = self.facts.of(trial.trial_id, trial.config)
             result = trial.last_result or {}
             epoch = result.get("epoch")
-            planned = facts.get("epochs")
+            planned = facts.epochs
             value = result.get(metric)
+            known = bool(facts.model)  # the trial's spec validated
             table.add_row(
                 trial.trial_id,
                 trial_state(trial.status, epoch, planned),
-                str(facts.get("depth", "?")),
-                str(facts.get("shortcut", "?")),
-                str(facts.get("variant", "?")),
-                *(facts.get("params", {}).get(p, "") for p in params),
+                str(facts.depth) if known else "?",
+                facts.shortcut if known else "?",
+                str(facts.variant) if known else "?",
+                *(facts.params.get(p, "") for p in params),
                 f"{epoch or 0}/{planned or '?'}",
                 format_metric(value),
             )
@@ -152,16 +111,24 @@ class SweepCallback(Callback):
     gets to close its run."""
 
     def __init__(self, record: dict[str, Any]):
-        self.record = record
-        self._facts: TrialFacts | None = None
+        self.record = record  # the record's JSON form: what Tune pickles
+        self._facts: TrialFactsCache | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"record": self.record, "_facts": None}
 
-    def _trial_facts(self, trial: Any) -> dict[str, Any]:
-        if self._facts is None:
-            self._facts = TrialFacts(SweepRecord(**self.record))
-        return self._facts.of(trial.trial_id, trial.config)
+    def _cache(self) -> TrialFactsCache:
+        if self._facts is None:  # built on first use: unpickled callbacks start without it
+            self._facts = TrialFactsCache(SweepRecord.model_validate(self.record))
+        return self._facts
+
+    @property
+    def sweep(self) -> SweepRecord:
+        """The sweep record, typed."""
+        return self._cache().record
+
+    def _trial_facts(self, trial: Any) -> TrialFacts:
+        return self._cache().of(trial.trial_id, trial.config)
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         """Redraw the live table (throttled)."""
@@ -183,8 +150,8 @@ class SweepCallback(Callback):
         view = active_view()
         if view is None:
             return
-        metric = self.record["metric"]
-        planned = self._trial_facts(trial).get("epochs") or "?"
+        metric = self.sweep.metric
+        planned = self._trial_facts(trial).epochs or "?"
         view.event(
             trial,
             f"epoch {result.get('epoch')}/{planned} {metric}={format_metric(result.get(metric))}",
@@ -194,7 +161,7 @@ class SweepCallback(Callback):
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Close the child run: finished, or stopped early by the scheduler."""
         epoch = (trial.last_result or {}).get("epoch")
-        planned = self._trial_facts(trial).get("epochs")
+        planned = self._trial_facts(trial).epochs
         stopped = bool(planned and epoch is not None and epoch < planned)
         self._close_child(trial, "KILLED" if stopped else "FINISHED", stopped)
         view = active_view()
@@ -213,21 +180,19 @@ class SweepCallback(Callback):
     def _close_child(self, trial: Any, status: str, stopped: bool) -> None:
         from mlflow import MlflowClient
 
-        from resnetctl.tune.trainable import find_child_run
-
-        record = self.record
-        client = MlflowClient(record["tracking_uri"])
-        run = find_child_run(client, record["experiment"], record["parent_run_id"], trial.trial_id)
+        record = self.sweep
+        client = MlflowClient(record.tracking_uri)
+        run = tags.find_child_run(client, record.experiment, record.parent_run_id, trial.trial_id)
         if run is None:
             return
-        client.set_tag(run.info.run_id, STOPPED_TAG, str(stopped).lower())
+        client.set_tag(run.info.run_id, tags.STOPPED_TAG, str(stopped).lower())
         # The trainable closes its own run when it returns. Runs it left open (it failed, or Tune
         # stopped it, which ASHA also does at the last epoch) are closed here, with their plot.
         if run.info.status != "RUNNING":
             return
         from resnetctl.tracking.run import JobRun
 
-        handle = JobRun(record["tracking_uri"], run.info.run_id)
+        handle = JobRun(record.tracking_uri, run.info.run_id)
         if status != "FAILED" and handle.logged_epochs():
-            handle.log_curves(self._trial_facts(trial)["label"])
+            handle.log_curves(self._trial_facts(trial).label)
         handle.end(status)
