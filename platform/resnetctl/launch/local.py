@@ -207,11 +207,7 @@ def _ensure_ray(spec: JobSpec) -> bool:
 
     # Workers see the driver's data cache and storage even where Ray's worker pool was started
     # from another environment.
-    passed = ("RESNETCTL_CACHE", "RESNETCTL_STORAGE", "XDG_CACHE_HOME")
-    owns = embedded.ensure_ray(
-        os.environ.get("RAY_ADDRESS"),
-        env_vars={key: os.environ[key] for key in passed if key in os.environ},
-    )
+    owns = embedded.ensure_ray(os.environ.get("RAY_ADDRESS"), env_vars=embedded.worker_env())
     try:
         if owns:
             wait_for_capacity(spec, timeout=0)

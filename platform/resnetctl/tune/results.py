@@ -243,17 +243,13 @@ def start_parent(record: SweepRecord) -> Any:
     from mlflow import MlflowClient
     from mlflow.entities import Param
 
+    from resnetctl.tracking.experiment import ensure_experiment
     from resnetctl.tracking.run import JobRun, environment_tags
     from resnetctl.tracking.store import default_artifact_root
 
     client = MlflowClient(record.tracking_uri)
-    experiment = client.get_experiment_by_name(record.experiment)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment is not None
-        else client.create_experiment(
-            record.experiment, artifact_location=default_artifact_root(record.tracking_uri)
-        )
+    experiment_id = ensure_experiment(
+        client, record.experiment, artifact_location=default_artifact_root(record.tracking_uri)
     )
     run_tags = {
         **environment_tags(),
@@ -318,8 +314,11 @@ def finish_parent(
 
 
 def _curves(record: SweepRecord, rows: Sequence[TrialRow]) -> dict[str, dict[str, list]]:
-    """Each trial's train and val top-1 error per epoch, from its child run."""
+    """Each trial's train and val top-1 error per epoch, from its child run (under the name
+    with its unit, or a run's older name)."""
     from mlflow import MlflowClient
+
+    from resnetctl.tracking.names import history
 
     client = MlflowClient(record.tracking_uri)
     curves: dict[str, dict[str, list]] = {}
@@ -328,7 +327,7 @@ def _curves(record: SweepRecord, rows: Sequence[TrialRow]) -> dict[str, dict[str
             continue
         label = row.label if row.label not in curves else f"{row.label} {row.trial_id}"
         curves[label] = {
-            key: [(m.step, m.value) for m in client.get_metric_history(row.run_id, key)]
+            key: [(m.step, m.value) for m in history(client, row.run_id, key)]
             for key in ("train_top1_error", "val_top1_error")
         }
     return curves

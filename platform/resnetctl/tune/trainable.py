@@ -80,6 +80,7 @@ def run_trial(config: dict[str, Any], *, sweep: dict[str, Any]) -> None:
 
     from resnetctl.launch.trainer import build_trainer
     from resnetctl.tracking.callback import EpochMetricsCallback
+    from resnetctl.tracking.system_metrics import worker_config
 
     record = SweepRecord.model_validate(sweep)
     trial_id = tune.get_context().get_trial_id()
@@ -103,6 +104,7 @@ def run_trial(config: dict[str, Any], *, sweep: dict[str, Any]) -> None:
             "progress": None,
             # Workers read the sweep record back before their first step (storage.access).
             "storage_marker": str(record.experiment_path / RECORD_FILE),
+            "tracking": worker_config(run.uri, run.run_id, spec.tracking.system_metrics_interval_s),
         },
         callbacks=[
             EpochMetricsCallback(run.uri, run.run_id, run.logged_epochs()),
@@ -144,6 +146,7 @@ def _backfill_epochs(run: Any, folder: StoragePath) -> None:
 
     from resnetctl.spec.metrics import EPOCH_METRICS
     from resnetctl.storage import CHECKPOINT_META
+    from resnetctl.tracking.names import to_mlflow
 
     logged = run.logged_epochs()
     now = int(time.time() * 1000)
@@ -155,6 +158,7 @@ def _backfill_epochs(run: Any, folder: StoragePath) -> None:
         epoch, metrics = meta.get("epoch"), meta.get("metrics") or {}
         if not isinstance(epoch, int) or epoch in logged:
             continue
-        batch = [Metric(k, float(metrics[k]), now, epoch) for k in EPOCH_METRICS if k in metrics]
+        logged_names = to_mlflow(metrics, EPOCH_METRICS).items()
+        batch = [Metric(k, value, now, epoch) for k, value in logged_names]
         if batch:
             run.client.log_batch(run.run_id, metrics=batch)
