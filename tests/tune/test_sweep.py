@@ -177,7 +177,7 @@ def test_parent_run_holds_one_child_per_trial(resumed: dict, sweep_dir: Path) ->
     for child in children:
         assert child.data.tags[PARENT_TAG] == parent.info.run_id
         assert child.info.status == "FINISHED"
-        for key in ("val_top1_error", "train_top1_error", "train_loss"):
+        for key in ("val_top1_error_pct", "train_top1_error_pct", "train_loss"):
             assert [m.step for m in client.get_metric_history(child.info.run_id, key)] == [1], key
         assert child.data.params["model.depth"] in ("8", "14")
     assert {c.info.run_id for c in children} == {t["run_id"] for t in result["trials"]}
