@@ -70,6 +70,18 @@ def kill_group(process: subprocess.Popen[Any]) -> None:
     psutil.wait_procs(descendants, timeout=30)
 
 
+def command_lines(processes: list[psutil.Process]) -> list[tuple[psutil.Process, str]]:
+    """Each process with its command line, leaving out those that ended meanwhile: a process
+    listed a moment ago may be gone when its command line is read (Ray's short-lived actors)."""
+    found = []
+    for process in processes:
+        try:
+            found.append((process, " ".join(process.cmdline())))
+        except psutil.Error:
+            continue
+    return found
+
+
 def mlflow_client(workdir: Path) -> Any:
     """A client of the sqlite MLflow store that a job run in `workdir` writes."""
     from mlflow import MlflowClient

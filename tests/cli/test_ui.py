@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 from resnetctl.cli.ui import last_experiment, ui_url
 from tests.analysis.conftest import copy_store
 from tests.launch.conftest import Processes, free_port, wait_for
+from tests.processes import command_lines
 
 
 def _two_experiments(mlflow_template: Path, tmp_path: Path) -> tuple[str, str]:
@@ -64,7 +65,7 @@ def test_resnetctl_ui_serves_the_review_without_mlflows_job_runner(
         assert answers("/api/2.0/mlflow/registered-models/search")  # the Model Registry
         # The web server alone: no job runner (huey consumers) beside it.
         tree = psutil.Process(processes.started[0].pid).children(recursive=True)
-        commands = [" ".join(p.cmdline()) for p in tree]
+        commands = [line for _, line in command_lines(tree)]
         assert not [c for c in commands if "huey" in c or "job" in c], commands
     finally:
         processes.stop()

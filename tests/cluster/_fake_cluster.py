@@ -98,7 +98,9 @@ class FakeCluster:
         folder (raylets, workers, agents of fake nodes)."""
         marker = str(self.temp_dir)
         found = []
-        for proc in psutil.process_iter(["pid", "cmdline"]):
+        # `name` is read here, with the rest: a process that ends before a caller asks for its
+        # name then still has one (psutil keeps what process_iter read in `info`).
+        for proc in psutil.process_iter(["pid", "cmdline", "name"]):
             if proc.pid == os.getpid():
                 continue
             try:

@@ -109,7 +109,7 @@ def test_the_guides_fake_cluster_scales_up_for_a_job_and_down_when_idle(tmp_path
 
     def sample(driver_rc: int | None) -> int:
         nodes = len(cluster.alive_nodes())
-        raylets = sum(1 for p in cluster.processes() if p.name() == "raylet")
+        raylets = sum(1 for p in cluster.processes() if p.info["name"] == "raylet")
         timeline.append(
             {
                 "t": round(time.time() - started, 1),

@@ -22,6 +22,7 @@ from resnetctl.spec.metrics import EPOCH_METRICS
 from resnetctl.tracking.names import mlflow_name
 from tests.launch.conftest import metric_history, mlflow_runs, summary, wait_for
 from tests.launch.rays import ForeignRay, foreign_ray, session_processes, stale_address_file
+from tests.processes import command_lines
 
 pytestmark = pytest.mark.slow
 
@@ -243,7 +244,7 @@ def test_ctrl_c_kills_the_run_and_its_ray_and_leaves_it_resumable(
         assert code == 130, err[-3000:]
         assert "interrupted: the run is marked KILLED" in err
         assert wait_for(lambda: not session_processes(job.process.pid), 15), [
-            p.cmdline() for p in session_processes(job.process.pid)
+            line for _, line in command_lines(session_processes(job.process.pid))
         ]
         assert stale.read_text() == dead
     finally:
@@ -269,8 +270,8 @@ def test_killed_worker_is_replaced_and_run_resumes(submit, workdir: Path) -> Non
     assert wait_for(first_epoch_logged, timeout=240), job.stderr.read_text()[-3000:]
     workers = [
         p
-        for p in psutil.Process(job.process.pid).children(recursive=True)
-        if "RayTrainWorker" in " ".join(p.cmdline())
+        for p, line in command_lines(psutil.Process(job.process.pid).children(recursive=True))
+        if "RayTrainWorker" in line
     ]
     assert workers, "no Ray Train worker process found"
     os.kill(workers[-1].pid, signal.SIGKILL)
@@ -314,7 +315,7 @@ def test_nan_loss_fails_clearly_and_keeps_last_good_checkpoint(submit, workdir: 
         "--set",
         "failure.max_failures=0",
     ).wait()
-    assert code == 1
+    assert code == 1 and out.strip(), err[-3000:]
     result = summary(out)
     assert not result["succeeded"] and "NonFiniteLossError" in result["error"]
     assert "non-finite" in result["error"] and "at epoch" in result["error"]
