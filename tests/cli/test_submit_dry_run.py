@@ -72,6 +72,19 @@ def test_dry_run_prints_a_readable_plan(cli) -> None:
     assert "1,437 train, 360 val" in outcome.stdout  # the digits split
 
 
+def test_a_tune_file_submitted_says_its_search_is_left_out(cli, tmp_path: Path) -> None:
+    spec = tmp_path / "tune.yaml"
+    spec.write_text(
+        (JOBS / "quickstart.yaml").read_text() + "search:\n  train.base_lr: {grid: [0.05, 0.1]}\n"
+    )
+    outcome = cli("submit", str(spec), "--dry-run")
+    assert outcome.code == 0, outcome.stderr
+    assert "has a `search:` section, which `resnetctl tune` runs" in outcome.stderr
+    assert "search" not in outcome.stdout  # the plan is the base spec's
+    plain = cli("submit", str(JOBS / "quickstart.yaml"), "--dry-run")
+    assert "search" not in plain.stderr
+
+
 def test_gpus_asked_where_none_exist(cli, image_folder, monkeypatch) -> None:
     monkeypatch.setenv("RESNETCTL_IMAGENET", str(image_folder))
     outcome = cli("submit", str(JOBS / "r50.yaml"), "--dry-run")

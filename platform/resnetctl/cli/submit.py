@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from resnetctl.cli.common import (
@@ -145,6 +146,12 @@ def submit(
         fail("--smoke is a fresh run on this machine: drop --address, --cluster and --resume")
     extra = list(overrides or []) + ([f"checkpoint.resume_from={resume}"] if resume else [])
     spec = _load(file, extra, smoke=smoke, smoke_size=smoke_size, local=not address, plan=cluster)
+    if spec.search is not None:
+        err.print(
+            f"note: {escape(str(file))} has a `search:` section, which `resnetctl tune` runs; "
+            "submit trains the spec without it",
+            highlight=False,
+        )
     if cluster is not None:
         if not dry_run:
             fail("--cluster plans placement: use it with --dry-run")
