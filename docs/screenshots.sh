@@ -36,12 +36,13 @@ for _ in $(seq 120); do
     sleep 1
 done
 EXPERIMENT_URL=$(head -n 1 ui.out)   # what `resnetctl ui` prints: the last run's experiment
-RUN_URL="$EXPERIMENT_URL/runs/$RUN_ID"
+VIEW=${EXPERIMENT_URL#*\?}            # and the UI's view (Model training), kept on every page
+RUN_URL="${EXPERIMENT_URL%%\?*}/runs/$RUN_ID"
 
 shot() {  # shot URL FILE: once the charts are drawn, MLflow's assistant panel closed
     "$PYTHON" "$REPO/docs/screenshot.py" --chromium "$CHROMIUM" "$1" "$2"
     echo "$2 <- $1"
 }
-shot "$RUN_URL" "$REPO/docs/img/mlflow-run-overview.png"
-shot "$RUN_URL/model-metrics" "$REPO/docs/img/mlflow-run-charts.png"
+shot "$RUN_URL?$VIEW" "$REPO/docs/img/mlflow-run-overview.png"
+shot "$RUN_URL/model-metrics?$VIEW" "$REPO/docs/img/mlflow-run-charts.png"
 echo "run $RUN_ID; work folder $WORK"

@@ -32,9 +32,11 @@ def test_the_ui_opens_at_the_experiment_of_the_last_started_run(
 ) -> None:
     uri, second = _two_experiments(mlflow_template, tmp_path)
     assert last_experiment(uri) == second
-    assert ui_url(5001, second) == f"http://127.0.0.1:5001/#/experiments/{second}"
+    view = "?workflowType=machine_learning"  # the UI's "Model training" view, not GenAI
+    assert ui_url(5001, second) == f"http://127.0.0.1:5001/#/experiments/{second}{view}"
+    assert ui_url(5001, None) == f"http://127.0.0.1:5001/#/{view}"
     empty = copy_store(mlflow_template, tmp_path / "empty")
-    assert ui_url(5001, last_experiment(empty)) == "http://127.0.0.1:5001"
+    assert ui_url(5001, last_experiment(empty)) == f"http://127.0.0.1:5001/#/{view}"
 
 
 @pytest.mark.slow
@@ -61,7 +63,9 @@ def test_resnetctl_ui_serves_the_review_without_mlflows_job_runner(
 
     try:
         assert wait_for(lambda: answers("/api/2.0/mlflow/experiments/search?max_results=5"), 120)
-        assert f"{base}/#/experiments/{second}" in log.read_text().splitlines()
+        assert f"{base}/#/experiments/{second}?workflowType=machine_learning" in (
+            log.read_text().splitlines()
+        )
         assert answers("/api/2.0/mlflow/registered-models/search")  # the Model Registry
         # The web server alone: no job runner (huey consumers) beside it.
         tree = psutil.Process(processes.started[0].pid).children(recursive=True)

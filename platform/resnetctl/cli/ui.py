@@ -58,10 +58,16 @@ def last_experiment(store: str) -> str | None:
     return runs[0].info.experiment_id if runs else None
 
 
+#: The MLflow UI's view for model training runs (runs, models, traces), as its URL names it.
+TRAINING_VIEW = "machine_learning"
+
+
 def ui_url(port: int, experiment_id: str | None) -> str:
-    """Where the browser opens: the experiment's runs, or the UI's start page."""
+    """Where the browser opens: the experiment's runs, or the UI's start page, in the UI's
+    "Model training" view (MLflow 3 opens in its GenAI view unless the URL asks otherwise)."""
     base = f"http://127.0.0.1:{port}"
-    return f"{base}/#/experiments/{experiment_id}" if experiment_id else base
+    view = f"?workflowType={TRAINING_VIEW}"
+    return f"{base}/#/experiments/{experiment_id}{view}" if experiment_id else f"{base}/#/{view}"
 
 
 def ui(
