@@ -8,6 +8,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+#: Summary metrics the table leaves out: the rows "seconds" and "seconds to first step" say the
+#: same, and the final accuracy is the last epoch's `val_top1_acc_pct` (JSON keeps them all).
+REPEATED_IN_TABLE = frozenset({"total_seconds", "startup_seconds", "final_val_top1_acc_pct"})
+#: Counts, printed whole (269,722 rather than 2.697e+05).
+COUNTS = frozenset({"model_parameters", "model_multiply_adds", "best_epoch"})
+
+
+def _value(key: str, value: float) -> str:
+    return f"{value:,.0f}" if key in COUNTS else f"{value:.4g}"
+
 
 @dataclass
 class RunSummary:
@@ -40,7 +50,11 @@ class RunSummary:
             show_header=False,
         )
         rows: list[tuple[str, str]] = [("epochs", str(self.epochs_completed))]
-        rows += [(key, f"{value:.4g}") for key, value in self.metrics.items()]
+        rows += [
+            (key, _value(key, value))
+            for key, value in self.metrics.items()
+            if key not in REPEATED_IN_TABLE
+        ]
         rows += [
             ("seconds", f"{self.seconds:.1f}"),
             ("seconds to first step", f"{self.startup_seconds or float('nan'):.1f}"),
