@@ -179,7 +179,7 @@ def test_the_guides_fake_cluster_scales_up_for_a_job_and_down_when_idle(tmp_path
     assert run_.info.status == "FINISHED"
     nodes = run_.data.tags["ray.worker_nodes"].split(",")
     assert len(set(nodes)) == 2 and head["node_id"] not in nodes, (nodes, head["node_id"])
-    (last_epoch,) = client.get_metric_history(run_.info.run_id, "val_top1_error")
+    (last_epoch,) = client.get_metric_history(run_.info.run_id, "val_top1_error_pct")
     workers_done = last_epoch.timestamp / 1000 - started
 
     # Scale-up: only the head at first; at least the two nodes the job needs added while it ran.

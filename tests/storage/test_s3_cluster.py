@@ -48,7 +48,7 @@ def logged_epochs(client) -> list[int]:  # noqa: ANN001 (an MlflowClient)
     runs = client.search_runs([experiment.experiment_id]) if experiment else []
     if not runs:
         return []
-    return sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "val_top1_error"))
+    return sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "val_top1_error_pct"))
 
 
 def wait_for_epoch(client, epoch: int, job, timeout: float) -> None:  # noqa: ANN001
@@ -155,13 +155,13 @@ def test_a_run_in_the_bucket_survives_a_killed_worker_and_a_lost_node(
     )
     assert len(FAILED.findall(err)) == 2, err[-4000:]  # one failure per loss, no more
     # Every epoch logged once, none lost, none twice.
-    for metric in ("val_top1_error", "train_loss"):
+    for metric in ("val_top1_error_pct", "train_loss"):
         history = client.get_metric_history(run.info.run_id, metric)
         assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1)), metric
     # The last epochs ran on the head and the replacement node, one worker each.
     assert sorted(run.data.tags["ray.worker_nodes"].split(",")) == sorted([head, replacement])
     # The quickstart's accuracy (99.4-100 % when uninterrupted): the restarts cost nothing.
-    assert run.data.metrics["val_top1_error"] <= 3.0, run.data.metrics  # percent
+    assert run.data.metrics["val_top1_error_pct"] <= 3.0, run.data.metrics
 
     assert_everything_in_the_bucket(s3_cluster, run_name, run.info.run_id, workdir)
 
