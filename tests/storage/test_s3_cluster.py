@@ -48,7 +48,8 @@ def logged_epochs(client) -> list[int]:  # noqa: ANN001 (an MlflowClient)
     runs = client.search_runs([experiment.experiment_id]) if experiment else []
     if not runs:
         return []
-    return sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "val_top1_error_pct"))
+    history = client.get_metric_history(runs[0].info.run_id, "val_top1_error_pct")
+    return sorted(m.step for m in history)
 
 
 def wait_for_epoch(client, epoch: int, job, timeout: float) -> None:  # noqa: ANN001
