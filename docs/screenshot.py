@@ -3,7 +3,8 @@ protocol (aiohttp's websocket client) rather than `chromium --screenshot`, so th
 is taken once the page has drawn its charts, and with MLflow's assistant panel closed (it opens
 by itself on a first visit from localhost, and would cover a third of the page).
 
-    python docs/screenshot.py URL OUT.png [--chromium chromium] [--width 1600 --height 1000]
+    python docs/screenshot.py URL OUT.png [--chromium chromium] [--width 1600 --height 1000]\
+        [--until charts|table]
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ CHARTS_DRAWN = (
     "(() => document.querySelectorAll('.js-plotly-plot, canvas').length > 0 && "
     'document.querySelectorAll(\'[class*="Spinner"], [role="progressbar"]\').length === 0)()'
 )
+# The runs table (ag-grid) is drawn once its first row is.
+TABLE_DRAWN = "(() => document.querySelectorAll('.ag-row').length > 0)()"
+READY = {"charts": CHARTS_DRAWN, "table": TABLE_DRAWN}
 
 
 def _free_port() -> int:
@@ -41,7 +45,9 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-async def _shoot(debug: str, url: str, out: str, width: int, height: int, wait: float) -> None:
+async def _shoot(
+    debug: str, url: str, out: str, width: int, height: int, wait: float, ready: str
+) -> None:
     with urllib.request.urlopen(f"{debug}/json/list") as answer:  # noqa: S310 (loopback)
         page = next(t for t in json.load(answer) if t["type"] == "page")
     async with aiohttp.ClientSession() as session:
@@ -75,7 +81,7 @@ async def _shoot(debug: str, url: str, out: str, width: int, height: int, wait: 
             while time.monotonic() < deadline:
                 await asyncio.sleep(1)
                 closed = closed or bool(await evaluate(CLOSE_ASSISTANT))
-                if closed and await evaluate(CHARTS_DRAWN):
+                if closed and await evaluate(READY[ready]):
                     break
             await asyncio.sleep(2)  # the last chart's animation
             shot = await send("Page.captureScreenshot", format="png")
@@ -91,6 +97,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1600)
     parser.add_argument("--height", type=int, default=1000)
     parser.add_argument("--wait", type=float, default=40.0, help="seconds at most per page")
+    parser.add_argument("--until", choices=sorted(READY), default="charts", help="what to wait for")
     args = parser.parse_args()
     port = _free_port()
     profile = tempfile.mkdtemp(prefix="chromium-")
@@ -124,7 +131,9 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.5)
-        asyncio.run(_shoot(debug, args.url, args.out, args.width, args.height, args.wait))
+        asyncio.run(
+            _shoot(debug, args.url, args.out, args.width, args.height, args.wait, args.until)
+        )
     finally:
         os.killpg(browser.pid, signal.SIGKILL)  # the browser and its renderers
         browser.wait()

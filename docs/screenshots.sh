@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Retake the README's screenshots of the MLflow run page from a fresh quickstart:
-#   docs/img/mlflow-run-overview.png (the Overview tab) and docs/img/mlflow-run-charts.png
-#   (the Model metrics tab), in headless Chromium (Debian: apt-get install -y chromium),
+# Retake the README's screenshots of the MLflow UI from a fresh quickstart:
+#   docs/img/mlflow-runs-table.png (the experiment's runs table, as `resnetctl ui` opens it),
+#   docs/img/mlflow-run-overview.png (the run's Overview tab) and docs/img/mlflow-run-charts.png
+#   (its Model metrics tab), in headless Chromium (Debian: apt-get install -y chromium),
 #   driven by docs/screenshot.py.
 #
 #   docs/screenshots.sh            # with .venv/bin/python (make install)
@@ -36,13 +37,14 @@ for _ in $(seq 120); do
     sleep 1
 done
 EXPERIMENT_URL=$(head -n 1 ui.out)   # what `resnetctl ui` prints: the last run's experiment
-VIEW=${EXPERIMENT_URL#*\?}            # and the UI's view (Model training), kept on every page
+VIEW=workflowType=${EXPERIMENT_URL#*workflowType=}; VIEW=${VIEW%%&*}  # Model training, kept
 RUN_URL="${EXPERIMENT_URL%%\?*}/runs/$RUN_ID"
 
-shot() {  # shot URL FILE: once the charts are drawn, MLflow's assistant panel closed
-    "$PYTHON" "$REPO/docs/screenshot.py" --chromium "$CHROMIUM" "$1" "$2"
+shot() {  # shot URL FILE [--until table]: once drawn, MLflow's assistant panel closed
+    "$PYTHON" "$REPO/docs/screenshot.py" --chromium "$CHROMIUM" "$@"
     echo "$2 <- $1"
 }
+shot "$EXPERIMENT_URL" "$REPO/docs/img/mlflow-runs-table.png" --until table
 shot "$RUN_URL?$VIEW" "$REPO/docs/img/mlflow-run-overview.png"
 shot "$RUN_URL/model-metrics?$VIEW" "$REPO/docs/img/mlflow-run-charts.png"
 echo "run $RUN_ID; work folder $WORK"

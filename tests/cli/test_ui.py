@@ -31,9 +31,9 @@ def test_the_ui_opens_at_the_experiment_of_the_last_started_run(
     mlflow_template: Path, tmp_path: Path
 ) -> None:
     uri, second = _two_experiments(mlflow_template, tmp_path)
-    assert last_experiment(uri) == second
+    assert last_experiment(uri) == (second, False)
     view = "?workflowType=machine_learning"  # the UI's "Model training" view, not GenAI
-    assert ui_url(5001, second) == f"http://127.0.0.1:5001/#/experiments/{second}{view}"
+    assert ui_url(5001, (second, False)) == f"http://127.0.0.1:5001/#/experiments/{second}{view}"
     assert ui_url(5001, None) == f"http://127.0.0.1:5001/#/{view}"
     empty = copy_store(mlflow_template, tmp_path / "empty")
     assert ui_url(5001, last_experiment(empty)) == f"http://127.0.0.1:5001/#/{view}"
@@ -73,3 +73,23 @@ def test_resnetctl_ui_serves_the_review_without_mlflows_job_runner(
         assert not [c for c in commands if "huey" in c or "job" in c], commands
     finally:
         processes.stop()
+
+
+def test_an_experiment_of_resnetctl_opens_with_its_runs_table_view(
+    mlflow_template: Path, tmp_path: Path
+) -> None:
+    from resnetctl.tracking.experiment import ensure_experiment
+
+    uri = copy_store(mlflow_template, tmp_path / "store")
+    client = MlflowClient(uri)
+    experiment = ensure_experiment(client, "jobs", artifact_location=(tmp_path / "a").as_uri())
+    client.create_run(experiment)
+    assert last_experiment(uri) == (experiment, True)
+    assert ui_url(5001, (experiment, True)) == (
+        f"http://127.0.0.1:5001/#/experiments/{experiment}/runs"
+        "?workflowType=machine_learning&viewStateShareKey=resnetctl"
+    )
+    # A user's own edit of the view in the UI is kept by later jobs.
+    client.set_experiment_tag(experiment, "mlflow.sharedViewState.resnetctl", "{}")
+    ensure_experiment(client, "jobs")
+    assert client.get_experiment(experiment).tags["mlflow.sharedViewState.resnetctl"] == "{}"

@@ -3,6 +3,7 @@ model in a format that loads without unpickling code, and what logging it leaves
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -156,6 +157,13 @@ def test_a_run_is_named_and_described_as_resnetctl_knows_it(
     experiment = run.client.get_experiment(info.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert "resnetctl" in experiment.tags["mlflow.note.content"]
+    # Its runs table, as `resnetctl ui` opens it, has the short tags as columns.
+    saved = json.loads(experiment.tags["mlflow.sharedViewState.resnetctl"])
+    assert saved["name"].startswith("resnetctl") and saved["createdAt"] > 1.7e12  # ms
+    view = json.loads(saved["state"])
+    assert [f"tags.`{key}`" for key in shown] == [
+        column for column in view["selectedColumns"] if column.startswith("tags.")
+    ]
     found = run.client.search_runs(
         [info.info.experiment_id],
         filter_string="attributes.run_name = 'quickstart-20261202-190440'",

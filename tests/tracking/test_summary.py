@@ -47,3 +47,20 @@ def test_summary_of_a_logged_run(tmp_path: Path, mlflow_template: Path) -> None:
     network = create_model("cifar_resnet20", num_classes=10)
     assert summary["model_parameters"] == count_parameters(network)
     assert 35e6 < summary["model_multiply_adds"] < 45e6
+
+
+def test_the_runs_table_shows_summary_metrics_a_default_run_gets(
+    tmp_path: Path, mlflow_template: Path
+) -> None:
+    from resnetctl.tracking.experiment import runs_table_view
+
+    spec = load_spec(JOBS / "quickstart.yaml")  # ranked by validation error, as jobs are
+    client = MlflowClient(copy_store(mlflow_template, tmp_path))
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    for step, value in enumerate([40.0, 8.0, 9.0], start=1):
+        client.log_metric(run_id, "val_top1_error_pct", value, step=step)
+    summary = summary_metrics(client, run_id, spec, total_seconds=60.0, startup_seconds=20.0)
+    columns = [c for c in runs_table_view()["selectedColumns"] if c.startswith("metrics.")]
+    assert len(columns) == 3
+    assert {c.removeprefix("metrics.").strip("`") for c in columns} <= set(summary)
+    assert summary["best_val_top1_error_pct"] == 8.0

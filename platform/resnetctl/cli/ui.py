@@ -39,11 +39,14 @@ def server_command(store: str, port: int) -> list[str]:
     ]
 
 
-def last_experiment(store: str) -> str | None:
-    """The id of the experiment of the most recently started run in `store`, or None (no run,
-    or a store that cannot be read: the UI then opens at its start page)."""
+def last_experiment(store: str) -> tuple[str, bool] | None:
+    """The id of the experiment of the most recently started run in `store`, and whether it
+    holds resnetctl's runs-table view; None when there is no run or the store cannot be read
+    (the UI then opens at its start page)."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
+
+    from resnetctl.tracking.experiment import VIEW_TAG
 
     try:
         client = MlflowClient(store)
@@ -53,21 +56,33 @@ def last_experiment(store: str) -> str | None:
         runs = client.search_runs(
             experiments, order_by=["attributes.start_time DESC"], max_results=1
         )
+        if not runs:
+            return None
+        experiment = client.get_experiment(runs[0].info.experiment_id)
     except (MlflowException, OSError):
         return None
-    return runs[0].info.experiment_id if runs else None
+    return experiment.experiment_id, VIEW_TAG in (experiment.tags or {})
 
 
 #: The MLflow UI's view for model training runs (runs, models, traces), as its URL names it.
 TRAINING_VIEW = "machine_learning"
 
 
-def ui_url(port: int, experiment_id: str | None) -> str:
-    """Where the browser opens: the experiment's runs, or the UI's start page, in the UI's
-    "Model training" view (MLflow 3 opens in its GenAI view unless the URL asks otherwise)."""
+def ui_url(port: int, experiment: tuple[str, bool] | None) -> str:
+    """Where the browser opens: the experiment's runs (in resnetctl's runs-table view when the
+    experiment has it), or the UI's start page, in the UI's "Model training" view (MLflow 3
+    opens in its GenAI view unless the URL asks otherwise)."""
+    from resnetctl.tracking.experiment import VIEW_KEY
+
     base = f"http://127.0.0.1:{port}"
     view = f"?workflowType={TRAINING_VIEW}"
-    return f"{base}/#/experiments/{experiment_id}{view}" if experiment_id else f"{base}/#/{view}"
+    if experiment is None:
+        return f"{base}/#/{view}"
+    experiment_id, has_view = experiment
+    if not has_view:
+        return f"{base}/#/experiments/{experiment_id}{view}"
+    # On the runs tab itself: the experiment's root redirects there and drops the view.
+    return f"{base}/#/experiments/{experiment_id}/runs{view}&viewStateShareKey={VIEW_KEY}"
 
 
 def ui(
