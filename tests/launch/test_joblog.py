@@ -87,3 +87,21 @@ def test_verbose_echoes_every_line_as_printed(tmp_path: Path) -> None:
         log.attach(tmp_path / LOG_FILE)
         print("\x1b[36m(pid=1)\x1b[0m hello")
     assert echoed == ["\x1b[36m(pid=1)\x1b[0m hello"]
+
+
+def test_a_log_kept_elsewhere_is_moved_there_when_the_job_ends(tmp_path: Path) -> None:
+    """A run kept in a bucket logs to a scratch file, which goes to the run's folder in the
+    bucket as the job ends, leaving nothing behind; a failure shows the log where it is kept."""
+    from resnetctl.storage.location import StoragePath
+
+    kept = StoragePath.of(tmp_path / "bucket") / "run-1" / LOG_FILE
+    scratch = tmp_path / "tmp" / "resnetctl-logs" / "run-1" / LOG_FILE
+    with JobLog() as log:
+        log.attach(scratch, keep_at=kept)
+        assert log.location == str(kept)
+        print("an epoch")
+    assert not (tmp_path / "tmp" / "resnetctl-logs").exists()  # both scratch folders gone
+    assert "an epoch" in kept.read_text().splitlines()
+    stream = io.StringIO()
+    log.show_tail(Console(file=stream, width=200), lines=1)
+    assert stream.getvalue().splitlines()[0] == f"last 1 lines of {kept}:"

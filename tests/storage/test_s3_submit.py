@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,9 @@ def test_a_run_in_a_bucket_is_stored_listed_resumed_and_analyzed_there(
         result = summary(out)
         run_name = result["run_name"]
         assert result["storage_path"] == f"{storage}/{run_name}"
+        # The log was written locally and moved into the bucket as the job ended.
+        assert result["log_file"] == f"{storage}/{run_name}/resnetctl.log"
+        assert not (Path(tempfile.gettempdir()) / "resnetctl-logs" / run_name).exists()
         keys = s3_server.keys(bucket, f"runs/{run_name}/")
         assert f"runs/{run_name}/resnetctl-run.json" in keys
         for epoch in (1, 2):

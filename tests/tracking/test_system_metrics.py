@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,3 +39,7 @@ def test_one_worker_of_each_node_logs_its_system_metrics_under_the_node(
         m.step for m in client.get_metric_history(run_id, f"{prefix}cpu_utilization_percentage")
     ]
     assert len(steps) >= 2 and steps == sorted(set(steps))
+    # Nothing of the run is left in the temp folder, and a restarted worker monitors again.
+    assert not list(Path(tempfile.gettempdir()).glob(f"resnetctl-system-metrics-{run_id}-*"))
+    with node_monitor({**config, "system_metrics_interval_s": 60}, node) as again:
+        assert again is not None

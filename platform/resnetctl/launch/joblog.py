@@ -82,6 +82,7 @@ class JobLog:
     def __init__(self, echo: Callable[[str], None] | None = None, keep: int = 200):
         self.echo = echo
         self.path: Path | None = None
+        self._kept: Any = None  # attach(keep_at=...): where the log goes when the job ends
         self._file: IO[str] | None = None
         self._pending: list[str] = []
         self._recent: deque[str] = deque(maxlen=keep)
@@ -105,6 +106,31 @@ class JobLog:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+        self._keep()
+
+    @property
+    def location(self) -> str | None:
+        """Where the whole log is to be read: the file, or where it is kept once the job ends."""
+        if self._kept is not None:
+            return str(self._kept)
+        return str(self.path) if self.path else None
+
+    def _keep(self) -> None:
+        """Move the closed log to `keep_at`; on failure it stays where it is, and says so."""
+        if self._kept is None or self.path is None or not self.path.is_file():
+            return
+        try:
+            self._kept.write_bytes(self.path.read_bytes())
+        except OSError as exc:
+            print(f"the job's log stays at {self.path}: {exc}", file=sys.stderr)
+            self._kept = None
+            return
+        self.path.unlink()
+        for folder in (self.path.parent, self.path.parent.parent):
+            try:
+                folder.rmdir()  # this run's scratch folder, then theirs when it is empty
+            except OSError:
+                break
 
     def write(self, line: str) -> None:
         """Add one line (without its newline) to the log."""
@@ -119,10 +145,13 @@ class JobLog:
         if self.echo is not None:
             self.echo(line)
 
-    def attach(self, path: Path) -> None:
+    def attach(self, path: Path, keep_at: Any = None) -> None:
         """Write the log to `path` (appended to, so a resumed run keeps one log), starting with
-        what was printed before the run's folder was known."""
+        what was printed before the run's folder was known. With `keep_at` (a file of run
+        storage: an object in a bucket cannot be appended to line by line), the log is moved
+        there when the job ends, and its folder removed if that leaves it empty."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._kept = keep_at
         with self._lock:
             self._file = path.open("a", encoding="utf-8")
             self.path = path
@@ -139,7 +168,7 @@ class JobLog:
 
     def show_tail(self, console: Any, lines: int = TAIL_LINES) -> None:
         """Print the log's last lines on `console`, under a line naming the whole log."""
-        where = str(self.path) if self.path else "the job's output"
+        where = self.location or "the job's output"
         shown = self.tail(lines)
         console.print(
             f"last {len(shown)} lines of {where}:", markup=False, highlight=False, soft_wrap=True

@@ -97,9 +97,9 @@ def _run(
     run = None
     try:
         run, run_name = _open_run(spec, uri, storage, record, spec_file)
-        log.attach(_log_location(storage, run_name))
+        log.attach(*_log_location(storage, run_name))
         console.print(
-            f"{run_name}: Ray and MLflow log to {log.path}", markup=False, highlight=False
+            f"{run_name}: Ray and MLflow log to {log.location}", markup=False, highlight=False
         )
         if resume_checkpoint is not None:
             console.print(f"resuming from {resume_checkpoint}", markup=False, highlight=False)
@@ -113,7 +113,9 @@ def _run(
             ProgressView(spec.train.length, console, live=live),
         )
         startup = None if first_step_at is None else first_step_at - started
-        return _finish(spec, run, run_name, storage, error, started, startup, log.path)
+        summary = _finish(spec, run, run_name, storage, error, started, startup, log.path)
+        summary.log_file = log.location
+        return summary
     except BaseException:
         if run is not None:
             run.end("KILLED")
@@ -278,18 +280,19 @@ def _fit(
     return error, view.first_event_at
 
 
-def _log_location(storage: StoragePath, run_name: str) -> Path:
-    """Where the job's log is written while it runs: the run's folder when that is on this
-    machine. An object in a bucket cannot be appended to line by line, so a run kept in one
-    logs to a local file, copied into the run's folder when the job ends."""
+def _log_location(storage: StoragePath, run_name: str) -> tuple[Path, StoragePath | None]:
+    """Where the job's log is written while it runs, and where it is kept when the job ends:
+    the run's folder when that is on this machine. An object in a bucket cannot be appended to
+    line by line, so a run kept in one logs to a local scratch file, moved into the run's
+    folder in the bucket when the job ends."""
     if storage.is_local:
-        return Path(storage / run_name / LOG_FILE)
+        return Path(storage / run_name / LOG_FILE), None
     local = Path(tempfile.gettempdir()) / "resnetctl-logs" / run_name / LOG_FILE
     kept = storage / run_name / LOG_FILE
     if not local.exists() and kept.is_file():  # a resumed run keeps one log, on any machine
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_bytes(kept.read_bytes())
-    return local
+    return local, kept
 
 
 def _finish(
@@ -333,8 +336,6 @@ def _finish(
         run.log_curves(curves_title(spec, run_name))
     if log_file is not None and log_file.is_file():
         run.log_file(log_file, "logs")  # up to here: what Ray prints as it stops comes after
-        if not storage.is_local:  # beside the run's checkpoints in the bucket, too
-            (storage / run_name / LOG_FILE).write_bytes(log_file.read_bytes())
     run.end("FINISHED" if error is None else "FAILED")
     return RunSummary(
         succeeded=error is None,

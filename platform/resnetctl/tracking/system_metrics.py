@@ -74,6 +74,10 @@ def first_on_node(node_id: str, run_id: str) -> Iterator[bool]:
         try:
             yield True
         finally:
+            # Removed before it is released, so that nothing is left in the temp folder. Workers
+            # open it as they start, long before the holder ends: none is left holding the old
+            # file while a later one creates a new.
+            path.unlink(missing_ok=True)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
