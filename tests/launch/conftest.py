@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -158,9 +159,24 @@ def start_mlflow(
     return f"http://127.0.0.1:{port}"
 
 
+def _mlflow_answers(url: str) -> bool:
+    """Whether MLflow's REST API answers at `url`: not merely any server (a Ray process that took
+    the port first answers 401 to everything)."""
+    try:
+        with urllib.request.urlopen(  # noqa: S310 (loopback only)
+            f"{url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=5
+        ) as answer:
+            return answer.status == 200 and "experiments" in json.loads(answer.read())
+    except (OSError, ValueError):
+        return False
+
+
 def mlflow_up(url: str, logs: Path) -> None:
-    """Wait until the server `start_mlflow` started answers; fail the test with its log if not."""
+    """Wait until the server `start_mlflow` started answers; fail the test with its log if not.
+    Call it before starting Ray beside the server: Ray's processes bind ports of their own while
+    MLflow starts, and could take the one chosen for it."""
     assert wait_for(lambda: http_up(f"{url}/health"), 90), (logs / "mlflow.log").read_text()
+    assert wait_for(lambda: _mlflow_answers(url), 30), (logs / "mlflow.log").read_text()[-3000:]
 
 
 def ray_head_argv(gcs_port: int, dashboard_port: int, *extra: str) -> list[str]:
@@ -327,8 +343,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     server = Processes(logs)
     try:
         mlflow = start_mlflow(server, logs, str(logs / "artifacts"))
+        mlflow_up(mlflow, logs)  # first: its port taken before Ray's processes take theirs
         with two_node_cluster(logs) as nodes:
-            mlflow_up(mlflow, logs)
             yield Cluster(nodes.dashboard, nodes.gcs, mlflow, logs, nodes)
     finally:
         server.stop()

@@ -171,9 +171,9 @@ def s3_cluster(
     server = Processes(logs)
     try:
         mlflow = start_mlflow(server, logs, f"s3://{bucket}/mlflow", s3_server.env)
+        mlflow_up(mlflow, logs)  # first: its port taken before Ray's processes take theirs
         node_env = {**s3_server.env, "RESNETCTL_STORAGE": str(local_storage)}
         with two_node_cluster(logs, node_env) as nodes:
-            mlflow_up(mlflow, logs)
             yield S3Cluster(nodes, s3_server, bucket, mlflow, local_storage)
     finally:
         server.stop()

@@ -4,7 +4,9 @@ through the failures a cluster of spot instances sees: one run loses a training 
 joins with `ray start --address`. Each time Ray Train restarts the worker group
 (`failure.max_failures`) from the bucket's last checkpoint at the next epoch; every epoch is
 logged once, the run ends at the quickstart's accuracy, and everything it wrote is in the
-bucket, nothing in local run storage."""
+bucket, nothing in local run storage. The same run is then read as a reviewer reads it off the
+MLflow server's REST API (names, description, source, summary metrics, system metrics of each
+node, datasets, the logged and registered model) and through `resnetctl list`."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import yaml
 
 from tests.conftest import JOBS
 from tests.launch.conftest import RayNodes, ray_list
+from tests.launch.test_cluster_jobs import resnetctl
 from tests.processes import wait_for
 from tests.storage.conftest import S3Cluster, export_data
 
@@ -37,6 +40,8 @@ def quickstart_in_bucket(cluster: S3Cluster, workdir: Path) -> None:
     job["data"]["source"] = {"kind": "imagefolder", "root": data}
     job["tracking"] = {"experiment": EXPERIMENT, "uri": cluster.mlflow}
     job["failure"]["max_failures"] = 2
+    # A sample every 2 s: the replacement node, up for the last epochs only, reports too.
+    job["tracking"]["system_metrics_interval_s"] = 2
     assert job["train"]["epochs"] == EPOCHS and job["resources"]["workers"] == 2
     (workdir / "job.yaml").write_text(yaml.safe_dump(job))
 
@@ -165,6 +170,78 @@ def test_a_run_in_the_bucket_survives_a_killed_worker_and_a_lost_node(
     assert run.data.metrics["val_top1_error_pct"] <= 3.0, run.data.metrics
 
     assert_everything_in_the_bucket(s3_cluster, run_name, run.info.run_id, workdir)
+    assert_clean_stream(err, log)
+    assert_reviewable(client, run, workdir, nodes=[head, second, replacement])
+    listed = resnetctl("list", "--json", "--address", nodes.dashboard, cwd=workdir)
+    rows = {row["job_id"]: row for row in json.loads(listed.stdout)}
+    assert rows[run_name]["state"] == "SUCCEEDED"
+    assert rows[run_name]["mlflow_run"] == run.info.run_id
+
+
+def assert_clean_stream(err: str, log: str) -> None:
+    """The job's logs, followed on stderr, are the clean stream: one line per epoch (each once,
+    through both restarts) and the next commands; Ray's lines are in the run's log."""
+    assert re.findall(r"^epoch (\d)/8  train error", err, re.M) == [
+        str(epoch) for epoch in range(1, EPOCHS + 1)
+    ], err[-4000:]
+    assert "Reporting training result" not in err and "\x1b[" not in err
+    assert "resnetctl status " in err
+    assert f"Reporting training result {EPOCHS}" in log
+
+
+def assert_reviewable(client, run, workdir: Path, nodes: list[str]) -> None:  # noqa: ANN001
+    """What a reviewer reads off the MLflow server (its REST API, through MlflowClient) about
+    the run of a job submitted to the cluster: identity, provenance, summary, system metrics of
+    every node that trained, datasets, the logged and registered model."""
+    import getpass
+
+    tags, metrics = run.data.tags, run.data.metrics
+    assert run.info.run_name == tags["resnetctl.run_name"]  # the name `list` prints
+    spec = yaml.safe_load((workdir / "job.yaml").read_text())
+    assert tags["mlflow.note.content"] == spec["description"]  # Description
+    # Source and Created by: the submitter's spec file and user, not the head node's.
+    assert tags["mlflow.source.name"] == str(workdir / "job.yaml")
+    assert tags["mlflow.user"] == getpass.getuser()
+    shown = {k: tags[k] for k in ("model", "depth", "shortcut", "data", "workers", "device")}
+    assert shown == {
+        "model": "cifar_resnet20",
+        "depth": "20",
+        "shortcut": "A",
+        "data": "digits",  # the image folder's name in the bucket
+        "workers": "2",
+        "device": "cpu",
+    }
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "mlflow.sharedViewState.resnetctl" in experiment.tags  # the runs table's columns
+    # Summary metrics, at the last epoch.
+    errors = {
+        m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_top1_error_pct")
+    }
+    best = int(metrics["best_epoch"])
+    assert metrics["best_val_top1_error_pct"] == errors[best] == min(errors.values())
+    assert metrics["final_val_top1_acc_pct"] == pytest.approx(100 - errors[EPOCHS])
+    assert 0 < metrics["startup_seconds"] < metrics["total_seconds"]
+    assert metrics["model_parameters"] > 0 and metrics["model_multiply_adds"] > 0
+    assert {"data_wait_seconds", "compute_seconds"} <= set(metrics)
+    # System metrics of each node the workers ran on (the lost one too), under its label.
+    per_node = {key.split("/")[1] for key in metrics if key.startswith("system/node-")}
+    assert per_node == {f"node-{node[:8]}" for node in nodes}, sorted(metrics)
+    for node in per_node:
+        assert f"system/{node}/cpu_utilization_percentage" in metrics
+    # The datasets trained and validated on: the bundled digits, all 1,797, in the bucket.
+    inputs = {i.dataset.name: i.dataset for i in run.inputs.dataset_inputs}
+    assert sorted(inputs) == ["digits/train", "digits/val"]
+    profiles = [json.loads(inputs[name].profile) for name in sorted(inputs)]
+    assert [p["num_classes"] for p in profiles] == [10, 10]
+    assert sum(p["num_images"] for p in profiles) == 1797
+    # The logged model is the best epoch's; its version is registered and, the first in this
+    # store, holds the alias.
+    (output,) = client.get_run(run.info.run_id).outputs.model_outputs
+    assert output.step == best
+    (version,) = client.search_model_versions(f"run_id = '{run.info.run_id}'")
+    assert version.name == "quickstart" and version.tags["resnetctl.epoch"] == str(best)
+    assert client.get_model_version_by_alias("quickstart", "best").version == version.version
 
 
 def assert_resumed_at_the_next_epoch(log: str, run: str, epochs: list[int]) -> None:
