@@ -38,7 +38,8 @@ for _ in $(seq 120); do
 done
 EXPERIMENT_URL=$(head -n 1 ui.out)   # what `resnetctl ui` prints: the last run's experiment
 VIEW=workflowType=${EXPERIMENT_URL#*workflowType=}; VIEW=${VIEW%%&*}  # Model training, kept
-RUN_URL="${EXPERIMENT_URL%%\?*}/runs/$RUN_ID"
+EXPERIMENT=${EXPERIMENT_URL%%\?*}; EXPERIMENT=${EXPERIMENT%/runs}  # .../#/experiments/ID
+RUN_URL="$EXPERIMENT/runs/$RUN_ID"
 
 shot() {  # shot URL FILE [--until table]: once drawn, MLflow's assistant panel closed
     "$PYTHON" "$REPO/docs/screenshot.py" --chromium "$CHROMIUM" "$@"
