@@ -101,8 +101,10 @@ def test_the_guides_fake_cluster_scales_up_for_a_job_and_down_when_idle(tmp_path
         return done
 
     assert run(guide.command(r"^ray get-auth-token --generate")).returncode == 0
+    # The guide's `ray get-auth-token --generate` writes the token into the home folder of the
+    # user's shell: here the test's own, under tmp_path, never the user's ~/.ray.
     cluster = FakeCluster(temp_dir, DASHBOARD_PORT, home / ".ray" / "auth_token")
-    assert cluster.token_file.is_file()
+    assert cluster.token_file.is_file() and cluster.token_file.is_relative_to(tmp_path)
     env.update(guide.exported())
     timeline: list[dict[str, float | int | None]] = []
     started = time.time()

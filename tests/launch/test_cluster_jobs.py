@@ -8,32 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.launch.conftest import Cluster, wait_for
+from tests.launch.conftest import Cluster, resnetctl, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def resnetctl(
-    *args: str, cwd: Path, timeout: float = 420, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the CLI as a user would. The suite's token reaches it by RAY_AUTH_TOKEN_PATH alone:
-    no RAY_AUTH_MODE, which Ray's own clients would need."""
-    if env is None:
-        env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
-    return subprocess.run(
-        [sys.executable, "-m", "resnetctl", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**env, "RAY_ADDRESS": ""},
-    )
 
 
 def machine_env(home: Path, **extra: str) -> dict[str, str]:

@@ -21,8 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import JOBS
-from tests.launch.conftest import RayNodes, ray_list
-from tests.launch.test_cluster_jobs import resnetctl
+from tests.launch.conftest import RayNodes, ray_list, resnetctl
 from tests.processes import wait_for
 from tests.storage.conftest import S3Cluster, export_data
 
@@ -181,7 +180,7 @@ def test_a_run_in_the_bucket_survives_a_killed_worker_and_a_lost_node(
 def assert_clean_stream(err: str, log: str) -> None:
     """The job's logs, followed on stderr, are the clean stream: one line per epoch (each once,
     through both restarts) and the next commands; Ray's lines are in the run's log."""
-    assert re.findall(r"^epoch (\d)/8  train error", err, re.M) == [
+    assert re.findall(rf"^epoch (\d+)/{EPOCHS}  train error", err, re.M) == [
         str(epoch) for epoch in range(1, EPOCHS + 1)
     ], err[-4000:]
     assert "Reporting training result" not in err and "\x1b[" not in err

@@ -50,17 +50,17 @@ def last_experiment(store: str) -> tuple[str, bool] | None:
 
     try:
         client = MlflowClient(store)
-        experiments = [e.experiment_id for e in client.search_experiments()]
+        experiments = {e.experiment_id: e for e in client.search_experiments()}
         if not experiments:
             return None
         runs = client.search_runs(
-            experiments, order_by=["attributes.start_time DESC"], max_results=1
+            list(experiments), order_by=["attributes.start_time DESC"], max_results=1
         )
-        if not runs:
-            return None
-        experiment = client.get_experiment(runs[0].info.experiment_id)
     except (MlflowException, OSError):
         return None
+    if not runs:
+        return None
+    experiment = experiments[runs[0].info.experiment_id]  # with its tags, already fetched
     return experiment.experiment_id, VIEW_TAG in (experiment.tags or {})
 
 

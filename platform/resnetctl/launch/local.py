@@ -113,9 +113,7 @@ def _run(
             ProgressView(spec.train.length, console, live=live),
         )
         startup = None if first_step_at is None else first_step_at - started
-        summary = _finish(spec, run, run_name, storage, error, started, startup, log.path)
-        summary.log_file = log.location
-        return summary
+        return _finish(spec, run, run_name, storage, error, started, startup, log)
     except BaseException:
         if run is not None:
             run.end("KILLED")
@@ -303,7 +301,7 @@ def _finish(
     error: BaseException | None,
     started: float,
     startup: float | None = None,
-    log_file: Path | None = None,
+    log: JobLog | None = None,
 ) -> RunSummary:
     from resnetctl.storage import best_checkpoint
     from resnetctl.tracking.names import history
@@ -334,8 +332,8 @@ def _finish(
         from resnetctl.tracking.plots import curves_title
 
         run.log_curves(curves_title(spec, run_name))
-    if log_file is not None and log_file.is_file():
-        run.log_file(log_file, "logs")  # up to here: what Ray prints as it stops comes after
+    if log is not None and log.path is not None and log.path.is_file():
+        run.log_file(log.path, "logs")  # up to here: what Ray prints as it stops comes after
     run.end("FINISHED" if error is None else "FAILED")
     return RunSummary(
         succeeded=error is None,
@@ -351,7 +349,7 @@ def _finish(
         model_uri=model_uri,
         registered_model=registered,
         error=_describe(error) if error else None,
-        log_file=str(log_file) if log_file else None,
+        log_file=log.location if log is not None else None,  # the bucket's, for a bucket run
     )
 
 
