@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from resnetctl.storage import CHECKPOINT_META, RunRecord, resolve_resume
+from resnetctl.storage import CHECKPOINT_META, CHECKPOINT_STATE, RunRecord, resolve_resume
 
 
 def make_run(storage: Path, name: str, job: str, epochs: int) -> None:
@@ -16,6 +16,7 @@ def make_run(storage: Path, name: str, job: str, epochs: int) -> None:
         folder = storage / name / "ray" / f"checkpoint_{epoch}"
         folder.mkdir(parents=True)
         (folder / CHECKPOINT_META).write_text(json.dumps({"epoch": epoch}))
+        (folder / CHECKPOINT_STATE).write_bytes(b"")  # a checkpoint from before manifests
 
 
 def test_latest_resumes_the_newest_run_of_the_same_job(tmp_path: Path) -> None:

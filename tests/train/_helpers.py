@@ -91,7 +91,13 @@ class FakeSession:
         if checkpoint_dir is not None:
             kept = self.storage / name
             shutil.copytree(checkpoint_dir, kept)
+            shutil.rmtree(checkpoint_dir)  # the session owns it, as Ray Train does
         self.reports.append((dict(metrics), kept, name))
+
+    @property
+    def epoch_reports(self) -> list[tuple[dict[str, Any], Path | None, str]]:
+        """The reports of finished epochs (not step, checkpoint or restore reports)."""
+        return [report for report in self.reports if "epoch" in report[0]]
 
     @property
     def checkpoints(self) -> list[Path]:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from resnetctl.storage.checkpoints import write_manifest
 from resnetctl.train.checkpoint import (
     META_FILE,
     STATE_FILE,
@@ -47,12 +48,15 @@ def test_loading_refuses_pickled_code(tmp_path: Path) -> None:
 
     with open(tmp_path / STATE_FILE, "wb") as f:
         pickle.dump({"x": Payload()}, f, protocol=2)
+    # A complete folder (its manifest matches): what refuses it is weights_only loading.
+    (tmp_path / META_FILE).write_text('{"format_version": 2, "epoch": 1}')
+    write_manifest(tmp_path)
     with pytest.raises(pickle.UnpicklingError):
         load_checkpoint(tmp_path)
 
 
 def test_missing_state_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="not a resnetctl checkpoint"):
+    with pytest.raises(FileNotFoundError, match="not a complete checkpoint: no state.pt"):
         load_checkpoint(tmp_path)
 
 

@@ -77,9 +77,9 @@ def _train_and_resume(rank: int, world: int, out: Path) -> dict[str, Any]:
     run_training(spec, Placement.from_process_group(), resumed)
     return {
         "full_reports": [(m["epoch"], p is not None) for m, p, _ in full.reports],
-        "resumed_epochs": [m["epoch"] for m, _, _ in resumed.reports],
+        "resumed_epochs": [m["epoch"] for m, _, _ in resumed.epoch_reports],
         "full_loss": full.reports[-1][0]["train_loss"],
-        "resumed_loss": resumed.reports[-1][0]["train_loss"],
+        "resumed_loss": resumed.epoch_reports[-1][0]["train_loss"],
         "full_params": full_runner_params,
     }
 

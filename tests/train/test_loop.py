@@ -50,28 +50,29 @@ def test_a_restarted_worker_group_continues_after_the_checkpoint_epoch(tmp_path:
     first, runner = _run(tmp_path / "a", epochs=4, every=2)
     epoch2 = first.checkpoints[0]
     resumed, again = _run(tmp_path / "b", epochs=4, every=2, resume_from=epoch2)
-    assert [m["epoch"] for m, _, _ in resumed.reports] == [3, 4]
-    assert [m["step"] for m, _, _ in resumed.reports] == [9, 12]
+    assert [m["epoch"] for m, _, _ in resumed.epoch_reports] == [3, 4]
+    assert [m["step"] for m, _, _ in resumed.epoch_reports] == [9, 12]
     assert again.step == runner.step
 
 
 def test_resume_checkpoint_path_is_used_when_ray_has_none(tmp_path: Path) -> None:
     first, _ = _run(tmp_path / "a", epochs=3, every=1)
     resumed, _ = _run(tmp_path / "b", epochs=3, resume_checkpoint=str(first.checkpoints[0]))
-    assert [m["epoch"] for m, _, _ in resumed.reports] == [2, 3]
+    assert [m["epoch"] for m, _, _ in resumed.epoch_reports] == [2, 3]
 
 
 def test_rays_checkpoint_wins_over_the_resume_path(tmp_path: Path) -> None:
     first, _ = _run(tmp_path / "a", epochs=3, every=1)
     one, two, _ = first.checkpoints
     resumed, _ = _run(tmp_path / "b", epochs=3, resume_from=two, resume_checkpoint=str(one))
-    assert [m["epoch"] for m, _, _ in resumed.reports] == [3]
+    assert [m["epoch"] for m, _, _ in resumed.epoch_reports] == [3]
 
 
 def test_a_finished_checkpoint_trains_nothing(tmp_path: Path) -> None:
     first, _ = _run(tmp_path / "a", epochs=2, every=1)
     resumed, _ = _run(tmp_path / "b", epochs=2, resume_from=first.checkpoints[-1])
-    assert resumed.reports == []
+    assert resumed.epoch_reports == []
+    assert [m for m, _, _ in resumed.reports] == [{"restored_step": 6}]
 
 
 def test_iteration_runs_report_a_partial_last_epoch_with_a_checkpoint(tmp_path: Path) -> None:
@@ -88,7 +89,7 @@ def test_plateau_state_is_carried_across_a_resume(tmp_path: Path) -> None:
     assert [m["lr"] for m, _, _ in first.reports] == pytest.approx([0.1, 0.1, 0.01, 0.001])
     resumed, again = _run(tmp_path / "b", epochs=4, resume_from=first.checkpoints[1], **plateau)
     assert again.schedule.state_dict() == runner.schedule.state_dict()
-    assert resumed.reports[-1][0]["lr"] == pytest.approx(first.reports[-1][0]["lr"])
+    assert resumed.epoch_reports[-1][0]["lr"] == pytest.approx(first.reports[-1][0]["lr"])
 
 
 def test_progress_drops_updates_when_the_queue_is_full() -> None:

@@ -40,7 +40,7 @@ def _run(
 
 
 def _schedule(session: FakeSession) -> list[tuple[int, int, float]]:
-    return [(m["epoch"], m["step"], round(m["lr"], 12)) for m, _, _ in session.reports]
+    return [(m["epoch"], m["step"], round(m["lr"], 12)) for m, _, _ in session.epoch_reports]
 
 
 @pytest.mark.parametrize(("before", "after"), [(1, 2), (2, 1)])
@@ -88,5 +88,5 @@ def test_a_fixed_global_batch_resizes_exactly_in_iteration_runs(tmp_path: Path) 
     first = _run(tmp_path / "first", 1, train)
     resumed = _run(tmp_path / "resumed", 2, train, resume_from=first.checkpoints[0])
     # The step counter is the clock: same global batch, same iterations, same rates.
-    assert [m["step"] for m, _, _ in resumed.reports][-1] == 10
-    assert resumed.reports[-1][0]["lr"] == pytest.approx(first.reports[-1][0]["lr"])
+    assert [m["step"] for m, _, _ in resumed.epoch_reports][-1] == 10
+    assert resumed.epoch_reports[-1][0]["lr"] == pytest.approx(first.reports[-1][0]["lr"])

@@ -6,6 +6,13 @@ a resumed run see exactly the batches an uninterrupted one would). A fresh DALI 
 for every epoch (about 0.1 s), seeded from (seed, epoch, shard), so epoch e's batches are a
 function of those numbers alone and no prefetched batch leaks from one epoch into the next.
 
+Resuming in the middle of an epoch. Training pipelines are built with DALI's checkpointing on:
+`checkpoint()` of an epoch's iterator is the pipeline's state after the batches it has handed
+out (reader position, shuffle buffer, every random operator's state), and
+`resume_epoch(epoch, state, batches_done)` makes the next `iter()` rebuild that epoch's pipeline
+from it, so the rest of the epoch is the batches an uninterrupted run would have seen, bit for
+bit (DALI accounts for the batches it had prefetched).
+
 Sharding. Training: the split is permuted from (seed, epoch), identically on every rank, and cut
 to num_shards x len(loader) x batch_size files, so every rank yields the same number of full
 batches (a rank with one batch more would leave the others blocked in an allreduce) and each
@@ -107,6 +114,7 @@ class DaliLoader:
         self.device_id = device_id
         self.channels_last = channels_last
         self._epoch = 0
+        self._resume: tuple[int, bytes, int] | None = None
         self._lines: list[bytes] | None = None
         self._tmpdir: Path | None = None
 
@@ -142,20 +150,23 @@ class DaliLoader:
             raise ValueError(f"epoch must be >= 0, not {epoch}")
         self._epoch = epoch
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def resume_epoch(self, epoch: int, state: bytes, batches_done: int) -> None:
+        """Make the next `iter()` continue epoch `epoch` after its first `batches_done` batches,
+        from an `EpochIterator.checkpoint()` taken at that point."""
+        if not self._shuffled:
+            raise ValueError("only a training loader resumes in the middle of an epoch")
+        if not 0 <= batches_done <= self._batches:
+            raise ValueError(f"batches_done {batches_done} is not in [0, {self._batches}]")
+        self.set_epoch(epoch)
+        self._resume = (epoch, state, batches_done)
+
+    def __iter__(self) -> EpochIterator:
         epoch = self._epoch
         self._epoch += 1
-        return self._run_epoch(epoch)
-
-    def _run_epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        pipe = self._build(epoch)
-        try:
-            for index in range(self._batches):
-                images, labels = pipe.run()[:2]
-                valid = min(self.batch_size, self._shard_size - index * self.batch_size)
-                yield self._to_torch(images, labels, valid)
-        finally:
-            del pipe
+        resume, self._resume = self._resume, None
+        if resume is not None and resume[0] == epoch:
+            return EpochIterator(self, epoch, state=resume[1], start=resume[2])
+        return EpochIterator(self, epoch)
 
     def _file_list(self, epoch: int) -> Path:
         """Training: this epoch's permuted and truncated file list (same on every rank)."""
@@ -172,7 +183,14 @@ class DaliLoader:
         path.write_bytes(b"".join(self._lines[i] for i in order[:keep]))
         return path
 
-    def _build(self, epoch: int):  # -> nvidia.dali.Pipeline
+    def _build(self, epoch: int, state: bytes | None = None):  # -> nvidia.dali.Pipeline
+        # Only training pipelines are resumed mid-epoch; checkpointing costs the others nothing
+        # but is not needed.
+        resumable: dict[str, object] = {}
+        if self._shuffled:
+            resumable["enable_checkpointing"] = True
+            if state is not None:
+                resumable["checkpoint"] = state
         # The reader's seed must agree across ranks (its shuffle decides the shards); the
         # augmentation seed must not, or every rank would draw the same crops and flips.
         return build_pipeline(
@@ -191,6 +209,7 @@ class DaliLoader:
             device=self.device,
             device_id=self.device_id,
             channels_last=self.channels_last and self.mode != "ten_crop",
+            **resumable,
         )
 
     def _to_torch(self, images, labels, valid: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -222,6 +241,38 @@ class DaliLoader:
             # DALI wrote N x H x W x C: the permuted view is NCHW in channels_last memory format.
             out = out.permute(0, 3, 1, 2)
         return out, label_tensor
+
+
+class EpochIterator(Iterator[tuple[torch.Tensor, torch.Tensor]]):
+    """One epoch of a `DaliLoader`: its batches, and the pipeline's state between them."""
+
+    def __init__(
+        self, loader: DaliLoader, epoch: int, *, state: bytes | None = None, start: int = 0
+    ) -> None:
+        self.loader = loader
+        self.epoch = epoch
+        self.index = start  # batches handed out so far in this epoch
+        self._pipe = loader._build(epoch, state)
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        loader = self.loader
+        if self._pipe is None or self.index >= len(loader):
+            self.close()
+            raise StopIteration
+        images, labels = self._pipe.run()[:2]
+        valid = min(loader.batch_size, loader._shard_size - self.index * loader.batch_size)
+        self.index += 1
+        return loader._to_torch(images, labels, valid)
+
+    def checkpoint(self) -> bytes:
+        """The pipeline's state after the batches handed out so far (see `resume_epoch`)."""
+        if self._pipe is None:
+            raise RuntimeError("the epoch's pipeline is closed")
+        return bytes(self._pipe.checkpoint())
+
+    def close(self) -> None:
+        """Free the epoch's pipeline (its threads and buffers) now."""
+        self._pipe = None
 
 
 def build_loader(

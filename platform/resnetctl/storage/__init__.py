@@ -12,6 +12,8 @@ from resnetctl.storage.access import (
     check_worker_access,
     multi_node_storage_warning,
 )
+from resnetctl.storage.checkpoints import META as CHECKPOINT_META
+from resnetctl.storage.checkpoints import STATE as CHECKPOINT_STATE
 from resnetctl.storage.location import (
     CLUSTER_DEFAULT_STORAGE,
     DEFAULT_STORAGE,
@@ -21,8 +23,6 @@ from resnetctl.storage.location import (
     storage_root,
 )
 from resnetctl.storage.runs import (
-    CHECKPOINT_META,
-    CHECKPOINT_STATE,
     LATEST,
     RECORD,
     RunRecord,

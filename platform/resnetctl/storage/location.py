@@ -177,6 +177,16 @@ class StoragePath:
         for info in self._list(recursive=False):
             yield self._at(info.path)
 
+    def file_sizes(self) -> dict[str, int]:
+        """Name -> size in bytes of the files directly in this folder: one listing."""
+        from pyarrow import fs as pafs
+
+        return {
+            info.base_name: int(info.size)
+            for info in self._list(recursive=False)
+            if info.type == pafs.FileType.File
+        }
+
     def rglob(self, name: str) -> Iterator[StoragePath]:
         """Files named `name` anywhere below this folder: one listing, even in a bucket."""
         from pyarrow import fs as pafs

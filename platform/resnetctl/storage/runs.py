@@ -11,14 +11,17 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
+from resnetctl.storage.checkpoints import META as CHECKPOINT_META
+from resnetctl.storage.checkpoints import (
+    complete_only,
+    completeness,
+    is_complete,
+    load_state,
+    progress_key,
+)
 from resnetctl.storage.location import StoragePath
 
 RECORD = "resnetctl-run.json"
-#: The two files of a checkpoint directory, named here only: the training state (tensors and
-#: plain containers, read with `torch.load(weights_only=True)`) and its small JSON metadata
-#: (epoch, step, metrics, spec, classes) that listings and rankings read without tensors.
-CHECKPOINT_STATE = "state.pt"
-CHECKPOINT_META = "meta.json"
 
 Location = StoragePath | str | os.PathLike[str]
 
@@ -54,26 +57,30 @@ class RunRecord:
 
 
 def checkpoints(folder: Location) -> list[tuple[dict, StoragePath]]:
-    """`(meta.json contents, checkpoint directory)` of every checkpoint below `folder` that
-    says its epoch: one listing of the folder, then the small meta files."""
+    """`(meta.json contents, checkpoint directory)` of every complete checkpoint below
+    `folder` that says its epoch: one listing of the folder, then the small meta files and
+    each folder's manifest. An incomplete one (a worker died while writing it) is skipped with
+    a warning that names it (`storage.checkpoints`)."""
     found = []
     for meta in StoragePath.of(folder).rglob(CHECKPOINT_META):
         try:
             found.append((json.loads(meta.read_text()), meta.parent))
         except (ValueError, OSError):
             continue
-    return [(meta, path) for meta, path in found if isinstance(meta.get("epoch"), int)]
+    return complete_only((meta, path) for meta, path in found if isinstance(meta.get("epoch"), int))
 
 
 def is_checkpoint(path: Location) -> bool:
-    """Whether `path` (local or a URI) is a checkpoint directory: it holds the training state."""
-    return (StoragePath.of(path) / CHECKPOINT_STATE).is_file()
+    """Whether `path` (local or a URI) is a complete checkpoint directory."""
+    return is_complete(path)
 
 
 def latest_checkpoint(folder: Location) -> StoragePath | None:
-    """The checkpoint directory under `folder` with the highest epoch, or None."""
+    """The complete checkpoint under `folder` that trained furthest (by optimiser step: a
+    checkpoint from the middle of an epoch is later than the end of the epoch before), or
+    None."""
     found = checkpoints(folder)
-    return max(found, key=lambda pair: pair[0]["epoch"])[1] if found else None
+    return max(found, key=lambda pair: progress_key(pair[0]))[1] if found else None
 
 
 def best_checkpoint(folder: Location, metric: str, mode: str) -> StoragePath | None:
@@ -119,6 +126,9 @@ def resolve_resume(
         target = newest
     given = StoragePath.of(target)
     if (given / CHECKPOINT_META).is_file():
+        verdict = completeness(given)
+        if not verdict:
+            raise FileNotFoundError(f"{target} is an incomplete checkpoint: {verdict.reason}")
         return given, None
     folder = given if given.is_dir() else root / target
     if not folder.is_dir():
@@ -132,9 +142,7 @@ def resolve_resume(
 
 
 def load_checkpoint(location: Location, map_location: str = "cpu") -> tuple[dict, dict]:
-    """`(state, meta)` of a checkpoint directory, local or in a bucket (downloaded to a
-    temporary folder first: `torch.load(weights_only=True)` reads local files only)."""
-    from resnetctl.train.checkpoint import load_checkpoint as load_local
-
+    """`(state, meta)` of a complete checkpoint directory, local or in a bucket (downloaded
+    to a temporary folder first: `torch.load(weights_only=True)` reads local files only)."""
     with StoragePath.of(location).local() as directory:
-        return load_local(directory, map_location=map_location)
+        return load_state(directory, map_location=map_location)

@@ -1,9 +1,11 @@
-"""Training-state checkpoints: one directory holding `state.pt` and `meta.json`.
+"""Training-state checkpoints: one directory holding `state.pt`, `meta.json` and, written
+last, `manifest.json` (the format and its completeness rule live in `storage.checkpoints`, which
+every reader shares).
 
 `state.pt` is loaded with `torch.load(weights_only=True)`, so it holds only tensors and plain
 Python containers: a checkpoint from an untrusted place cannot run code when loaded. Random
-number generator states are converted to tensors and lists for that reason.
-`meta.json` is small and human-readable (epoch, step, metrics) so tools can rank or list
+number generator states (and DALI's pipeline states) are converted to tensors and lists for that
+reason. `meta.json` is small and human-readable (epoch, step, metrics) so tools can rank or list
 checkpoints without loading tensors.
 """
 
@@ -20,12 +22,14 @@ import torch
 from torch import nn
 
 from resnetctl.spec.metrics import EMA_METRICS
-from resnetctl.storage.runs import CHECKPOINT_META as META_FILE
-from resnetctl.storage.runs import CHECKPOINT_STATE as STATE_FILE
-from resnetctl.storage.runs import is_checkpoint
+from resnetctl.storage.checkpoints import FORMAT_VERSION, is_complete, load_state, write_manifest
+from resnetctl.storage.checkpoints import MANIFEST as MANIFEST_FILE
+from resnetctl.storage.checkpoints import META as META_FILE
+from resnetctl.storage.checkpoints import STATE as STATE_FILE
 
 __all__ = [
     "FORMAT_VERSION",
+    "MANIFEST_FILE",
     "META_FILE",
     "STATE_FILE",
     "capture_rng_state",
@@ -38,7 +42,8 @@ __all__ = [
     "unwrap",
 ]
 
-FORMAT_VERSION = 1
+#: Whether a directory is a complete checkpoint.
+is_checkpoint = is_complete
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -84,10 +89,11 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(
     directory: str | os.PathLike[str], state: dict[str, Any], meta: dict[str, Any]
 ) -> Path:
-    """Write `state.pt` and `meta.json` into `directory` (created if needed).
+    """Write `state.pt`, `meta.json` and then their manifest into `directory` (created if
+    needed).
 
-    Files are written under a temporary name and renamed so that a crash mid-write never
-    leaves a truncated `state.pt` that looks valid.
+    Files are written under a temporary name and renamed, and the manifest comes last, so that
+    a crash mid-write never leaves a folder that looks complete.
     """
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
@@ -98,6 +104,7 @@ def save_checkpoint(
     tmp_meta = path / (META_FILE + ".tmp")
     tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True, default=_json_default))
     os.replace(tmp_meta, path / META_FILE)
+    write_manifest(path)
     return path
 
 
@@ -110,20 +117,9 @@ def _json_default(value: Any) -> Any:
 def load_checkpoint(
     directory: str | os.PathLike[str], map_location: str | torch.device = "cpu"
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read `(state, meta)` from a checkpoint directory; `state.pt` with weights_only=True.
-
-    Keep the default `map_location="cpu"` when resuming: the RNG states must stay on the CPU
-    (`restore_rng_state` converts them with `.numpy()`), and `Runner.load_state_dict` moves the
-    model's and optimiser's tensors to their device itself.
-    """
-    path = Path(directory)
-    state_file = path / STATE_FILE
-    if not state_file.is_file():
-        raise FileNotFoundError(f"{path} is not a resnetctl checkpoint: no {STATE_FILE}")
-    state = torch.load(state_file, map_location=map_location, weights_only=True)
-    meta_file = path / META_FILE
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    return state, meta
+    """Read `(state, meta)` from a complete local checkpoint directory (`storage.checkpoints.
+    load_state`: digests checked, `state.pt` with weights_only=True)."""
+    return load_state(directory, map_location=map_location)
 
 
 def read_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:

@@ -1,9 +1,12 @@
 """The Ray Train worker function, and the Ray-free loop it runs.
 
-Resume contract: a run continues at the epoch after the checkpoint's epoch, with the schedule,
-optimiser, scaler, step counter and RNG states of that checkpoint. A restarted worker group takes
-Ray's latest checkpoint (`ray.train.get_checkpoint()`); a new run can start from a checkpoint
-directory (`config["resume_checkpoint"]`, or `checkpoint.resume_from` when it is a directory).
+Resume contract: a run continues at the step after the checkpoint's step, with the schedule,
+optimiser, scaler, step counter and RNG states of that checkpoint; a checkpoint from the middle
+of an epoch also puts back each rank's input pipeline and running meters, so the rest of the run
+is the one an uninterrupted run would have trained (`train.position`). A restarted worker group
+takes Ray's latest checkpoint (`ray.train.get_checkpoint()`); a new run can start from a
+checkpoint directory (`config["resume_checkpoint"]`, or `checkpoint.resume_from` when it is a
+directory).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import logging
 import math
 import os
 import queue
-import tempfile
+import shutil
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -20,8 +24,10 @@ from typing import Any, Protocol
 
 from resnetctl.spec import JobSpec
 from resnetctl.spec.metrics import STEP_REPORT_KEY
+from resnetctl.storage.checkpoints import completeness, warn_incomplete
 from resnetctl.tracking.datasets import DATASET_REPORT_KEY, describe_splits
 from resnetctl.tracking.system_metrics import node_monitor
+from resnetctl.train.boundary import StepCheckpoints, StopTraining
 from resnetctl.train.checkpoint import (
     is_checkpoint,
     load_checkpoint,
@@ -29,6 +35,7 @@ from resnetctl.train.checkpoint import (
     unwrap,
 )
 from resnetctl.train.runner import NonFiniteLossError, Placement, Runner, StepCallback
+from resnetctl.train.upload import staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -43,39 +50,71 @@ class Session(Protocol):
         ...
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None, name: str) -> None:
-        """Report an epoch's metrics (all ranks) and, from rank 0, a checkpoint directory."""
+        """Report metrics (all ranks) and, from rank 0, a checkpoint directory, which the
+        session owns from then on: it deletes it once it is stored."""
         ...
 
 
 class RaySession:
-    """`Session` over Ray Train V2's worker API."""
+    """`Session` over Ray Train V2's worker API. With `upload="async"` training goes on while
+    a checkpoint uploads; metric-only reports go through the same ordered queue, so they never
+    wait for an upload either."""
+
+    def __init__(self, upload: str = "async", run_name: str = "run") -> None:
+        self.upload = upload
+        self.run_name = run_name
+
+    def staging_dir(self) -> Path:
+        """A new local folder for one checkpoint of this run (`train.upload`)."""
+        return staging_dir(self.run_name)
 
     @contextmanager
     def checkpoint_dir(self) -> Iterator[str | None]:
-        """The latest checkpoint Ray Train restored this worker group with, as a directory."""
+        """The latest checkpoint Ray Train restored this worker group with, as a directory;
+        None when there is none or when it is incomplete (with a warning naming it)."""
         import ray.train
 
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
             yield None
             return
-        if ray.train.get_context().get_world_rank() == 0:
+        rank0 = ray.train.get_context().get_world_rank() == 0
+        where = checkpoint_uri(checkpoint)
+        verdict = completeness(where)
+        if not verdict:
+            if rank0:
+                warn_incomplete(where, verdict.reason)
+            yield None
+            return
+        if rank0:
             # Where it lies (a bucket's URI): "resumed from ray" alone does not say.
-            log.info("Ray Train restored the checkpoint %s", checkpoint_uri(checkpoint))
+            log.info("Ray Train restored the checkpoint %s", where)
         with checkpoint.as_directory() as directory:
             yield directory
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None, name: str) -> None:
-        """`ray.train.report`, with the checkpoint directory (rank 0) under the name `name`."""
+        """`ray.train.report`, with the checkpoint directory (rank 0) under the name `name`,
+        uploaded manifest last (`train.upload`)."""
         import ray.train
+        from ray.train import CheckpointUploadMode
+
+        from resnetctl.train.upload import upload_checkpoint
 
         checkpoint = (
             None if checkpoint_dir is None else ray.train.Checkpoint.from_directory(checkpoint_dir)
         )
         # Which node each rank ran on travels with the report: the controller records it.
         metrics = {**metrics, "node_id": ray.get_runtime_context().get_node_id()}
+        mode = CheckpointUploadMode.ASYNC if self.upload == "async" else CheckpointUploadMode.SYNC
         # Every rank reports (Ray Train V2 synchronises on it); only rank 0 carries files.
-        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
+        ray.train.report(
+            metrics,
+            checkpoint=checkpoint,
+            checkpoint_dir_name=name,
+            checkpoint_upload_mode=mode,
+            delete_local_checkpoint_after_upload=True,
+            checkpoint_upload_fn=upload_checkpoint,
+        )
 
 
 def checkpoint_uri(checkpoint: Any) -> str:
@@ -122,6 +161,23 @@ def checkpoint_name(epoch: int) -> str:
     return f"epoch_{epoch:04d}"
 
 
+def step_checkpoint_name(epoch: int, step: int) -> str:
+    """Directory name of a checkpoint written in the middle of `epoch`, after global `step`."""
+    return f"epoch_{epoch:04d}_step_{step:09d}"
+
+
+#: Metrics of a report that carries a checkpoint from the middle of an epoch: its global step,
+#: why it was written; the ranked metric is NaN there (no validation), so Ray Train ranks it
+#: last and keeps it only while it is the latest.
+CHECKPOINT_STEP_KEY = "checkpoint_step"
+CHECKPOINT_REASON_KEY = "checkpoint_reason"
+#: Set (to 1) on the checkpoint a new preemption notice caused: tracking counts them.
+NOTICE_KEY = "preemption_notice"
+#: The report a restored worker group makes first: the step it continues after, and (with the
+#: run's control actor) the steps trained past that checkpoint before and the seconds since.
+RESTORE_KEY = "restored_step"
+
+
 def should_checkpoint(spec: JobSpec, epoch: int, last: bool) -> bool:
     """Checkpoints every `checkpoint.every_n_epochs` epochs and always after the last one."""
     return last or epoch % spec.checkpoint.every_n_epochs == 0
@@ -163,9 +219,16 @@ def _load(runner: Runner, directory: str | os.PathLike[str]) -> None:
 
 
 def _meta(runner: Runner, metrics: dict[str, Any]) -> dict[str, Any]:
+    progress = runner.progress
     return {
         "epoch": runner.epoch,
         "step": runner.step,
+        # Set in the middle of an epoch: the epoch in progress and its steps done.
+        "position": (
+            None
+            if progress is None
+            else {"epoch": progress.epoch, "steps_done": progress.steps_done}
+        ),
         "metrics": {k: v for k, v in metrics.items() if k != DATASET_REPORT_KEY},
         "model": runner.spec.model.name,
         "job": runner.spec.name,
@@ -179,9 +242,16 @@ def _meta(runner: Runner, metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _report(
-    runner: Runner, session: Session, metrics: dict[str, Any], with_checkpoint: bool
+    runner: Runner,
+    session: Session,
+    metrics: dict[str, Any],
+    with_checkpoint: bool,
+    name: str | None = None,
 ) -> None:
-    name = checkpoint_name(runner.epoch)
+    """Report `metrics` from every rank; with a checkpoint of the runner's state (a
+    collective), written by rank 0 into a staging folder that the session then owns. `name`
+    defaults to the name of the last finished epoch's checkpoint."""
+    name = name or checkpoint_name(runner.epoch)
     if not with_checkpoint:
         session.report(metrics, None, name)
         return
@@ -189,11 +259,37 @@ def _report(
     if runner.placement.rank != 0:
         session.report(metrics, None, name)
         return
-    with tempfile.TemporaryDirectory(prefix="resnetctl-ckpt-") as tmp:
-        save_checkpoint(Path(tmp), state, _meta(runner, metrics))
-        session.report(metrics, tmp, name)
+    stage = getattr(session, "staging_dir", None)
+    folder = stage() if callable(stage) else staging_dir(runner.spec.name)
+    try:
+        save_checkpoint(folder, state, _meta(runner, metrics))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    session.report(metrics, str(folder), name)
 
 
+def step_checkpoint_writer(session: Session) -> Any:
+    """The `CheckpointWriter` of `StepCheckpoints`: a checkpoint from the middle of an epoch,
+    reported with its step and reason; returns the seconds it took on this rank."""
+
+    def write(runner: Runner, reason: str, notice: bool = False) -> float:
+        started = time.monotonic()
+        progress = runner.progress
+        epoch = progress.epoch if progress is not None else runner.epoch
+        metrics: dict[str, Any] = {
+            CHECKPOINT_STEP_KEY: runner.step,
+            CHECKPOINT_REASON_KEY: reason,
+            runner.spec.checkpoint.metric: math.nan,
+        }
+        if notice:
+            metrics[NOTICE_KEY] = 1
+        if runner.placement.rank == 0:
+            log.info("checkpoint at step %d (epoch %d): %s", runner.step, epoch, reason)
+        _report(runner, session, metrics, True, step_checkpoint_name(epoch, runner.step))
+        return time.monotonic() - started
+
+    return write
 def step_reporter(session: Session) -> StepCallback:
     """Reports `train.log_every_n_steps` metrics through the session, without a checkpoint:
     they travel to the controller's tracking callback like the epoch metrics."""
@@ -212,20 +308,85 @@ def run_training(
     progress: Any = None,
     resume_checkpoint: str | None = None,
     runner: Runner | None = None,
+    notices: Any = None,
+    upload_seconds: Any = None,
+    ledger: Any = None,
 ) -> dict[str, Any] | None:
-    """Train to the end of the run, reporting every epoch; returns the last epoch's metrics
-    (None when the checkpoint was already at the end)."""
+    """Train to the end of the run, reporting every epoch and checkpointing between steps as
+    `checkpoint` asks and on notices (`train.boundary`); returns the last epoch's metrics
+    (None when the checkpoint was already at the end or the run was asked to stop).
+
+    `ledger` (rank 0, a `train.notices.RunLedger`) records every finished step with the run's
+    control actor, so a restart can tell how many steps it trains again."""
     runner = runner or Runner(spec, placement)
     source = resume(runner, session, resume_checkpoint)
     rank0 = placement.rank == 0
     if rank0 and source is not None:
+        position = runner.resume_position
         log.info(
-            "resumed from %s at epoch %d, step %d: continuing with epoch %d",
+            "resumed from %s at step %d: continuing with %s",
             source,
-            runner.epoch,
             runner.step,
-            runner.epoch + 1,
+            f"step {position.steps_done + 1} of epoch {position.epoch}"
+            if position is not None
+            else f"epoch {runner.epoch + 1}",
         )
+    if source is not None:
+        _report_restore(runner, session, ledger if rank0 else None)
+    checkpoints = StepCheckpoints(
+        spec,
+        placement,
+        step_checkpoint_writer(session),
+        notices=notices,
+        epoch_end_checkpoint=lambda epoch: should_checkpoint(spec, epoch, runner.finished),
+        upload_seconds=upload_seconds or (lambda: 0.0),
+    )
+
+    def boundary(runner: Runner, epoch: int, steps_done: int, steps: int) -> None:
+        if ledger is not None and rank0:
+            ledger.step_done(runner.step)
+        checkpoints(runner, epoch, steps_done, steps)
+
+    try:
+        return _train(spec, placement, session, runner, progress, boundary)
+    except StopTraining as stop:
+        if rank0:
+            log.warning("stopped after a checkpoint at step %d: %s", stop.step, stop.reason)
+        return None
+
+
+def _report_restore(runner: Runner, session: Session, ledger: Any) -> None:
+    """Every rank reports the restore once; rank 0 adds what the restart cost (with a ledger)."""
+    metrics: dict[str, Any] = {RESTORE_KEY: runner.step}
+    if ledger is not None:
+        try:
+            cost = ledger.restored(runner.step)
+        except Exception as exc:  # noqa: BLE001 - accounting must never stop a restart
+            log.warning("the restart's cost is not known: %s", exc)
+        else:
+            metrics["steps_redone"] = int(cost["steps_redone"])
+            if cost.get("seconds_since_last_step") is not None:
+                metrics["restart_seconds"] = float(cost["seconds_since_last_step"])
+            if cost["steps_redone"] or cost.get("seconds_since_last_step") is not None:
+                log.warning(
+                    "restart at step %d: %d step(s) trained again; %.1f s since the last step "
+                    "before the fault",
+                    runner.step,
+                    metrics["steps_redone"],
+                    metrics.get("restart_seconds", 0.0),
+                )
+    session.report(metrics, None, f"restore_{runner.step:09d}")
+
+
+def _train(
+    spec: JobSpec,
+    placement: Placement,
+    session: Session,
+    runner: Runner,
+    progress: Any,
+    boundary: Any,
+) -> dict[str, Any] | None:
+    rank0 = placement.rank == 0
     on_step = progress_callback(progress) if rank0 else None
     every = spec.train.log_every_n_steps or DEFAULT_PROGRESS_EVERY
     metrics: dict[str, Any] | None = None
@@ -234,7 +395,11 @@ def run_training(
     while not runner.finished:
         epoch = runner.epoch + 1
         epoch_metrics = runner.run_epoch(
-            epoch, on_step=on_step, every=every, on_metrics=step_reporter(session)
+            epoch,
+            on_step=on_step,
+            every=every,
+            on_metrics=step_reporter(session),
+            boundary=boundary,
         )
         # Metrics are reduced over ranks, so every rank takes this decision alike.
         if not math.isfinite(epoch_metrics["val_loss"]):
@@ -261,7 +426,7 @@ def run_training(
                 )
         if datasets:
             metrics[DATASET_REPORT_KEY], datasets = datasets, None
-        _report(runner, session, metrics, checkpoint)
+        _report(runner, session, metrics, checkpoint, checkpoint_name(epoch))
     if rank0 and metrics is None:
         log.info(
             "nothing to train: the checkpoint is at step %d of %d", runner.step, runner.total_steps
@@ -288,7 +453,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     "resume_checkpoint": optional checkpoint directory, "storage_marker": optional file the
     driver wrote into the run's storage, read back first so an unreachable storage stops the
     job before the first step, "tracking": optional `tracking.system_metrics.worker_config`, for
-    one worker on each node to log the node's system metrics}`.
+    one worker on each node to log the node's system metrics, "run_name": the run's name,
+    "control": optional handle of the run's `launch.control.RunControl` actor}`.
     """
     import ray
     import ray.train
@@ -313,12 +479,26 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         device=device,
         wrap_model=wrap,
     )
+    from resnetctl.train.notices import NoticeWatcher, RunLedger
+    from resnetctl.train.upload import clear_stale_staging, last_upload_seconds
+
+    run_name = config.get("run_name") or spec.name
+    if placement.rank == 0:
+        clear_stale_staging(run_name)
+    control = config.get("control")
+    notices = NoticeWatcher(control)
     node_id = ray.get_runtime_context().get_node_id()
-    with node_monitor(config.get("tracking"), node_id):
-        run_training(
-            spec,
-            placement,
-            RaySession(),
-            progress=config.get("progress"),
-            resume_checkpoint=config.get("resume_checkpoint"),
-        )
+    try:
+        with node_monitor(config.get("tracking"), node_id):
+            run_training(
+                spec,
+                placement,
+                RaySession(spec.checkpoint.upload, run_name),
+                progress=config.get("progress"),
+                resume_checkpoint=config.get("resume_checkpoint"),
+                notices=notices,
+                upload_seconds=last_upload_seconds,
+                ledger=RunLedger(control) if control is not None else None,
+            )
+    finally:
+        notices.close()

@@ -46,12 +46,21 @@ class EpochMeter:
         self.sums = torch.zeros(4, dtype=torch.float64, device=device)
         self.global_samples = 0.0
 
-    def update(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        """Add one batch; `loss` is the batch mean."""
+    def update(
+        self,
+        loss: torch.Tensor,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        keep: torch.Tensor | None = None,
+    ) -> None:
+        """Add one batch; `loss` is the batch mean. `keep`, a boolean on the device, leaves
+        the batch out when false (a skipped step) without the host reading it."""
         n = targets.shape[0]
         correct = topk_correct(logits.detach(), targets)
         count = torch.tensor(float(n), dtype=torch.float64, device=correct.device)
         batch = torch.stack([loss.detach().to(torch.float64) * n, correct[0], correct[1], count])
+        if keep is not None:
+            batch = torch.where(keep, batch, torch.zeros_like(batch))
         self.sums += batch.to(self.sums.device)
 
     def compute(self, prefix: str) -> dict[str, float]:

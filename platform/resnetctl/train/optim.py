@@ -37,15 +37,40 @@ def param_groups(
     return groups
 
 
+#: Devices whose fused SGD kernel takes `found_inf`: a step is skipped on the device.
+FUSED_DEVICES = ("cpu", "cuda")
+
+
 def build_optimizer(model: nn.Module, sgd: SGDSpec, lr: float) -> torch.optim.SGD:
-    """The run's SGD optimiser; the schedule overwrites `lr` before every step."""
-    return torch.optim.SGD(
-        param_groups(model, sgd.weight_decay, sgd.no_weight_decay_on_bn),
+    """The run's SGD optimiser; the schedule overwrites `lr` before every step.
+
+    Fused where torch has the kernel (CPU and CUDA, floating-point parameters): one pass over
+    the parameters, and a `found_inf` flag on the device skips a step without a host sync (see
+    `train.nonfinite`). Momentum buffers start at zero rather than at the first gradient, which
+    is the same first step (buffer = 0 * momentum + gradient) and keeps a first step that is
+    skipped from leaving them uninitialised."""
+    groups = param_groups(model, sgd.weight_decay, sgd.no_weight_decay_on_bn)
+    params = [p for group in groups for p in group["params"]]  # type: ignore[attr-defined]
+    fused = bool(params) and all(
+        p.device.type in FUSED_DEVICES and p.is_floating_point() for p in params
+    )
+    optimizer = torch.optim.SGD(
+        groups,
         lr=lr,
         momentum=sgd.momentum,
         nesterov=sgd.nesterov,
         weight_decay=sgd.weight_decay,
+        fused=fused or None,
     )
+    if sgd.momentum:
+        for param in params:
+            optimizer.state[param]["momentum_buffer"] = torch.zeros_like(param)
+    return optimizer
+
+
+def skips_on_device(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether `optimizer.step` honours a `found_inf` flag set on it (fused kernels do)."""
+    return all(group.get("fused") for group in optimizer.param_groups)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -12,7 +12,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
@@ -30,8 +30,10 @@ from resnetctl.train.final_eval import BestWeights
 from resnetctl.train.gradients import clip_gradients, no_sync
 from resnetctl.train.metrics import EpochMeter, StepMetrics, Throughput
 from resnetctl.train.mixup import build_mixer
-from resnetctl.train.optim import build_optimizer, set_lr
+from resnetctl.train.nonfinite import NonFiniteLossError, NonFiniteTracker
+from resnetctl.train.optim import build_optimizer, set_lr, skips_on_device
 from resnetctl.train.placement import ModelWrapper, Placement, all_reduce, seed_everything
+from resnetctl.train.position import EpochProgress, SavedPosition, start_epoch
 from resnetctl.train.schedules import LRSchedule, build_schedule
 from resnetctl.train.state import restore_training_state, training_state
 from resnetctl.train.timing import EpochTiming
@@ -44,32 +46,13 @@ log = logging.getLogger(__name__)
 StepCallback = Callable[[dict[str, Any]], None]
 
 
-class NonFiniteLossError(RuntimeError):
-    """Raised on every rank when the loss stayed non-finite for too many consecutive steps,
-    or when the validation loss is not finite (a checkpoint of such weights is worthless)."""
+class StepBoundary(Protocol):
+    """Called between two optimiser steps (never inside an accumulation) with the runner, the
+    epoch, the steps of the epoch done and the epoch's length; it may write a checkpoint
+    (`runner.state_dict()` then captures the position inside the epoch) or raise to stop. A
+    collective when it decides to: every rank must decide alike."""
 
-    def __init__(
-        self, epoch: int, step: int, global_step: int, streak: int, limit: int, what: str = "loss"
-    ) -> None:
-        self.epoch = epoch
-        self.step = step
-        self.global_step = global_step
-        self.streak = streak
-        self.limit = limit
-        self.what = what
-        if what == "loss":
-            detail = (
-                f"non-finite loss at epoch {epoch}, step {step} (global step {global_step}): "
-                f"{streak} consecutive non-finite losses, train.max_nonfinite_steps is {limit}."
-            )
-        else:
-            detail = f"non-finite {what} at epoch {epoch} (global step {global_step})."
-        super().__init__(f"{detail} Lower train.base_lr, add warm-up, or use fp32.")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Ray ships worker exceptions to the controller by pickling; keep the arguments.
-        args = (self.epoch, self.step, self.global_step, self.streak, self.limit, self.what)
-        return (type(self), args)
+    def __call__(self, runner: Runner, epoch: int, steps_done: int, steps: int) -> None: ...
 
 
 class Runner:
@@ -95,7 +78,11 @@ class Runner:
         self.device = self.placement.device
         self.epoch = 0  # last completed epoch
         self.step = 0  # optimiser steps taken (global, identical on all ranks)
-        self._nonfinite_streak = 0
+        self.nonfinite = NonFiniteTracker(spec.train.max_nonfinite_steps, self.device)
+        # The epoch in progress (None between epochs), and where a restored checkpoint from the
+        # middle of an epoch asks the next `train_epoch` to start.
+        self.progress: EpochProgress | None = None
+        self.resume_position: SavedPosition | None = None
         self.grad_norm: torch.Tensor | None = None  # before clipping, of the last step
         self.ten_crop = False  # validation batches are N x 10 x C x H x W
         # The 10-crop loader of `train.final_eval`: injected (tests) or built when first used.
@@ -179,28 +166,19 @@ class Runner:
     def _to_device(self, images: torch.Tensor, labels: torch.Tensor) -> Batch:
         return to_device(images, labels, self.device, self.spec.train.channels_last)
 
-    def _global_loss(self, loss: torch.Tensor) -> tuple[bool, float]:
-        """(all ranks finite, mean loss over ranks): one small all-reduce, so every rank
-        takes the same decision about a non-finite loss and none is left waiting."""
+    def _global_loss(self, loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(some rank's loss is not finite, mean loss over ranks), both on the device: one
+        small all-reduce, so every rank takes the same decision about a non-finite loss and
+        none is left waiting, and no host sync."""
         value = loss.detach().float()
         finite = torch.isfinite(value)
         packed = torch.stack([(~finite).float(), torch.where(finite, value, 0.0)])
         packed = all_reduce(packed, dist.ReduceOp.SUM)
-        bad, total = packed.tolist()
-        return bad == 0, total / self.placement.world_size
+        return packed[0] > 0, packed[1] / self.placement.world_size
 
-    def _check_nonfinite(self, finite: bool, epoch: int, step_in_epoch: int) -> None:
-        if finite:
-            self._nonfinite_streak = 0
-            return
-        self._nonfinite_streak += 1
-        limit = self.spec.train.max_nonfinite_steps
-        if self._nonfinite_streak > limit:
-            raise NonFiniteLossError(
-                epoch, step_in_epoch, self.step + 1, self._nonfinite_streak, limit
-            )
-        if self.placement.rank == 0:
-            log.warning("non-finite loss at epoch %d step %d: step skipped", epoch, step_in_epoch)
+    def _epoch_start_step(self) -> int:
+        done = self.progress.steps_done if self.progress is not None else 0
+        return self.step - done
 
     def train_step(
         self,
@@ -211,18 +189,20 @@ class Runner:
         meter: EpochMeter,
     ) -> float:
         """One optimiser step on one batch (a collective). Returns the loss averaged over the
-        ranks."""
+        ranks, as a tensor on the device (read it with `float()` where a host sync is due)."""
         return self.accumulated_step([(images, labels)], epoch, step_in_epoch, meter)
 
     def accumulated_step(
         self, micro_batches: Sequence[Batch], epoch: int, step_in_epoch: int, meter: EpochMeter
-    ) -> float:
+    ) -> torch.Tensor:
         """One optimiser step over `train.accumulation_steps` micro-batches (a collective).
 
         Each micro-batch's mean loss is divided by their number, so the summed gradients are
         those of the mean loss over the concatenated batch. Under DDP all but the last backward
         run in `no_sync`: gradients are all-reduced once per optimiser step, not per micro-batch.
-        Returns the loss averaged over the micro-batches and the ranks.
+        A step whose loss is not finite on some rank is skipped on every rank, decided on the
+        device (`train.nonfinite`). Returns the loss averaged over the micro-batches and the
+        ranks, on the device.
         """
         set_lr(self.optimizer, self.lr())
         count = len(micro_batches)
@@ -239,21 +219,32 @@ class Runner:
                 self.scaler.scale(loss / count).backward()
             seen.append((loss.detach(), logits.detach(), labels))
         mean_loss = torch.stack([loss for loss, _, _ in seen]).mean()
-        finite, global_loss = self._global_loss(mean_loss)
-        self._check_nonfinite(finite, epoch, step_in_epoch)
-        if finite or self.scaler.is_enabled():
-            # The fp16 scaler detects inf/NaN gradients itself and skips those steps.
-            self.grad_norm = clip_gradients(self.model, self.optimizer, self.scaler, self.spec)
+        bad, global_loss = self._global_loss(mean_loss)
+        self.nonfinite.update(bad, self.step + 1)
+        self.grad_norm = clip_gradients(self.model, self.optimizer, self.scaler, self.spec)
+        if self.scaler.is_enabled():
+            # The fp16 scaler finds inf/NaN gradients itself and skips those steps.
             self.scaler.step(self.optimizer)
             self.scaler.update()
+        elif skips_on_device(self.optimizer):
+            self.optimizer.found_inf = bad.float()  # type: ignore[attr-defined]
+            self.optimizer.step()
+        elif not bool(bad):  # an optimiser without the flag: one host read
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if finite:
-            for loss, logits, labels in seen:
-                meter.update(loss, logits, labels)
+        keep = ~bad
+        for loss, logits, labels in seen:
+            meter.update(loss, logits, labels, keep=keep)
         self.step += 1
         if self.ema is not None and self.ema.due(self.step):
             self.ema.update(unwrap(self.model))
         return global_loss
+
+    def check_nonfinite(self) -> None:
+        """Read the non-finite counts (a host sync: call it where metrics are read anyway);
+        raises `NonFiniteLossError` once the limit was exceeded."""
+        epoch = self.progress.epoch if self.progress is not None else self.epoch + 1
+        self.nonfinite.check(epoch, self._epoch_start_step(), self.placement.rank)
 
     def train_epoch(
         self,
@@ -261,51 +252,69 @@ class Runner:
         on_step: StepCallback | None = None,
         every: int = 10,
         on_metrics: StepCallback | None = None,
+        boundary: StepBoundary | None = None,
     ) -> dict[str, float]:
-        """Train epoch `epoch` (1-based; a collective). `on_step`, if given, receives a progress
-        dict every `every` steps; `on_metrics` receives `StepMetrics`' report every
-        `train.log_every_n_steps` global steps, on every rank. Returns train_loss/top1/top5
-        error, lr, images_per_second, data_wait_seconds and compute_seconds.
+        """Train epoch `epoch` (1-based; a collective), from its first step or from where a
+        restored mid-epoch checkpoint left it. `on_step`, if given, receives a progress dict
+        every `every` steps; `on_metrics` receives `StepMetrics`' report every
+        `train.log_every_n_steps` global steps, on every rank; `boundary` is called after
+        every optimiser step. The host reads the step's loss only for those reports and at the
+        end of the epoch. Returns train_loss/top1/top5 error, lr, images_per_second,
+        data_wait_seconds and compute_seconds.
         """
         self.model.train()
-        meter, timer, timing = EpochMeter(self.device), Throughput(), EpochTiming()
-        step_metrics = StepMetrics(self.spec.train, self.placement.world_size, self.step)
-        steps = min(self.steps_per_epoch, self.total_steps - self.step)
-        lr = self.lr()
-        set_epoch = getattr(self.train_loader, "set_epoch", None)
-        if callable(set_epoch):
-            # The loader's shuffle and augmentation depend on the 0-based epoch alone, so a
-            # resumed run sees the batches an uninterrupted run would have seen.
-            set_epoch(epoch - 1)
-        iterator = iter(self.train_loader)
+        saved, self.resume_position = self.resume_position, None
+        if saved is not None and saved.epoch != epoch:
+            saved = None
         micro = self.spec.train.accumulation_steps
-        for i in range(1, steps + 1):
+        iterator = start_epoch(self.train_loader, epoch, micro, saved)
+        meter, timing = EpochMeter(self.device), EpochTiming()
+        done = 0
+        if saved is not None:
+            done = saved.steps_done
+            if saved.meter is not None:
+                meter.sums.copy_(saved.meter.to(meter.sums.device))
+            timing.data_wait, timing.compute = saved.timing
+        progress = EpochProgress(epoch, done, iterator, meter, timing)
+        self.progress = progress
+        timer = Throughput()
+        step_metrics = StepMetrics(self.spec.train, self.placement.world_size, self.step)
+        steps = min(self.steps_per_epoch, self.total_steps - (self.step - done))
+        global_batch = self.spec.train.global_batch(self.placement.world_size)
+        lr = self.lr()
+        for i in range(done + 1, steps + 1):
             with timing.waiting():
                 batch = [next(iterator) for _ in range(micro)]
             lr = self.lr()
             with timing.computing():
                 loss = self.accumulated_step(batch, epoch, i, meter)
+            progress.steps_done = i
             if on_metrics is not None and step_metrics.due(self.step):
-                on_metrics(step_metrics.report(self.step, loss, lr, self.grad_norm))
+                self.check_nonfinite()
+                on_metrics(step_metrics.report(self.step, float(loss), lr, self.grad_norm))
             # The first step is reported too: it tells the driver when training really began.
-            if on_step is not None and (i == 1 or i % every == 0 or i == steps):
-                seen = i * self.spec.train.global_batch(self.placement.world_size)
+            if on_step is not None and (i == done + 1 or i % every == 0 or i == steps):
+                self.check_nonfinite()
                 on_step(
                     {
                         "epoch": epoch,
                         "step": i,
                         "steps": steps,
                         "global_step": self.step,
-                        "images_per_second": timer.images_per_second(seen),
-                        "loss": loss,
+                        "images_per_second": timer.images_per_second((i - done) * global_batch),
+                        "loss": float(loss),
                         "lr": lr,
                     }
                 )
+            if boundary is not None:
+                boundary(self, epoch, i, steps)
         close = getattr(iterator, "close", None)
         if callable(close):  # a partial last epoch: free the loader's pipeline now
             close()
+        self.check_nonfinite()
+        self.progress = None
         metrics = {**meter.compute("train"), **timing.metrics(), "lr": lr}
-        metrics["images_per_second"] = timer.images_per_second(meter.global_samples)
+        metrics["images_per_second"] = timer.images_per_second((steps - done) * global_batch)
         return metrics
 
     @torch.no_grad()
@@ -371,11 +380,14 @@ class Runner:
         on_step: StepCallback | None = None,
         every: int = 10,
         on_metrics: StepCallback | None = None,
+        boundary: StepBoundary | None = None,
     ) -> dict[str, float]:
         """Train and validate one epoch, update the plateau state, and return exactly the
         metrics of `EPOCH_METRICS` (a collective)."""
         timer = Throughput()
-        metrics = self.train_epoch(epoch, on_step=on_step, every=every, on_metrics=on_metrics)
+        metrics = self.train_epoch(
+            epoch, on_step=on_step, every=every, on_metrics=on_metrics, boundary=boundary
+        )
         metrics.update(self.validate())
         metrics["epoch_seconds"] = timer.seconds()
         self.schedule.on_epoch_end(metrics)

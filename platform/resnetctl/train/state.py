@@ -1,4 +1,10 @@
-"""A worker's training state: what a checkpoint holds, and putting it back on resume."""
+"""A worker's training state: what a checkpoint holds, and putting it back on resume.
+
+Between epochs that is the model, optimiser, schedule, scaler, EMA, counters and every rank's
+RNG states. In the middle of an epoch (`Runner.progress` is set) it adds where the epoch
+stands: `position` (the epoch and its steps done) and, by rank, the input pipeline's state and
+the running meters (`train.position`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import torch.distributed as dist
 from resnetctl.spec.metrics import EMA_METRICS
 from resnetctl.train.checkpoint import capture_rng_state, restore_rng_state, unwrap
 from resnetctl.train.placement import Placement, seed_everything
+from resnetctl.train.position import SavedPosition
 from resnetctl.train.resize import SavedProgress, resume_step
 
 if TYPE_CHECKING:
@@ -18,19 +25,24 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def gather_rng(place: Placement) -> list[dict[str, Any]]:
-    """Every rank's RNG state, by rank (a collective when distributed)."""
-    state = capture_rng_state()
+def gather_ranks(place: Placement, local: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every rank's `local`, by rank (a collective when distributed)."""
     if not (place.distributed and dist.is_initialized()):
-        return [state]
+        return [local]
     gathered: list[Any] = [None] * place.world_size
-    dist.all_gather_object(gathered, state)
+    dist.all_gather_object(gathered, local)
     return gathered
 
 
 def training_state(runner: Runner) -> dict[str, Any]:
-    """The full training state of `runner` (a collective: gathers every rank's RNG state)."""
-    return {
+    """The full training state of `runner` (a collective: gathers every rank's RNG state and,
+    in the middle of an epoch, its input pipeline's state and meters)."""
+    local: dict[str, Any] = {"rng": capture_rng_state()}
+    progress = runner.progress
+    if progress is not None:
+        local.update(progress.rank_state())
+    ranks = gather_ranks(runner.placement, local)
+    state = {
         "model": unwrap(runner.model).state_dict(),
         "optimizer": runner.optimizer.state_dict(),
         "schedule": runner.schedule.state_dict(),
@@ -41,16 +53,39 @@ def training_state(runner: Runner) -> dict[str, Any]:
         # What a resume with another number of workers needs to map the step counter.
         "steps_per_epoch": runner.steps_per_epoch,
         "global_batch": runner.spec.train.global_batch(runner.placement.world_size),
-        "rng": gather_rng(runner.placement),
+        "rng": [entry.pop("rng") for entry in ranks],
+        "nonfinite": runner.nonfinite.state_dict(),
         **({"best": runner.best.state_dict(runner.epoch)} if runner.best is not None else {}),
         **({"ema": runner.ema.state_dict()} if runner.ema is not None else {}),
     }
+    if progress is not None:
+        state["position"] = {"epoch": progress.epoch, "steps_done": progress.steps_done}
+        state["ranks"] = ranks
+    return state
 
 
 def restore_training_state(runner: Runner, state: dict[str, Any]) -> None:
     """Put `training_state()` output back into `runner`; see `Runner.load_state_dict`."""
     place = runner.placement
     epoch = int(state["epoch"])
+    position = state.get("position")
+    same_world = state.get("world_size") in (None, place.world_size)
+    if position is not None and not same_world:
+        # Each rank's pipeline state and meters belong to the old sharding: the epoch in
+        # progress starts again from its beginning in the new world (not exact; see
+        # docs/cluster.md), with the weights of the checkpoint.
+        if place.rank == 0:
+            log.warning(
+                "the checkpoint is from step %d of epoch %d with %s workers: with %d workers "
+                "that epoch is trained again from its start (a resume with another number of "
+                "workers is not exact)",
+                position["steps_done"],
+                position["epoch"],
+                state.get("world_size"),
+                place.world_size,
+            )
+        state = {**state, "step": int(state["step"]) - int(position["steps_done"])}
+        position = None
     step = resume_step(
         runner.spec.train,
         SavedProgress.of(state, runner.spec.train),
@@ -84,6 +119,13 @@ def restore_training_state(runner: Runner, state: dict[str, Any]) -> None:
             epoch,
         )
     runner.step = step
+    if state.get("nonfinite"):
+        runner.nonfinite.load_state_dict(state["nonfinite"])
+    runner.resume_position = None
+    if position is not None:
+        ranks = state.get("ranks") or []
+        mine = ranks[place.rank] if len(ranks) == place.world_size else None
+        runner.resume_position = SavedPosition.of(position, mine)
     rng = state.get("rng") or []
     if len(rng) == place.world_size:
         restore_rng_state(rng[place.rank])

@@ -1,0 +1,134 @@
+"""Notices a worker hears while it trains: a node of the run being drained or preempted (Ray
+Train's preemption watcher marks every worker of the group), and the driver asking the run to
+stop (Ctrl-C, SIGTERM, `resnetctl stop`, through the run's control actor).
+
+A thread polls both twice a second and keeps the latest answer; the training thread reads it at
+every step boundary without waiting for anything. The ranks then agree on it (`train.boundary`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What this worker has heard so far."""
+
+    preempted: bool = False  # a node of the run is being drained
+    stop: bool = False  # the driver asked the run to stop
+    deadline: float | None = None  # when the drained node goes (Unix seconds), if known
+    reason: str = ""
+
+
+def ray_preemption() -> tuple[float | None, str] | None:
+    """Ray Train's preemption info for this worker, without the barrier that
+    `ray.train.get_preemption_info()` is (the ranks agree by themselves, asynchronously):
+    `(deadline in Unix seconds or None, description)`, or None when no node is drained."""
+    try:
+        from ray.train.v2._internal.execution.context import get_train_context
+
+        info = get_train_context().preemption_context.preemption_info
+    except Exception:  # noqa: BLE001 - not under Ray Train, or another Ray: no notices
+        return None
+    if info is None:
+        return None
+    deadline = None if info.deadline_ms is None else info.deadline_ms / 1000.0
+    nodes = ", ".join(node[:12] for node in info.preempted_node_ids)
+    return deadline, f"node {nodes} is being drained (ranks {info.preempted_ranks})"
+
+
+class NoticeWatcher:
+    """Polls for notices in a daemon thread; `current()` is the latest answer.
+
+    `control` is the run's control actor (None without a driver of ours, e.g. under Tune).
+    `preemption` returns Ray's preemption info (see `ray_preemption`).
+    """
+
+    def __init__(
+        self,
+        control: Any = None,
+        preemption: Any = ray_preemption,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        self.control = control
+        self.preemption = preemption
+        self.poll_seconds = poll_seconds
+        self._notice = Notice()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="resnetctl-notices", daemon=True)
+        self._thread.start()
+
+    def current(self) -> Notice:
+        """The latest notice (never blocks)."""
+        return self._notice
+
+    def close(self) -> None:
+        """Stop polling."""
+        self._stopped.set()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                self._notice = self._poll()
+            except Exception as exc:  # noqa: BLE001 - a notice is best effort; training is not
+                log.debug("notice poll failed: %s", exc)
+            self._stopped.wait(self.poll_seconds)
+
+    def _poll(self) -> Notice:
+        stop_reason = None
+        if self.control is not None:
+            import ray
+
+            stop_reason = ray.get(self.control.poll.remote(), timeout=10).get("stop")
+        drained = self.preemption() if self.preemption is not None else None
+        reasons = [r for r in (stop_reason, drained[1] if drained else None) if r]
+        return Notice(
+            preempted=drained is not None,
+            stop=stop_reason is not None,
+            deadline=drained[0] if drained else None,
+            reason="; ".join(reasons),
+        )
+
+
+class NoNotices:
+    """Nothing to hear (tests, a single process without Ray)."""
+
+    def current(self) -> Notice:
+        """Always the empty notice."""
+        return Notice()
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
+
+def now() -> float:
+    """Unix seconds (deadlines are wall-clock times)."""
+    return time.time()
+
+
+class RunLedger:
+    """Rank 0's side of the run's control actor for fault accounting: every finished step
+    goes to the actor (fire and forget: never waited for), and a restored worker group asks it
+    what the restart cost."""
+
+    def __init__(self, control: Any) -> None:
+        self.control = control
+
+    def step_done(self, step: int) -> None:
+        """Record that global step `step` finished."""
+        self.control.step_done.remote(step)
+
+    def restored(self, step: int) -> dict[str, Any]:
+        """`RunControl.restored`: steps redone and seconds since the last step before."""
+        import ray
+
+        return ray.get(self.control.restored.remote(step), timeout=30)
