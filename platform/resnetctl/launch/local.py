@@ -3,6 +3,7 @@ part of (the Ray Jobs entrypoint runs the same function on the head node)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -28,6 +29,9 @@ from resnetctl.storage import (
     storage_root,
 )
 from resnetctl.tracking.store import check_reachable, default_artifact_root, resolve_tracking_uri
+
+#: Ray Train's preemption watcher's poll period (seconds), which resnetctl shortens.
+PREEMPTION_POLL_ENV = "RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S"
 
 
 class LaunchError(RuntimeError):
@@ -235,13 +239,22 @@ def _fit(
     view: ProgressView,
 ) -> tuple[BaseException | None, float | None]:
     """Fit the trainer in a thread while this one draws progress on `view`; returns the
-    failure, if any, and when the first training step was seen."""
+    failure, if any, and when the first training step was seen.
+
+    The first interrupt (Ctrl-C, SIGTERM) asks the workers to checkpoint and end
+    (`launch.stopping`); once they have, KeyboardInterrupt goes on to stop the run as before."""
+    from resnetctl.launch.control import start_control
     from resnetctl.launch.progress import progress_queue as new_progress_queue
+    from resnetctl.launch.stopping import GracefulStop
     from resnetctl.launch.trainer import build_trainer
     from resnetctl.tracking.callback import EpochMetricsCallback
     from resnetctl.tracking.system_metrics import worker_config
 
     progress_queue = new_progress_queue()
+    control = start_control()
+    # Ray Train's preemption watcher (on for clusters) polls every 5 s by default: a GCP
+    # reclaim gives 30 s. Read by the trainer here and propagated to its controller.
+    os.environ.setdefault(PREEMPTION_POLL_ENV, "1")
     config: dict[str, Any] = {
         "spec": spec.model_dump(mode="json"),
         "progress": progress_queue,
@@ -250,6 +263,8 @@ def _fit(
         "storage_marker": str(storage / run_name / RECORD),
         # One worker on each node logs the node's system metrics into the run.
         "tracking": worker_config(run.uri, run.run_id, spec.tracking.system_metrics_interval_s),
+        "run_name": run_name,
+        "control": control,
     }
     trainer = build_trainer(
         spec,
@@ -268,11 +283,19 @@ def _fit(
 
     worker = threading.Thread(target=fit, name="resnetctl-fit", daemon=True)
     worker.start()
+    stop = GracefulStop(control, view.console)
     with view:
         while worker.is_alive():
-            view.drain(progress_queue)
-            worker.join(timeout=0.5)
+            try:
+                view.drain(progress_queue)
+                worker.join(timeout=0.5)
+            except KeyboardInterrupt:
+                stop.interrupt(training_started=view.first_event_at is not None)
+            if stop.overdue():
+                raise KeyboardInterrupt
         view.drain(progress_queue)
+    if stop.requested:
+        raise KeyboardInterrupt  # the workers checkpointed and ended: the run stops here
     result = outcome.get("result")
     error = outcome.get("error") or (getattr(result, "error", None) if result else None)
     return error, view.first_event_at
@@ -304,9 +327,16 @@ def _finish(
     log: JobLog | None = None,
 ) -> RunSummary:
     from resnetctl.storage import best_checkpoint
+    from resnetctl.storage.runs import remove_incomplete
     from resnetctl.tracking.names import history
     from resnetctl.tracking.summary import final_metrics, log_summary, summary_metrics
 
+    # Every worker has ended: a checkpoint folder without its manifest now can only be one a
+    # worker died while writing.
+    for partial in remove_incomplete(storage / run_name):
+        logging.getLogger(__name__).warning(
+            "removed the incomplete checkpoint %s (a worker died while writing it)", partial
+        )
     epochs = len(history(run.client, run.run_id, "val_top1_error"))
     # Ranked from the checkpoints' own metadata: it survives a failed fit() that has no Result.
     best = best_checkpoint(

@@ -23,6 +23,8 @@ from rich.progress import (
 #: and workers that failed. Step events from rank 0 have no kind.
 EPOCH_EVENT = "epoch"
 WORKER_ERROR_EVENT = "worker_error"
+#: A line to show as it is: a notice, a checkpoint it caused, a restart and what it cost.
+NOTE_EVENT = "note"
 
 
 def progress_queue(maxsize: int = 256) -> Any:
@@ -92,6 +94,9 @@ class ProgressView:
         """Apply one event: a step of rank 0, or an epoch the controller saw every rank finish."""
         if event.get("kind") == EPOCH_EVENT:
             self._epoch_done(event)
+            return
+        if event.get("kind") == NOTE_EVENT:
+            self._say(str(event.get("text", "")))
             return
         if event.get("kind") == WORKER_ERROR_EVENT:
             line = self.worker_error_line(event)

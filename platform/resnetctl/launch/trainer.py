@@ -45,7 +45,10 @@ def build_trainer(
                 checkpoint_score_attribute=ckpt.metric,
                 checkpoint_score_order=ckpt.mode,
             ),
-            failure_config=FailureConfig(max_failures=spec.failure.max_failures),
+            failure_config=FailureConfig(
+                max_failures=spec.failure.max_failures,
+                max_preemption_failures=spec.failure.max_preemptions,
+            ),
             callbacks=list(callbacks),
         ),
     )

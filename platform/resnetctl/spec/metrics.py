@@ -46,6 +46,18 @@ STEP_METRICS: tuple[str, ...] = (
 )
 # The key that marks a step report (epoch reports carry `epoch` instead).
 STEP_REPORT_KEY = "global_step"
+# Keys of the reports that carry a checkpoint from the middle of an epoch: its global step and
+# why it was written; NOTICE_KEY (1) marks the checkpoint a new preemption notice caused.
+CHECKPOINT_STEP_KEY = "checkpoint_step"
+CHECKPOINT_REASON_KEY = "checkpoint_reason"
+NOTICE_KEY = "preemption_notice"
+# Set (1) on a checkpoint a notice, a drain's deadline or a stop request caused (not routine).
+URGENT_KEY = "urgent_checkpoint"
+# The key of the report a restored worker group makes first (the step it continues after),
+# with `steps_redone` and `restart_seconds` when the run's control actor knew them.
+RESTORE_KEY = "restored_step"
+# What tracking logs of faults: notices heard, steps trained twice, seconds a restart cost.
+FAULT_METRICS: tuple[str, ...] = ("preemptions", "restarts", "steps_redone", "restart_seconds")
 
 # Metrics for which lower is better (losses, errors, durations); used to default the ranking
 # mode. Read off the names so that a new metric needs no second list.

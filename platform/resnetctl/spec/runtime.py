@@ -121,6 +121,13 @@ class FailureSpec(StrictModel):
     max_failures: int = Field(
         0, ge=-1, description="Worker-group restarts allowed; -1 retries forever."
     )
+    max_preemptions: int = Field(
+        -1,
+        ge=-1,
+        description="Restarts after a node of the run was preempted (drained with a notice), "
+        "counted apart from `max_failures`: a spot run is reclaimed again and again; -1 "
+        "retries forever.",
+    )
     notice_margin_s: float = Field(
         10.0,
         ge=0.0,

@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,14 +79,15 @@ class Completeness:
         return self.complete
 
 
-def completeness(path: Location) -> Completeness:
+def completeness(path: Location, sizes: dict[str, int] | None = None) -> Completeness:
     """Check a checkpoint folder (local or in a bucket) against its manifest: one listing of
-    the folder, one small read."""
+    the folder (none when `sizes`, its files' sizes, are given), one small read."""
     folder = StoragePath.of(path)
-    try:
-        sizes = folder.file_sizes()
-    except (OSError, ValueError, StorageError) as exc:
-        return Completeness(False, f"cannot list it: {exc}")
+    if sizes is None:
+        try:
+            sizes = folder.file_sizes()
+        except (OSError, ValueError, StorageError) as exc:
+            return Completeness(False, f"cannot list it: {exc}")
     if MANIFEST not in sizes:
         if STATE in sizes and META in sizes and _legacy(folder / META):
             return Completeness(True)
@@ -96,7 +96,7 @@ def completeness(path: Location) -> Completeness:
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         files = manifest["files"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, StorageError) as exc:
         return Completeness(False, f"unreadable {MANIFEST}: {exc}")
     for name, entry in files.items():
         if name not in sizes:
@@ -106,6 +106,24 @@ def completeness(path: Location) -> Completeness:
     if STATE not in files:
         return Completeness(False, f"its manifest lists no {STATE}")
     return Completeness(True)
+
+
+def scan(folder: Location) -> list[tuple[StoragePath, Completeness]]:
+    """Every checkpoint folder below `folder` (any folder holding one of the checkpoint's
+    files), with its completeness: one recursive listing, then each manifest."""
+    from pyarrow import fs as pafs
+
+    root = StoragePath.of(folder)
+    by_folder: dict[str, dict[str, int]] = {}
+    for info in root._list(recursive=True):
+        if info.type == pafs.FileType.File and info.base_name in (STATE, META, MANIFEST):
+            parent = info.path.rsplit("/", 1)[0]
+            by_folder.setdefault(parent, {})[info.base_name] = int(info.size)
+    found = []
+    for path in sorted(by_folder):
+        candidate = root._at(path)
+        found.append((candidate, completeness(candidate, by_folder[path])))
+    return found
 
 
 def _legacy(meta: StoragePath) -> bool:
@@ -123,20 +141,6 @@ def is_complete(path: Location) -> bool:
 def warn_incomplete(path: Location, reason: str) -> None:
     """The one warning every reader gives for a checkpoint it skips."""
     log.warning("skipping the incomplete checkpoint %s: %s", path, reason)
-
-
-def complete_only(
-    candidates: Iterable[tuple[dict[str, Any], StoragePath]],
-) -> list[tuple[dict[str, Any], StoragePath]]:
-    """The `(meta, folder)` pairs whose folder is complete; a warning names each other one."""
-    kept = []
-    for meta, folder in candidates:
-        verdict = completeness(folder)
-        if verdict:
-            kept.append((meta, folder))
-        else:
-            warn_incomplete(folder, verdict.reason)
-    return kept
 
 
 def verify_digests(directory: str | os.PathLike[str]) -> None:

@@ -13,11 +13,12 @@ from pathlib import Path
 
 from resnetctl.storage.checkpoints import META as CHECKPOINT_META
 from resnetctl.storage.checkpoints import (
-    complete_only,
     completeness,
     is_complete,
     load_state,
     progress_key,
+    scan,
+    warn_incomplete,
 )
 from resnetctl.storage.location import StoragePath
 
@@ -58,16 +59,33 @@ class RunRecord:
 
 def checkpoints(folder: Location) -> list[tuple[dict, StoragePath]]:
     """`(meta.json contents, checkpoint directory)` of every complete checkpoint below
-    `folder` that says its epoch: one listing of the folder, then the small meta files and
-    each folder's manifest. An incomplete one (a worker died while writing it) is skipped with
-    a warning that names it (`storage.checkpoints`)."""
+    `folder` that says its epoch: one listing of the folder, then the small manifest and meta
+    files. An incomplete one (a worker died while writing it) is skipped with a warning that
+    names it (`storage.checkpoints`)."""
     found = []
-    for meta in StoragePath.of(folder).rglob(CHECKPOINT_META):
+    for path, verdict in scan(folder):
+        if not verdict:
+            warn_incomplete(path, verdict.reason)
+            continue
         try:
-            found.append((json.loads(meta.read_text()), meta.parent))
+            meta = json.loads((path / CHECKPOINT_META).read_text())
         except (ValueError, OSError):
             continue
-    return complete_only((meta, path) for meta, path in found if isinstance(meta.get("epoch"), int))
+        if isinstance(meta.get("epoch"), int):
+            found.append((meta, path))
+    return found
+
+
+def remove_incomplete(folder: Location) -> list[StoragePath]:
+    """Delete the incomplete checkpoint folders below `folder` (left by workers that died
+    while writing them); returns what was removed. Only safe once no worker of the run is
+    writing: the driver calls it when the run has ended."""
+    removed = []
+    for path, verdict in scan(folder):
+        if not verdict:
+            path.fs.delete_dir(path.path)
+            removed.append(path)
+    return removed
 
 
 def is_checkpoint(path: Location) -> bool:

@@ -14,7 +14,17 @@ from typing import Any
 
 from ray.train import UserCallback
 
-from resnetctl.spec.metrics import EPOCH_METRICS, LOGGED_METRICS, STEP_METRICS, STEP_REPORT_KEY
+from resnetctl.spec.metrics import (
+    CHECKPOINT_REASON_KEY,
+    CHECKPOINT_STEP_KEY,
+    EPOCH_METRICS,
+    LOGGED_METRICS,
+    NOTICE_KEY,
+    RESTORE_KEY,
+    STEP_METRICS,
+    STEP_REPORT_KEY,
+    URGENT_KEY,
+)
 from resnetctl.tracking.datasets import DATASET_REPORT_KEY, log_datasets
 from resnetctl.tracking.labels import NUM_CLASSES_PARAM
 from resnetctl.tracking.names import to_mlflow
@@ -41,6 +51,8 @@ class EpochMetricsCallback(UserCallback):
         # Steps replayed after a restore are not logged twice either (within this driver).
         self.logged_steps: set[int] = set()
         self._client: Any = None
+        # Fault counts, cumulative over the run (read back from MLflow on a `--resume`).
+        self._faults: dict[str, float] | None = None
 
     def after_report(
         self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any
@@ -51,6 +63,12 @@ class EpochMetricsCallback(UserCallback):
 
         if metrics and STEP_REPORT_KEY in metrics[0]:
             self._log_step(metrics[0])
+            return
+        if metrics and RESTORE_KEY in metrics[0]:
+            self._log_restore(metrics[0])
+            return
+        if metrics and CHECKPOINT_STEP_KEY in metrics[0]:
+            self._log_step_checkpoint(metrics[0])
             return
         if not metrics or "epoch" not in metrics[0]:
             return
@@ -105,6 +123,65 @@ class EpochMetricsCallback(UserCallback):
         batch = [Metric(k, float(report[k]), now, step) for k in STEP_METRICS if k in report]
         self._client.log_batch(self.run_id, metrics=batch, tags=[])
         self.logged_steps.add(step)
+
+    def _fault_counts(self) -> dict[str, float]:
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(self.uri)
+        if self._faults is None:
+            logged = self._client.get_run(self.run_id).data.metrics
+            self._faults = {k: float(logged.get(k, 0.0)) for k in ("preemptions", "restarts")}
+            self._faults["steps_redone"] = float(logged.get("steps_redone", 0.0))
+        return self._faults
+
+    def _log_faults(self, step: int, values: dict[str, float], tags: dict[str, str]) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        self._client.log_batch(
+            self.run_id,
+            metrics=[Metric(key, value, now, step) for key, value in values.items()],
+            tags=[RunTag(key, value) for key, value in tags.items()],
+        )
+
+    def _log_restore(self, report: dict[str, Any]) -> None:
+        """A worker group restored a checkpoint: count the restart and what it cost."""
+        step = int(report[RESTORE_KEY])
+        faults = self._fault_counts()
+        faults["restarts"] += 1
+        redone = int(report.get("steps_redone", 0))
+        faults["steps_redone"] += redone
+        values = {"restarts": faults["restarts"], "steps_redone": faults["steps_redone"]}
+        text = f"restarted from the checkpoint at step {step}"
+        if "restart_seconds" in report:
+            values["restart_seconds"] = float(report["restart_seconds"])
+            text += (
+                f": {redone} step(s) trained again, {report['restart_seconds']:.0f} s since "
+                "the last step before the fault"
+            )
+        self._log_faults(step, values, {"resnetctl.last_restart": text})
+        self._note(text)
+
+    def _log_step_checkpoint(self, report: dict[str, Any]) -> None:
+        """A checkpoint from the middle of an epoch: count a notice, tell the terminal about
+        the ones that are not routine."""
+        step = int(report[CHECKPOINT_STEP_KEY])
+        reason = str(report.get(CHECKPOINT_REASON_KEY, ""))
+        if report.get(NOTICE_KEY):
+            faults = self._fault_counts()
+            faults["preemptions"] += 1
+            self._log_faults(
+                step, {"preemptions": faults["preemptions"]}, {"resnetctl.last_notice": reason}
+            )
+        if report.get(URGENT_KEY):
+            self._note(f"checkpoint at step {step}: {reason}")
+
+    def _note(self, text: str) -> None:
+        from resnetctl.launch.progress import NOTE_EVENT
+
+        log.warning("%s", text)
+        self._put({"kind": NOTE_EVENT, "text": text})
 
     def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]) -> None:
         """Called by Ray Train when workers failed: the driver says so on the terminal (the

@@ -108,9 +108,18 @@ class AgreedFlags:
         self._pending = (work, tensor)
 
 
-#: Writes a checkpoint of the runner's state (a collective) for the given reason, saying
-#: whether a new preemption notice caused it; returns the seconds it took on this rank.
-CheckpointWriter = Callable[["Runner", str, bool], float]
+@dataclass(frozen=True)
+class CheckpointCause:
+    """Why a checkpoint is written between two steps."""
+
+    reason: str
+    notice: bool = False  # a new preemption notice
+    urgent: bool = False  # a notice, the last one before a deadline, or a stop request
+
+
+#: Writes a checkpoint of the runner's state (a collective) for the given cause; returns the
+#: seconds it took on this rank.
+CheckpointWriter = Callable[["Runner", CheckpointCause], float]
 
 
 class StepCheckpoints:
@@ -187,11 +196,11 @@ class StepCheckpoints:
             reasons.append("the run was asked to stop")
         if not reasons:
             return
-        routine = not (first_notice or final or agreed.stop)
-        if routine and steps_done == steps and self.epoch_end_checkpoint(epoch):
+        urgent = first_notice or final or agreed.stop
+        if not urgent and steps_done == steps and self.epoch_end_checkpoint(epoch):
             return  # the epoch's own checkpoint follows its validation
         reason = "; ".join(reasons)
-        seconds = self.write(runner, reason, first_notice)
+        seconds = self.write(runner, CheckpointCause(reason, first_notice, urgent))
         self.checkpoints.append((runner.step, reason))
         self.last_checkpoint_at = self.clock()
         self.last_checkpoint_seconds = seconds

@@ -23,11 +23,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from resnetctl.spec import JobSpec
-from resnetctl.spec.metrics import STEP_REPORT_KEY
+from resnetctl.spec.metrics import (
+    CHECKPOINT_REASON_KEY,
+    CHECKPOINT_STEP_KEY,
+    NOTICE_KEY,
+    RESTORE_KEY,
+    STEP_REPORT_KEY,
+    URGENT_KEY,
+)
 from resnetctl.storage.checkpoints import completeness, warn_incomplete
 from resnetctl.tracking.datasets import DATASET_REPORT_KEY, describe_splits
 from resnetctl.tracking.system_metrics import node_monitor
-from resnetctl.train.boundary import StepCheckpoints, StopTraining
+from resnetctl.train.boundary import CheckpointCause, StepCheckpoints, StopTraining
 from resnetctl.train.checkpoint import (
     is_checkpoint,
     load_checkpoint,
@@ -166,16 +173,6 @@ def step_checkpoint_name(epoch: int, step: int) -> str:
     return f"epoch_{epoch:04d}_step_{step:09d}"
 
 
-#: Metrics of a report that carries a checkpoint from the middle of an epoch: its global step,
-#: why it was written; the ranked metric is NaN there (no validation), so Ray Train ranks it
-#: last and keeps it only while it is the latest.
-CHECKPOINT_STEP_KEY = "checkpoint_step"
-CHECKPOINT_REASON_KEY = "checkpoint_reason"
-#: Set (to 1) on the checkpoint a new preemption notice caused: tracking counts them.
-NOTICE_KEY = "preemption_notice"
-#: The report a restored worker group makes first: the step it continues after, and (with the
-#: run's control actor) the steps trained past that checkpoint before and the seconds since.
-RESTORE_KEY = "restored_step"
 
 
 def should_checkpoint(spec: JobSpec, epoch: int, last: bool) -> bool:
@@ -273,19 +270,23 @@ def step_checkpoint_writer(session: Session) -> Any:
     """The `CheckpointWriter` of `StepCheckpoints`: a checkpoint from the middle of an epoch,
     reported with its step and reason; returns the seconds it took on this rank."""
 
-    def write(runner: Runner, reason: str, notice: bool = False) -> float:
+    def write(runner: Runner, cause: CheckpointCause) -> float:
         started = time.monotonic()
         progress = runner.progress
         epoch = progress.epoch if progress is not None else runner.epoch
+        # The ranked metric is NaN (no validation here): Ray Train ranks the checkpoint last
+        # and keeps it only while it is the latest.
         metrics: dict[str, Any] = {
             CHECKPOINT_STEP_KEY: runner.step,
-            CHECKPOINT_REASON_KEY: reason,
+            CHECKPOINT_REASON_KEY: cause.reason,
             runner.spec.checkpoint.metric: math.nan,
         }
-        if notice:
+        if cause.notice:
             metrics[NOTICE_KEY] = 1
+        if cause.urgent:
+            metrics[URGENT_KEY] = 1
         if runner.placement.rank == 0:
-            log.info("checkpoint at step %d (epoch %d): %s", runner.step, epoch, reason)
+            log.info("checkpoint at step %d (epoch %d): %s", runner.step, epoch, cause.reason)
         _report(runner, session, metrics, True, step_checkpoint_name(epoch, runner.step))
         return time.monotonic() - started
 
