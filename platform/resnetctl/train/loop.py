@@ -325,8 +325,9 @@ def run_training(
     if rank0 and source is not None:
         position = runner.resume_position
         log.info(
-            "resumed from %s at step %d: continuing with %s",
+            "resumed from %s at epoch %d, step %d: continuing with %s",
             source,
+            runner.epoch,
             runner.step,
             f"step {position.steps_done + 1} of epoch {position.epoch}"
             if position is not None
