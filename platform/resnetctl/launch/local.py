@@ -98,7 +98,7 @@ def _run(
     finally:
         # Never leave a half-migrated sqlite store behind, whatever happened to Ray.
         tracking.join()
-    run = None
+    run = run_name = None
     try:
         run, run_name = _open_run(spec, uri, storage, record, spec_file)
         log.attach(*_log_location(storage, run_name))
@@ -129,6 +129,11 @@ def _run(
             from resnetctl.launch.capacity import autoscaler_request
 
             autoscaler_request([])  # the job is over: its nodes may be scaled down
+        if run_name is not None:
+            from resnetctl.train.upload import clear_stale_staging
+
+            # What the workers on this machine were still uploading when they were stopped.
+            clear_stale_staging(run_name)
 
 
 def _in_background(uri: str) -> threading.Thread:
@@ -245,7 +250,7 @@ def _fit(
     (`launch.stopping`); once they have, KeyboardInterrupt goes on to stop the run as before."""
     from resnetctl.launch.control import start_control
     from resnetctl.launch.progress import progress_queue as new_progress_queue
-    from resnetctl.launch.stopping import GracefulStop
+    from resnetctl.launch.stopping import GracefulStop, deferred_interrupts
     from resnetctl.launch.trainer import build_trainer
     from resnetctl.tracking.callback import EpochMetricsCallback
     from resnetctl.tracking.system_metrics import worker_config
@@ -284,20 +289,19 @@ def _fit(
     worker = threading.Thread(target=fit, name="resnetctl-fit", daemon=True)
     worker.start()
     stop = GracefulStop(control, view.console)
-    with view:
+    with view, deferred_interrupts() as signals:
         while worker.is_alive():
-            try:
-                view.drain(progress_queue)
-                worker.join(timeout=0.5)
-            except KeyboardInterrupt:
+            view.drain(progress_queue)
+            worker.join(timeout=0.5)
+            if signals and not stop.requested:
                 stop.interrupt(training_started=view.first_event_at is not None)
             if stop.overdue():
                 raise KeyboardInterrupt
         view.drain(progress_queue)
-    if stop.requested:
-        raise KeyboardInterrupt  # the workers checkpointed and ended: the run stops here
     result = outcome.get("result")
     error = outcome.get("error") or (getattr(result, "error", None) if result else None)
+    if stop.requested and error is None:
+        raise KeyboardInterrupt  # the workers checkpointed and ended: the run stops here
     return error, view.first_event_at
 
 

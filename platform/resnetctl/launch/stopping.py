@@ -7,7 +7,12 @@ one, one before the first step (nothing to keep), or workers that do not end wit
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 from rich.console import Console
@@ -50,3 +55,38 @@ class GracefulStop:
     def overdue(self) -> bool:
         """Whether the workers took too long to end after the request."""
         return self.requested_at is not None and self.clock() - self.requested_at > GRACE_SECONDS
+
+
+@contextmanager
+def deferred_interrupts() -> Iterator[list[int]]:
+    """Within the block, the first SIGINT or SIGTERM is only recorded (in the yielded list),
+    not raised: raised inside a Ray call, a KeyboardInterrupt can break that call's state (the
+    progress queue stops answering). The handlers found are still called, so what they record
+    (the exit code's signal) is kept; the second signal raises as they do. Outside the main
+    thread nothing changes."""
+    pending: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pending
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        chained = previous.get(signum)
+        if pending or not callable(chained):
+            pending.append(signum)
+            if callable(chained):
+                chained(signum, frame)
+            raise KeyboardInterrupt
+        pending.append(signum)
+        try:
+            chained(signum, frame)  # records the signal; its KeyboardInterrupt is deferred
+        except KeyboardInterrupt:
+            pass
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield pending
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)

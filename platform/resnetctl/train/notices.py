@@ -63,6 +63,7 @@ class NoticeWatcher:
         self.preemption = preemption
         self.poll_seconds = poll_seconds
         self._notice = Notice()
+        self._failures = 0
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="resnetctl-notices", daemon=True)
         self._thread.start()
@@ -80,7 +81,9 @@ class NoticeWatcher:
             try:
                 self._notice = self._poll()
             except Exception as exc:  # noqa: BLE001 - a notice is best effort; training is not
-                log.debug("notice poll failed: %s", exc)
+                self._failures += 1
+                if self._failures == 1:  # once: a dead driver would repeat it every poll
+                    log.warning("cannot poll for notices (Ctrl-C, resnetctl stop): %s", exc)
             self._stopped.wait(self.poll_seconds)
 
     def _poll(self) -> Notice:
