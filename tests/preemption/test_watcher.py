@@ -133,7 +133,7 @@ def test_the_watcher_stops_when_ray_stops_on_the_node(imds, node, watch_log, cap
 
 def test_an_unexpected_error_is_logged_and_the_watch_goes_on(node, watch_log, caplog) -> None:
     class Flaky:
-        name, default_wait_s, holds_until_deadline = "flaky", 0.0, False
+        name, default_wait_s, holds_until_deadline, cadence = "flaky", 0.0, False, "now"
         calls = 0
 
         def next_notice(self, wait_s: float) -> Notice | None:

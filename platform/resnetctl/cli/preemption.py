@@ -152,6 +152,7 @@ def watch_preemption(
         make_provider,
         setup_log,
     )
+    from resnetctl.preemption.notice import utc
 
     enable_for_ray_clients()  # before Ray is imported: its clients read RAY_AUTH_MODE once
     settings = Settings(
@@ -173,7 +174,9 @@ def watch_preemption(
             ok = False
         else:
             deadline = node.draining_deadline_ms()
-            state = "not draining" if deadline is None else f"DRAINING (deadline_ms {deadline})"
+            state = "not draining"
+            if deadline is not None:
+                state = f"DRAINING, deadline {utc(deadline / 1000) if deadline else 'none'}"
             out.print(
                 f"ray: node {node.node_id} of the cluster at {node.address}: {state}",
                 highlight=False,

@@ -41,6 +41,7 @@ class AwsSpotNotices:
 
     name: ClassVar[str] = "aws"
     default_wait_s: ClassVar[float] = 2.0
+    cadence: ClassVar[str] = "reads every {wait:g} s"
     holds_until_deadline: ClassVar[bool] = False
     takes: ClassVar[frozenset[str]] = frozenset({"metadata_url", "drain_on_rebalance"})
 

@@ -34,6 +34,8 @@ class Provider(Protocol):
     name: ClassVar[str]
     #: Seconds `next_notice` waits when the watcher gives no interval of its own.
     default_wait_s: ClassVar[float]
+    #: How it reads, for the log: a format string of `wait` (the seconds).
+    cadence: ClassVar[str]
     #: Whether the watcher must not return before the deadline once it drained (a preStop
     #: hook: the container's SIGTERM follows as soon as the hook returns).
     holds_until_deadline: ClassVar[bool]

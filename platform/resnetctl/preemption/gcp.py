@@ -30,6 +30,7 @@ class GcpPreemption:
 
     name: ClassVar[str] = "gcp"
     default_wait_s: ClassVar[float] = 60.0
+    cadence: ClassVar[str] = "hanging reads of up to {wait:g} s"
     holds_until_deadline: ClassVar[bool] = False
     takes: ClassVar[frozenset[str]] = frozenset({"metadata_url"})
 

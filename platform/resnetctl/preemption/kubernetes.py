@@ -29,6 +29,7 @@ class PodTermination:
 
     name: ClassVar[str] = "kubernetes"
     default_wait_s: ClassVar[float] = 1.0
+    cadence: ClassVar[str] = "the preStop hook: now"
     holds_until_deadline: ClassVar[bool] = True
     takes: ClassVar[frozenset[str]] = frozenset({"grace_period_s"})
 

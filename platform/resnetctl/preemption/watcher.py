@@ -66,9 +66,9 @@ class Watcher:
         """Watch until a final notice has been handled (0 when drained, 1 when every attempt
         failed until its deadline) or this node's raylet has gone (0)."""
         self.log.info(
-            "watching %s notices (every %g s) for Ray node %s of the cluster at %s",
+            "watching %s notices (%s) for Ray node %s of the cluster at %s",
             self.provider.name,
-            self.wait_s,
+            self.provider.cadence.format(wait=self.wait_s),
             self.node.node_id,
             self.node.address,
         )
