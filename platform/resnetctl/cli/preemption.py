@@ -17,7 +17,7 @@ from resnetctl.cli.common import EXIT_JOB_FAILED, EXIT_USAGE, err, fail, out
 from resnetctl.preemption.registry import PROVIDERS, provider_names
 
 if TYPE_CHECKING:
-    from resnetctl.preemption import RayNode
+    from resnetctl.preemption import Provider, RayNode
 
 #: How long a starting watcher waits for its Ray node to show up before it gives up.
 STARTUP_WAIT_S = 300.0
@@ -143,16 +143,7 @@ def watch_preemption(
     _check_options(name, node_id, metadata_url, grace_period_s, drain_on_rebalance)
 
     from resnetctl.launch.auth import enable_for_ray_clients
-    from resnetctl.preemption import (
-        MetadataError,
-        NodeNotFound,
-        RayNode,
-        Settings,
-        Watcher,
-        make_provider,
-        setup_log,
-    )
-    from resnetctl.preemption.notice import utc
+    from resnetctl.preemption import Settings, Watcher, make_provider, setup_log
 
     enable_for_ray_clients()  # before Ray is imported: its clients read RAY_AUTH_MODE once
     settings = Settings(
@@ -160,28 +151,7 @@ def watch_preemption(
     )
     source = make_provider(name, settings)
     if check:
-        ok = True
-        try:
-            for line in source.check():
-                out.print(escape(f"{name}: {line}"), highlight=False)
-        except MetadataError as exc:
-            err.print(f"[bold red]error:[/] {name}: cannot read the notice: {escape(str(exc))}")
-            ok = False
-        try:
-            node = RayNode.find(address, temp_dir, node_id)
-        except NodeNotFound as exc:
-            err.print(f"[bold red]error:[/] ray: {escape(str(exc))}", highlight=False)
-            ok = False
-        else:
-            deadline = node.draining_deadline_ms()
-            state = "not draining"
-            if deadline is not None:
-                state = f"DRAINING, deadline {utc(deadline / 1000) if deadline else 'none'}"
-            out.print(
-                f"ray: node {node.node_id} of the cluster at {node.address}: {state}",
-                highlight=False,
-            )
-        raise typer.Exit(0 if ok else EXIT_JOB_FAILED)
+        raise typer.Exit(_check(name, source, address, temp_dir, node_id))
 
     try:
         log = setup_log(log_file)
@@ -193,7 +163,51 @@ def watch_preemption(
     watcher = Watcher(
         source, node, wait_s=interval_s, drain_advisories=drain_on_rebalance, log=log
     )
-    raise typer.Exit(watcher.run())
+    try:
+        status = watcher.run()
+    except KeyboardInterrupt:  # by hand: Ctrl-C ends the watch, as a shell reports SIGINT
+        log.info("stopped by Ctrl-C")
+        status = 130
+    raise typer.Exit(status)
+
+
+def _check(
+    name: str, source: Provider, address: str | None, temp_dir: str | None, node_id: str | None
+) -> int:
+    """`--check`: the notice source and this Ray node, once; 0 when both could be read."""
+    from resnetctl.preemption import MetadataError, NodeNotFound, RayNode
+    from resnetctl.preemption.notice import utc
+
+    ok = True
+    try:
+        for line in source.check():
+            out.print(escape(f"{name}: {line}"), highlight=False)
+    except MetadataError as exc:
+        err.print(
+            f"[bold red]error:[/] {escape(f'{name}: cannot read the notice: {exc}')}",
+            highlight=False,
+        )
+        ok = False
+    try:
+        node = RayNode.find(address, temp_dir, node_id)
+        deadline = node.draining_deadline_ms()
+    except NodeNotFound as exc:
+        err.print(f"[bold red]error:[/] ray: {escape(str(exc))}", highlight=False)
+        return EXIT_JOB_FAILED
+    except Exception as exc:  # the GCS answered the node lookup, then not this
+        err.print(
+            f"[bold red]error:[/] ray: {escape(f'{type(exc).__name__}: {exc}')}",
+            highlight=False,
+        )
+        return EXIT_JOB_FAILED
+    state = "not draining"
+    if deadline is not None:
+        state = f"DRAINING, deadline {utc(deadline / 1000) if deadline else 'none'}"
+    out.print(
+        escape(f"ray: node {node.node_id} of the cluster at {node.address}: {state}"),
+        highlight=False,
+    )
+    return 0 if ok else EXIT_JOB_FAILED
 
 
 def _check_options(
