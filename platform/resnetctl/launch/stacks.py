@@ -1,0 +1,115 @@
+"""Reading a worker's Python stack, and ending it, on the node it runs on.
+
+Kept apart from the hang diagnosis so that the Ray task running these on a node imports
+nothing heavy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+#: Seconds to wait for a node to read a process's stack.
+STACK_TIMEOUT_S = 30.0
+
+
+def read_stack(pid: int) -> str:
+    """The Python stack of process `pid` on this machine, read by py-spy from outside.
+
+    py-spy's default mode stops the process with ptrace while it reads, which fails on a
+    process that is already stopped ("Failed to suspend process"); `--nonblocking` only reads
+    its memory, which a stopped process does not change. A running process is read in the
+    default mode, for a consistent stack.
+
+    Reading another process needs ptrace rights: as Ray's dashboard does, a user who is not
+    root runs py-spy through passwordless sudo where there is one (Ray's images have it).
+    """
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).is_file():
+        return "py-spy is not installed on this node (it comes with ray[default])"
+    command = [spy, "dump", "--pid", str(pid)]
+    if os.geteuid() != 0 and _passwordless_sudo():
+        command = ["sudo", "-n", *command]
+    stopped = _process_state(pid) in ("T", "t")
+    tried: list[str] = []
+    for options in ([] if stopped else [[]]) + [["--nonblocking"]]:
+        try:
+            done = subprocess.run(
+                [*command, *options],
+                capture_output=True,
+                text=True,
+                timeout=STACK_TIMEOUT_S - 5,
+            )
+        except subprocess.TimeoutExpired:
+            tried.append(f"py-spy dump {' '.join(options)}: no answer")
+            continue
+        if done.returncode == 0:
+            return done.stdout.rstrip()
+        tried.append(_first_error(done.stderr or done.stdout))
+    hint = (
+        " (py-spy needs to ptrace the process: root, CAP_SYS_PTRACE in a container, or "
+        "kernel.yama.ptrace_scope=0)"
+        if any("ermission" in text for text in tried)
+        else ""
+    )
+    return f"py-spy could not read process {pid}: {'; '.join(tried)}{hint}"
+
+
+def _passwordless_sudo() -> bool:
+    if shutil.which("sudo") is None:
+        return False
+    try:
+        done = subprocess.run(["sudo", "-n", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def _process_state(pid: int) -> str | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("State:"):
+                return line.split()[1]
+    except OSError:
+        pass
+    return None
+
+
+def _first_error(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error")]
+    return (errors or lines or ["py-spy failed"])[0]
+
+
+def end_process(pid: int) -> str:
+    """SIGKILL process `pid` on this machine; what happened."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return "already gone"
+    except OSError as exc:
+        return f"not ended: {exc}"
+    return "ended"
+
+
+def on_node(node_id: str, function: Callable[..., Any], *args: Any) -> Any:
+    """Run `function(*args)` on Ray node `node_id` (no CPU needed); its result, or a sentence
+    saying why there is none."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    task = ray.remote(function).options(
+        num_cpus=0,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+        max_retries=0,
+    )
+    try:
+        return ray.get(task.remote(*args), timeout=STACK_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - a node that does not answer is part of the story
+        return f"node {node_id[:8]} did not answer: {type(exc).__name__}: {exc}".splitlines()[0]
