@@ -83,6 +83,22 @@ def test_the_silent_rank_is_named_not_the_ranks_whose_timeouts_ray_saw(stop_rank
     assert f"ranks {waited} timed out waiting for it (failure.collective_timeout_s: 10 s)" in line
 
 
+def test_two_stopped_ranks_on_two_nodes_are_both_named() -> None:
+    clock = Clock()
+    beats = Heartbeats(clock)
+    for second in range(12):
+        clock.now = 1000.0 + second
+        for rank in range(4):
+            if second < 2 or rank in (0, 2):  # ranks 1 and 3 stop after two seconds
+                _beat(beats, rank, 5)
+    verdict = diagnose(beats.close(), {0: GLOO_TIMEOUT, 2: GLOO_TIMEOUT}, timeout_s=10)
+    assert verdict is not None and verdict.hung == (1, 3)
+    line = verdict.line()
+    assert "rank 1 on node 10.0.0.1 (01010101, pid 101) stopped after step 5" in line
+    assert "; rank 3 on node 10.0.0.3 (03030303, pid 103) stopped after step 5" in line
+    assert "ranks 0, 2 timed out waiting for them" in line
+
+
 def test_a_crashed_rank_is_no_hang_even_when_its_peers_noticed_late() -> None:
     # Rank 1 was killed during a long validation: its beats stopped 8 s before the others'
     # collective failed on the lost connection. Its own death is its error: no hang.
@@ -185,7 +201,10 @@ def test_py_spy_reads_the_stack_of_a_stopped_process_which_then_is_ended() -> No
         time.sleep(0.2)
         stack = read_stack(process.pid)
         assert f"Process {process.pid}:" in stack and "stuck_in_a_collective" in stack, stack
-        assert end_process(process.pid) == "ended"
+        # Only a process that is still what the heartbeat said it was is ended.
+        assert end_process(process.pid, "ray::RayTrainWorker").startswith("not ended: ")
+        assert process.poll() is None
+        assert end_process(process.pid, "stuck_in_a_collective") == "ended"
         assert process.wait(timeout=10) == -signal.SIGKILL
     finally:
         if process.poll() is None:

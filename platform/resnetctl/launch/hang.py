@@ -32,6 +32,10 @@ from ray.train import UserCallback
 from resnetctl.launch.progress import HANG_EVENT
 from resnetctl.launch.stacks import end_process, on_node, read_stack
 
+#: What Ray names a Ray Train worker's process (its command line): a hung rank's process is
+#: ended only when its pid still names one.
+WORKER_TITLE = "ray::RayTrainWorker"
+
 
 @dataclass
 class RankRecord:
@@ -76,7 +80,8 @@ class Heartbeats:
             return
         record = self._records.get(rank)
         if record is None or record.pid != pid:
-            # A new worker group: what the old one said no longer describes anything.
+            # A new process for this rank: a new worker group, and one of another size (a
+            # resize) leaves no rank of the old one to describe.
             self._records = {
                 r: old for r, old in self._records.items() if old.world_size == world_size
             }
@@ -136,7 +141,10 @@ class Verdict:
                 "order on some ranks?); every rank's stack is in the run's log"
             )
         who = "; ".join(self._hung_rank(rank) for rank in self.hung)
-        after = f"; {waited} timed out waiting for it ({limit})" if self.waited else f" ({limit})"
+        them = "it" if len(self.hung) == 1 else "them"
+        after = f" ({limit})"
+        if self.waited:
+            after = f"; {waited} timed out waiting for {them}{after}"
         return f"hang: {who}{after}; every rank's stack is in the run's log"
 
     def _hung_rank(self, rank: int) -> str:
@@ -224,7 +232,9 @@ class HangCallback(UserCallback):
             for record in verdict.records
         }
         ended = {
-            rank: on_node(verdict.record(rank).node_id, end_process, verdict.record(rank).pid)
+            rank: on_node(
+                verdict.record(rank).node_id, end_process, verdict.record(rank).pid, WORKER_TITLE
+            )
             for rank in verdict.hung
         }
         text = report(verdict, stacks)

@@ -87,8 +87,16 @@ def _first_error(text: str) -> str:
     return (errors or lines or ["py-spy failed"])[0]
 
 
-def end_process(pid: int) -> str:
-    """SIGKILL process `pid` on this machine; what happened."""
+def end_process(pid: int, title: str | None = None) -> str:
+    """SIGKILL process `pid` on this machine, if its command line contains `title` (when
+    given); what happened."""
+    if title is not None:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            return "already gone"
+        if title not in command:
+            return f"not ended: process {pid} is no longer {title!r}"
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
