@@ -124,6 +124,22 @@ def test_an_nccl_teardown_names_the_silent_rank_without_any_timeout_text() -> No
     )
 
 
+class WorkerHealthCheckTimeoutError(RuntimeError):
+    """Ray Train's, by name (ray.train.v2._internal.exceptions)."""
+
+
+def test_a_rank_ray_train_marked_dead_for_not_answering_is_named_under_a_longer_timeout() -> None:
+    # A 2-hour timeout: Ray Train's health check (600 s) gives up on the stopped rank first.
+    clock = Clock()
+    beats = Heartbeats(clock)
+    _group(clock, beats, stop_rank=2, wait_s=600)
+    message = "A worker health check has been hanging for 600.12 seconds. Marking it as dead."
+    verdict = diagnose(beats.close(), {2: WorkerHealthCheckTimeoutError(message)}, timeout_s=7200)
+    assert verdict is not None and verdict.hung == (2,) and verdict.waited == ()
+    line = verdict.line()
+    assert "rank 2 on node 10.0.0.2" in line and "no heartbeat for 600 s" in line
+
+
 def test_timeouts_with_every_rank_alive_are_reported_as_such() -> None:
     clock = Clock()
     beats = Heartbeats(clock)

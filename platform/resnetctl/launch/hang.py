@@ -174,16 +174,27 @@ def diagnose(
         return None
     waited = {record.rank for record in records if record.stack is not None}
     waited |= {rank for rank, error in errors.items() if is_collective_timeout(error)}
+    # Ray Train's own verdict on a worker that left its poll unanswered for
+    # RAY_TRAIN_WORKER_HEALTH_CHECK_TIMEOUT_S (600 s): evidence of a hang, not an error of its
+    # own; it comes first when the spec's timeout is longer.
+    unanswered = {rank for rank, error in errors.items() if _health_check_timed_out(error)}
     newest = max(record.seen for record in records)
     silent = {record.rank: newest - record.seen for record in records}
     hung = tuple(
         rank
         for rank, quiet in silent.items()
-        if quiet >= timeout_s / 2 and rank not in errors and rank not in waited
+        if (quiet >= timeout_s / 2 and rank not in errors and rank not in waited)
+        or rank in unanswered
     )
     if not hung and not waited:
         return None
     return Verdict(timeout_s, records, hung, tuple(sorted(waited)), silent)
+
+
+def _health_check_timed_out(error: Any) -> bool:
+    return "WorkerHealthCheckTimeoutError" in type(error).__name__ or (
+        "health check has been hanging" in str(error)
+    )
 
 
 def report(verdict: Verdict, stacks: Mapping[int, str]) -> str:
