@@ -199,6 +199,20 @@ def test_the_report_holds_every_ranks_stack_under_a_header_naming_its_process() 
     assert lines[-1] == "===== end of hang diagnosis ====="
 
 
+def test_a_traceback_shared_by_many_waiting_ranks_is_shown_once() -> None:
+    waited = "Traceback ...\nRuntimeError: Timed out waiting 10000ms for recv operation"
+    records = [RankRecord(0, 3, 10, "10.0.0.1", "ab" * 28, step=3, seen=0.0)]
+    records += [
+        RankRecord(r, 3, 10 + r, "10.0.0.1", "ab" * 28, step=3, seen=10.0, stack=waited)
+        for r in (1, 2)
+    ]
+    verdict = Verdict(10, tuple(records), hung=(0,), waited=(1, 2), silent_s={0: 10, 1: 0, 2: 0})
+    text = report(verdict, {0: "Thread 10 (idle)", 1: waited, 2: waited})
+    assert text.count("RuntimeError: Timed out waiting") == 1
+    assert text.splitlines()[-2].startswith("----- rank 2 (pid 12 on node 10.0.0.1 (abababab)):")
+    assert text.splitlines()[-2].endswith(": as rank 1's")
+
+
 STUCK = """
 import sys
 def stuck_in_a_collective():

@@ -30,7 +30,7 @@ from typing import Any
 from ray.train import UserCallback
 
 from resnetctl.launch.progress import HANG_EVENT
-from resnetctl.launch.stacks import end_process, on_node, read_stack
+from resnetctl.launch.stacks import end_process, on_nodes, read_stack
 
 #: What Ray names a Ray Train worker's process (its command line): a hung rank's process is
 #: ended only when its pid still names one.
@@ -198,8 +198,10 @@ def _health_check_timed_out(error: Any) -> bool:
 
 
 def report(verdict: Verdict, stacks: Mapping[int, str]) -> str:
-    """The block the run's log gets: the verdict and every rank's stack."""
+    """The block the run's log gets: the verdict and every rank's stack (a stack already shown
+    for a lower rank is named, not repeated: hundreds of waiting ranks share one)."""
     lines = ["===== resnetctl: hang diagnosis =====", verdict.line()]
+    shown: dict[str, int] = {}
     for record in verdict.records:
         if record.stack is not None:
             what = f"timed out in a collective after step {record.step}; its traceback"
@@ -210,8 +212,13 @@ def report(verdict: Verdict, stacks: Mapping[int, str]) -> str:
             )
         else:
             what = f"last step {record.step}; its stack, read by py-spy"
-        lines.append(f"----- rank {record.rank} ({record.where}): {what}:")
-        lines.append(stacks.get(record.rank, "(none)"))
+        stack = stacks.get(record.rank, "(none)")
+        header = f"----- rank {record.rank} ({record.where}): {what}:"
+        if stack in shown:
+            lines.append(f"{header} as rank {shown[stack]}'s")
+            continue
+        shown[stack] = record.rank
+        lines += [header, stack]
     lines.append("===== end of hang diagnosis =====")
     return "\n".join(lines)
 
@@ -228,31 +235,29 @@ class HangCallback(UserCallback):
 
     def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]) -> None:
         """Called by Ray Train when workers failed (it restarts the group after it)."""
+        try:
+            self._diagnose(worker_exceptions)
+        except Exception as exc:  # noqa: BLE001 - the diagnosis must never stop the restart
+            print(f"resnetctl: no hang diagnosis: {exc!r}", file=sys.stderr, flush=True)
+
+    def _diagnose(self, worker_exceptions: dict[int, Exception]) -> None:
         import ray
 
-        try:
-            records = ray.get(self.monitor.close.remote(), timeout=10)
-        except Exception as exc:  # noqa: BLE001 - the diagnosis must never stop the restart
-            print(f"resnetctl: no hang diagnosis: {exc}", file=sys.stderr, flush=True)
-            return
+        records = ray.get(self.monitor.close.remote(), timeout=10)
         verdict = diagnose(records, worker_exceptions, self.timeout_s)
         if verdict is None:
             return
-        stacks = {
-            record.rank: record.stack or on_node(record.node_id, read_stack, record.pid)
-            for record in verdict.records
-        }
-        ended = {
-            rank: on_node(
-                verdict.record(rank).node_id, end_process, verdict.record(rank).pid, WORKER_TITLE
-            )
-            for rank in verdict.hung
-        }
+        # Read on every node at once; the hung processes are ended only once read.
+        unread = [record for record in verdict.records if record.stack is None]
+        read = on_nodes([(record.node_id, read_stack, (record.pid,)) for record in unread])
+        stacks = {record.rank: record.stack for record in verdict.records if record.stack}
+        stacks.update(zip((record.rank for record in unread), read, strict=True))
+        hung = [verdict.record(rank) for rank in verdict.hung]
+        ended = on_nodes([(r.node_id, end_process, (r.pid, WORKER_TITLE)) for r in hung])
         text = report(verdict, stacks)
+        outcomes = zip(hung, ended, strict=True)
         if ended:
-            text += "\n" + "; ".join(
-                f"rank {rank}'s process: {outcome}" for rank, outcome in ended.items()
-            )
+            text += "\n" + "; ".join(f"rank {r.rank}'s process: {done}" for r, done in outcomes)
         # The controller's output reaches the driver, and with it the run's log.
         print(text, file=sys.stderr, flush=True)
         self._put({"kind": HANG_EVENT, "line": verdict.line()})

@@ -11,7 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,18 +106,37 @@ def end_process(pid: int, title: str | None = None) -> str:
     return "ended"
 
 
-def on_node(node_id: str, function: Callable[..., Any], *args: Any) -> Any:
-    """Run `function(*args)` on Ray node `node_id` (no CPU needed); its result, or a sentence
-    saying why there is none."""
+def on_nodes(calls: Sequence[tuple[str, Callable[..., Any], tuple[Any, ...]]]) -> list[Any]:
+    """Run every `function(*args)` on its Ray node (`(node_id, function, args)`, no CPU
+    needed), all at once; their results in order, or for a call that failed or did not answer
+    within `STACK_TIMEOUT_S` (a frozen node), a sentence saying why."""
+    if not calls:
+        return []
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    task = ray.remote(function).options(
-        num_cpus=0,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-        max_retries=0,
-    )
-    try:
-        return ray.get(task.remote(*args), timeout=STACK_TIMEOUT_S)
-    except Exception as exc:  # noqa: BLE001 - a node that does not answer is part of the story
-        return f"node {node_id[:8]} did not answer: {type(exc).__name__}: {exc}".splitlines()[0]
+    remote = {function: ray.remote(function) for _, function, _ in calls}
+    refs = [
+        remote[function]
+        .options(
+            num_cpus=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+            max_retries=0,
+        )
+        .remote(*args)
+        for node_id, function, args in calls
+    ]
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=STACK_TIMEOUT_S)
+    done = set(ready)
+    results: list[Any] = []
+    for (node_id, _, _), ref in zip(calls, refs, strict=True):
+        if ref not in done:
+            ray.cancel(ref, force=True)
+            results.append(f"node {node_id[:8]} did not answer within {STACK_TIMEOUT_S:.0f} s")
+            continue
+        try:
+            results.append(ray.get(ref))
+        except Exception as exc:  # noqa: BLE001 - a node that fails is part of the story
+            text = f"node {node_id[:8]} failed: {type(exc).__name__}: {exc}"
+            results.append(text.splitlines()[0])
+    return results
