@@ -236,12 +236,15 @@ def _fit(
 ) -> tuple[BaseException | None, float | None]:
     """Fit the trainer in a thread while this one draws progress on `view`; returns the
     failure, if any, and when the first training step was seen."""
+    from resnetctl.launch.collectives import ray_barrier_timeout
+    from resnetctl.launch.hang import HangCallback, start_monitor
     from resnetctl.launch.progress import progress_queue as new_progress_queue
     from resnetctl.launch.trainer import build_trainer
     from resnetctl.tracking.callback import EpochMetricsCallback
     from resnetctl.tracking.system_metrics import worker_config
 
     progress_queue = new_progress_queue()
+    heartbeats = start_monitor()
     config: dict[str, Any] = {
         "spec": spec.model_dump(mode="json"),
         "progress": progress_queue,
@@ -250,19 +253,25 @@ def _fit(
         "storage_marker": str(storage / run_name / RECORD),
         # One worker on each node logs the node's system metrics into the run.
         "tracking": worker_config(run.uri, run.run_id, spec.tracking.system_metrics_interval_s),
+        # Every rank beats to it: the evidence for naming a rank that hangs (launch.hang).
+        "heartbeat": heartbeats,
     }
     trainer = build_trainer(
         spec,
         run_name=run_name,
         storage_path=storage,
         loop_config=config,
-        callbacks=[EpochMetricsCallback(run.uri, run.run_id, run.logged_epochs(), progress_queue)],
+        callbacks=[
+            EpochMetricsCallback(run.uri, run.run_id, run.logged_epochs(), progress_queue),
+            HangCallback(heartbeats, spec.failure.collective_timeout_s, progress_queue),
+        ],
     )
     outcome: dict[str, Any] = {}
 
     def fit() -> None:
         try:
-            outcome["result"] = trainer.fit()
+            with ray_barrier_timeout(spec):
+                outcome["result"] = trainer.fit()
         except BaseException as exc:  # reported in the summary, not lost in a thread
             outcome["error"] = exc
 

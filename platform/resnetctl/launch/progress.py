@@ -1,7 +1,8 @@
 """The driver's live view of training on stderr, fed through a Ray queue (never blocking the
 worker): step events from rank 0 move a progress bar of the epoch in flight, drawn on a terminal
-only; the Ray Train controller's events (`tracking.callback`) print one line per finished epoch
-and one when workers fail, terminal or not, so a log file or CI gets the same plain lines."""
+only; the Ray Train controller's events (`tracking.callback`, `launch.hang`) print one line per
+finished epoch, one when workers fail and one naming a rank that hung, terminal or not, so a log
+file or CI gets the same plain lines."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-#: The `kind` of the controller's events (`tracking.callback`): an epoch every rank finished,
-#: and workers that failed. Step events from rank 0 have no kind.
+#: The `kind` of the controller's events (`tracking.callback`, `launch.hang`): an epoch every
+#: rank finished, workers that failed, and the verdict on a hang (its one line, `line`). Step
+#: events from rank 0 have no kind.
 EPOCH_EVENT = "epoch"
 WORKER_ERROR_EVENT = "worker_error"
+HANG_EVENT = "hang"
 
 
 def progress_queue(maxsize: int = 256) -> Any:
@@ -98,6 +101,9 @@ class ProgressView:
             if line != self._last_error:  # one failure, however often the controller polls it
                 self._say(line)
             self._last_error = line
+            return
+        if event.get("kind") == HANG_EVENT:
+            self._say(str(event.get("line", "")))
             return
         now = time.monotonic()
         if self.first_event_at is None:

@@ -28,6 +28,7 @@ from resnetctl.train.checkpoint import (
     save_checkpoint,
     unwrap,
 )
+from resnetctl.train.heartbeat import rank_heartbeat
 from resnetctl.train.runner import NonFiniteLossError, Placement, Runner, StepCallback
 
 log = logging.getLogger(__name__)
@@ -288,7 +289,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     "resume_checkpoint": optional checkpoint directory, "storage_marker": optional file the
     driver wrote into the run's storage, read back first so an unreachable storage stops the
     job before the first step, "tracking": optional `tracking.system_metrics.worker_config`, for
-    one worker on each node to log the node's system metrics}`.
+    one worker on each node to log the node's system metrics, "heartbeat": optional
+    `launch.hang` monitor actor the rank beats to, for the driver to name a rank that hangs}`.
     """
     import ray
     import ray.train
@@ -315,10 +317,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     )
     node_id = ray.get_runtime_context().get_node_id()
     with node_monitor(config.get("tracking"), node_id):
-        run_training(
-            spec,
-            placement,
-            RaySession(),
-            progress=config.get("progress"),
-            resume_checkpoint=config.get("resume_checkpoint"),
-        )
+        with rank_heartbeat(config.get("heartbeat"), placement) as heart:
+            run_training(
+                spec,
+                placement,
+                RaySession(),
+                progress=config.get("progress"),
+                resume_checkpoint=config.get("resume_checkpoint"),
+                runner=heart.follow(Runner(spec, placement)),
+            )
