@@ -107,6 +107,8 @@ def _pil_decode_error(
                     # shows) but skips most of the inverse DCT and colour conversion.
                     im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
                 im.load()
+    except Image.UnidentifiedImageError:  # its message names the file object, not the file
+        return "cannot be decoded (UnidentifiedImageError: no image format recognised)"
     except Exception as exc:  # PIL raises many exception types for broken files
         return f"cannot be decoded ({type(exc).__name__}: {exc})"
     return None

@@ -116,7 +116,7 @@ def scan_bucket_split(
 def _prelist_folder(source: object) -> None:
     from resnetctl.data.imagefolder import cache_root
 
-    base = StoragePath.of(getattr(source, "root"))
+    base = StoragePath.of(source.root)  # type: ignore[attr-defined]
     for sub in (getattr(source, "train_dir", "train"), getattr(source, "val_dir", "val")):
         scan_bucket_split(base / sub, cache=cache_root())
 
@@ -124,7 +124,7 @@ def _prelist_folder(source: object) -> None:
 def _read_manifest(source: object) -> None:
     from resnetctl.data.shards.manifest import read_manifest
 
-    read_manifest(StoragePath.of(getattr(source, "root")))
+    read_manifest(StoragePath.of(source.root))  # type: ignore[attr-defined]
 
 
 #: Source kind -> what the driver does with its bucket before the workers start.

@@ -106,5 +106,6 @@ def split_reader(layout: Any, split: Split, **options: Any) -> SplitReader:
     try:
         cls = SPLIT_READERS[kind]
     except KeyError:
-        raise ValueError(f"no split reader for {kind!r} data sets; known: {sorted(SPLIT_READERS)}")
+        known = sorted(SPLIT_READERS)
+        raise ValueError(f"no split reader for {kind!r} data sets; known: {known}") from None
     return cls(layout, split, **options)

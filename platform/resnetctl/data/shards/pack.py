@@ -220,9 +220,10 @@ def _load_or_plan(options: PackOptions, dst: StoragePath) -> PackPlan:
     if _exists(plan_path):
         plan = PackPlan.from_bytes(plan_path.read_bytes(), str(plan_path))
         if plan.options != options:
+            differences = _differences(plan.options, options)
             raise DataError(
-                f"{dst} holds an unfinished pack with other options ({_differences(plan.options, options)}): "
-                "resume it with the same ones, or pack into another folder"
+                f"{dst} holds an unfinished pack with other options ({differences}): resume it "
+                "with the same ones, or pack into another folder"
             )
         return plan
     if dst.is_dir() and any(True for _ in dst.iterdir()):

@@ -34,6 +34,9 @@ PLAN_FORMAT = 1
 _BLOCK = 512
 #: The label member of every sample (header and one block).
 _LABEL_MEMBER = 2 * _BLOCK
+#: What a tar adds after its members: two zero blocks, then padding to a whole record
+#: (`tarfile.RECORDSIZE`, 20 blocks) at most.
+_TAR_END = 2 * _BLOCK + 20 * _BLOCK
 # DALI's index is whitespace-separated and a key ends at its first dot: keys keep letters,
 # digits, '-', '_' and '/' of the file's path and turn everything else into '_'.
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-/]")
@@ -174,7 +177,7 @@ def make_plan(options: PackOptions) -> PackPlan:
                 key += "_"
             keys.add(key)
             member = _BLOCK + -(-size // _BLOCK) * _BLOCK + _LABEL_MEMBER
-            if current and current_bytes + member > options.shard_bytes:
+            if current and current_bytes + member > options.shard_bytes - _TAR_END:
                 shards.append(PlannedShard(split, number, tuple(current)))
                 number, current, current_bytes = number + 1, [], 0
             current.append((rel, label[cls], size, key))

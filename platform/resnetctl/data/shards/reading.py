@@ -134,8 +134,8 @@ class ShardSplit:
             indexes.append(str(path))
         if self.stage:
             folder = cache_folder(self.layout.manifest.digest)
-            staged = local_copies(root, [(p.shard.tar, p.shard.sha256) for p in self.pieces], folder)
-            tars = [str(path) for path in staged]
+            wanted = [(p.shard.tar, p.shard.sha256) for p in self.pieces]
+            tars = [str(path) for path in local_copies(root, wanted, folder)]
         else:
             tars = [str(root / p.shard.tar) for p in self.pieces]
         self._files = (tars, indexes)

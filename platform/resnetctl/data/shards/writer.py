@@ -75,7 +75,8 @@ def write_shard(samples: Iterable[Sample], out: BinaryIO, label_digits: int) -> 
             if len(label) != label_digits:
                 raise ValueError(f"label {sample.label} does not fit {label_digits} digits")
             parts = []
-            for extension, data in ((sample.extension, sample.data), (SHARD_LABEL_EXTENSION, label)):
+            members = ((sample.extension, sample.data), (SHARD_LABEL_EXTENSION, label))
+            for extension, data in members:
                 name = f"{sample.key}.{extension}"
                 tar.addfile(_member(name, len(data)), io.BytesIO(data))
                 # The data ends the member, padded to whole 512-byte blocks; whatever header
