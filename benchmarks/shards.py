@@ -176,7 +176,9 @@ def first_step(scratch: Path, log: Path, count: int, batch: int) -> dict:
     upload(folder, BUCKET, f"small-{count}", threads=16)
     packed = pack(PackOptions(str(folder)), f"s3://{BUCKET}/small-{count}-shards")
     shutil.rmtree(folder)
-    out: dict = {"images": count, "shards": len(packed.manifest.splits["train"].shards)}
+    train = packed.manifest.splits["train"]
+    out: dict = {"images": count, "train_shards": len(train.shards),
+                 "train_shard_bytes": sum(s.bytes for s in train.shards)}  # fmt: skip
     pipeline = {"kind": "cifar", "pad": 4, "crop": 32}
     for name, source in (
         ("imagefolder", {"kind": "imagefolder", "root": f"s3://{BUCKET}/small-{count}"}),

@@ -207,6 +207,11 @@ def test_bad_input_is_refused_with_the_reason_and_exit_2(tmp_path: Path) -> None
     (tmp_path / "busy" / "thesis.pdf").write_bytes(b"%PDF")
     busy = _pack_cli(str(source), str(tmp_path / "busy"))
     assert busy.exit_code == 2 and "not empty, and not a pack in progress" in busy.stderr
+    (tmp_path / "a-file").write_text("")
+    onto_file = _pack_cli(str(source), str(tmp_path / "a-file"))
+    assert onto_file.exit_code == 2 and f"{tmp_path / 'a-file'}: cannot write there" in (
+        onto_file.stderr
+    )
     http = _pack_cli(str(source), str(tmp_path / "out"), "--address", "http://127.0.0.1:8265")
     assert http.exit_code == 2 and "GCS address" in http.stderr
     # Finished with one shard size, asked again with another: refused, not mixed.

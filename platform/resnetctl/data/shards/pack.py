@@ -321,8 +321,11 @@ def pack(
                 f"({_differences(done, options)}): pack into another folder"
             )
         return PackResult(str(dst), manifest, [], 0, time.monotonic() - began, True)
-    plan = _load_or_plan(options, dst)
-    records = _finished(dst)
+    try:
+        plan = _load_or_plan(options, dst)
+        records = _finished(dst)
+    except (StorageError, OSError) as exc:  # e.g. DST is a file, or a bucket that is not there
+        raise DataError(f"{dst}: cannot write there: {exc}") from None
     reused = len(records)
     if started is not None:
         started(plan, records)
