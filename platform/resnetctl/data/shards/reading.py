@@ -12,8 +12,8 @@ An epoch (training). The rank reads its shards in an order permuted anew every e
 shard front to back, and DALI draws every sample at random from a buffer of
 `data.source.shuffle_buffer` samples. The loader stops after `len(loader)` batches, which is
 the same on every rank (floor(N / W / batch)): each sample is seen at most once per epoch, and
-the few a rank has beyond that (fewer than one batch, plus one where shares differ) are the
-ones left in the buffer, different ones each epoch. Validation reads the share in order and
+the few a rank has beyond that (fewer than one batch, plus one where shares differ) sit that
+epoch out: those still unread or in the buffer when it ends, different ones each epoch. Validation reads the share in order and
 pads its last batch, as for image folders.
 """
 
