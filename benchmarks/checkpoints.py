@@ -83,6 +83,14 @@ def _complete_step_checkpoints(storage: str) -> set[str]:
     return found
 
 
+def _steps_logged(client: Any) -> int:
+    experiments = client.search_experiments()
+    runs = client.search_runs(experiments[0].experiment_id) if experiments else []
+    if not runs:
+        return 0
+    return len(client.get_metric_history(runs[0].info.run_id, "step_train_loss"))
+
+
 def notice_to_checkpoint(
     job: str, workdir: Path, storage: str, settings: list[str], after_steps: int
 ) -> float:
@@ -99,9 +107,7 @@ def notice_to_checkpoint(
                 raise SystemExit(f"{workdir.name}: the job ended before the notice")
             if client is None and (workdir / "mlflow.db").exists():
                 client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-            runs = client.search_runs(client.search_experiments()[0].experiment_id) if client else []
-            steps = client.get_metric_history(runs[0].info.run_id, "step_train_loss") if runs else []
-            if len(steps) >= after_steps:
+            if client is not None and _steps_logged(client) >= after_steps:
                 break
             time.sleep(0.2)
         before = _complete_step_checkpoints(storage)

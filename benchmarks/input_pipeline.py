@@ -35,6 +35,7 @@ import torch
 
 from resnetctl.data import build_loader, prepare_dataset
 from resnetctl.data.pipelines import PCA_EIGVAL, PCA_EIGVEC, build_pipeline, decode_region
+from resnetctl.data.readers import file_reader
 from resnetctl.spec.data import ColorAugment, DataSpec, ImageNetPipeline, SyntheticSource
 
 Figure = tuple[float, float]  # (images/s wall clock, CPU milliseconds per image)
@@ -89,13 +90,10 @@ def dali_pipeline(cfg, layout, batch: int, threads: int, repeats: int, **options
         pipe = build_pipeline(
             cfg,
             "train",
-            file_root=str(layout.train_dir),
-            file_list=str(layout.train_list),
+            reader=file_reader(
+                str(layout.train_dir), str(layout.train_list), batch_size=batch, shuffle=True
+            ),
             batch_size=batch,
-            shard_id=0,
-            num_shards=1,
-            shuffle=True,
-            reader_seed=0,
             seed=0,
             threads=threads,
             prefetch=2,

@@ -47,16 +47,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_moto() -> tuple[subprocess.Popen, str]:
-    """moto on a free loopback port, in a session of its own; the AWS variables point at it."""
+def start_moto(log: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """moto on a free loopback port, in a session of its own; the AWS variables point at it.
+    With `log`, its output (a line per request) goes there."""
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with open(log or os.devnull, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

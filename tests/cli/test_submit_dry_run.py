@@ -211,3 +211,22 @@ def test_placement_needs_no_data_path_variable(cli, monkeypatch) -> None:
     # Running it here still needs the variable.
     refused = cli("submit", str(JOBS / "r50.yaml"), "--dry-run")
     assert refused.code == 2 and "error: " in refused.stderr
+
+
+def test_dry_run_on_packed_shards_plans_from_the_manifest(cli, image_folder, tmp_path) -> None:
+    packed = tmp_path / "packed"
+    assert cli("data", "pack", str(image_folder), str(packed), "--shard-size", "64KiB").code == 0
+    job = str(JOBS / "cifar-r20.yaml")
+    common = ["--dry-run", "--json", "--set", "data.source.kind=shards"]
+    common += ["--set", f"data.source.root={packed}", "--set", "resources.use_gpu=false"]
+    outcome = cli("submit", job, *common, "--set", "train.global_batch_size=8")
+    assert outcome.code == 0, outcome.stderr
+    plan = json.loads(outcome.stdout)["plan"]
+    assert plan["num_classes"] == 2 and plan["steps_per_epoch"] == 1  # 8 images, batch 8
+    # The smallest image (30x40, from the manifest) is checked against the CIFAR crop.
+    small = cli("submit", job, *common, "--set", "train.global_batch_size=8",
+                "--set", "data.pipeline.pad=0")  # fmt: skip
+    assert small.code == 2 and "(30x40 + 2 x pad 0 = 30)" in small.stderr
+    missing = cli("submit", job, *common, "--set", f"data.source.root={tmp_path}")
+    assert missing.code == 2
+    assert f"data.source.root: {tmp_path}/manifest.json does not exist" in missing.stderr

@@ -332,3 +332,85 @@ def test_cli_validate_json_and_the_local_config_refuses_a_gpu_job(cli) -> None:
 def test_cli_validate_strict_fails_on_warnings(cli) -> None:
     assert cli("validate", str(CLUSTER / "aws.yaml"), "--strict").code == 2
     assert cli("validate", str(CLUSTER / "local.yaml"), "--strict").code == 0
+
+
+# --- the preemption watcher on every worker node ------------------------------------------------
+
+
+def watcher_argv(words: list[str]) -> list[str]:
+    """The arguments after `resnetctl` in a command that runs the watcher."""
+    start = words.index("resnetctl")
+    assert words[start + 1 : start + 3] == ["cluster", "watch-preemption"], words
+    end = next((i for i, w in enumerate(words) if i > start and w in (">", "&", "<")), len(words))
+    return words[start + 1 : end]
+
+
+def parses(argv: list[str]) -> dict:
+    """The options the real CLI reads from `argv` (`cluster watch-preemption ...`)."""
+    import typer.main
+
+    from resnetctl.cli.app import app
+
+    group = typer.main.get_command(app)
+    cluster = group.get_command(None, argv[0])  # type: ignore[attr-defined]
+    command = cluster.get_command(None, argv[1])
+    return command.make_context(argv[1], argv[2:]).params
+
+
+@pytest.mark.parametrize("name", ["aws", "gcp"])
+def test_launcher_configs_start_the_watcher_on_every_worker_after_ray(name: str) -> None:
+    import shlex
+
+    import yaml
+
+    raw = yaml.safe_load((CLUSTER / f"{name}.yaml").read_text())
+    commands = raw["worker_start_ray_commands"]
+    starts = [i for i, c in enumerate(commands) if "ray start" in c]
+    watchers = [i for i, c in enumerate(commands) if "watch-preemption" in c]
+    assert len(starts) == 1 and len(watchers) == 1 and watchers[0] > starts[0]
+    words = shlex.split(commands[watchers[0]])
+    # In the background, in a session of its own, its output nowhere but its log.
+    assert words[-1] == "&" and words[:3] == ["RAY_AUTH_MODE=token", "setsid", "nohup"]
+    params = parses(watcher_argv(words))
+    assert params["provider"].value == name
+    assert params["address"] == "$RAY_HEAD_IP:6379"  # the head the node's `ray start` joined
+    assert str(params["log_file"]).startswith("/tmp/ray/session_latest/logs/")
+    assert params["metadata_url"] is None and not params["check"]  # the cloud's real service
+    # The head is on demand: no watcher there.
+    assert not any("watch-preemption" in c for c in raw["head_start_ray_commands"])
+
+
+def test_gcp_containers_outlive_the_30_seconds_of_a_preemption() -> None:
+    import yaml
+
+    options = yaml.safe_load((CLUSTER / "gcp.yaml").read_text())["docker"]["run_options"]
+    assert "--stop-timeout 30" in options
+
+
+def test_kuberay_workers_drain_in_their_prestop_hook_with_the_pods_grace_period() -> None:
+    kuberay = load_config(CLUSTER / "kuberay.yaml").raw["spec"]
+    head = kuberay["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert "lifecycle" not in head
+    groups = kuberay["workerGroupSpecs"]
+    assert len(groups) == 3
+    for group in groups:
+        pod = group["template"]["spec"]
+        command = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+        params = parses(watcher_argv(command))
+        assert params["provider"].value == "kubernetes"
+        assert params["grace_period_s"] == pod["terminationGracePeriodSeconds"] == 120
+        assert str(params["log_file"]).startswith("/tmp/ray/session_latest/logs/")
+
+
+def test_kuberay_watcher_grace_unlike_the_pods_is_warned(variant) -> None:
+    def edit(config: dict) -> None:
+        group(config, "gpu-1x")["template"]["spec"]["terminationGracePeriodSeconds"] = 60
+
+    report = check_config(variant("kuberay", edit))
+    assert report.ok
+    (warning,) = [w for w in report.warnings if "preemption watcher" in w.message]
+    assert warning.field.startswith("spec.workerGroupSpecs[1].template.spec.containers[0]")
+    assert (
+        "drains with --grace-period-seconds 120 but the pod's terminationGracePeriodSeconds "
+        "is 60: give both the same number"
+    ) in warning.message

@@ -19,6 +19,7 @@ from resnetctl.data.pipelines import (
     pipeline_devices,
     scale_crop_region,
 )
+from resnetctl.data.readers import file_reader
 from resnetctl.spec.data import ColorAugment, ImageNetPipeline
 from tests.data._helpers import (
     IDENTITY,
@@ -39,13 +40,8 @@ def _run(cfg, layout, mode: str, batch: int, runs: int = 1, **options):
     pipe = build_pipeline(
         cfg,
         mode,
-        file_root=str(layout.val_dir),
-        file_list=str(layout.val_list),
+        reader=file_reader(str(layout.val_dir), str(layout.val_list), batch_size=batch, seed=1),
         batch_size=batch,
-        shard_id=0,
-        num_shards=1,
-        shuffle=False,
-        reader_seed=1,
         seed=7,
         threads=2,
         prefetch=1,
@@ -341,13 +337,8 @@ def _gpu_train_pipeline(layout):
     return build_pipeline(
         imagenet_spec(layout.root).pipeline,
         "train",
-        file_root=str(layout.val_dir),
-        file_list=str(layout.val_list),
+        reader=file_reader(str(layout.val_dir), str(layout.val_list), batch_size=2, shuffle=True),
         batch_size=2,
-        shard_id=0,
-        num_shards=1,
-        shuffle=True,
-        reader_seed=0,
         seed=0,
         threads=1,
         prefetch=1,

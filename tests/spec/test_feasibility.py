@@ -55,7 +55,7 @@ def test_cluster_config_reader_refuses_a_key_given_twice(tmp_path: Path) -> None
     ("kind", "expected"),
     [
         ("synthetc", "unknown kind 'synthetc'; did you mean 'synthetic'?"),
-        ("bogus", "unknown kind 'bogus' (expected one of: imagefolder, digits, synthetic)"),
+        ("bogus", "unknown kind 'bogus' (expected one of: imagefolder, digits, synthetic, shards)"),
     ],
 )
 def test_unknown_source_kind_suggests(kind: str, expected: str) -> None:

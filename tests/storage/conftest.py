@@ -8,6 +8,7 @@ by process group afterwards. The AWS variables point boto3, pyarrow, DALI and ev
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -37,6 +38,22 @@ class S3Server:
     endpoint: str
     client: object
     env: dict[str, str]  # the AWS variables that point a process at it
+    log: Path | None = None  # the server's output: one line per request it answered
+
+    def log_size(self) -> int:
+        """Where the request log ends now (for `requests` of what follows)."""
+        assert self.log is not None
+        return self.log.stat().st_size
+
+    def requests(self, since: int = 0) -> list[str]:
+        """The request lines (`GET /bucket?list-type=2... HTTP/1.1`) logged after `since`."""
+        assert self.log is not None
+        text = self.log.read_bytes()[since:].decode("utf-8", "replace")
+        return re.findall(r'"(?:\x1b\[[0-9;]*m)*([A-Z]+ /\S* HTTP/[0-9.]+)', text)
+
+    def listings(self, bucket: str, since: int = 0) -> list[str]:
+        """Requests after `since` that list `bucket` (a GET of the bucket, not of a key)."""
+        return [r for r in self.requests(since) if re.match(rf"GET /{bucket}/?(\?\S*)? ", r)]
 
     def new_bucket(self) -> str:
         """A fresh bucket, so tests never see each other's objects."""
@@ -102,7 +119,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         if not wait_for(lambda: _answers(endpoint), timeout=60, interval=0.3):
             pytest.fail(f"moto did not answer on {endpoint}: {log.read_text()[-2000:]}")
         os.environ.update(variables)
-        yield S3Server(endpoint, boto3.client("s3"), variables)
+        yield S3Server(endpoint, boto3.client("s3"), variables, log)
     finally:
         kill_group(process)  # type: ignore[arg-type]
         for name, value in saved.items():

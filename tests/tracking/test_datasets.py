@@ -40,3 +40,24 @@ def test_each_split_is_described_with_its_counts_and_a_digest_of_its_files(layou
 def test_an_image_folder_is_named_after_its_folder() -> None:
     assert data_name(ImageFolderSource(root="/data/imagenet")) == "imagenet"
     assert data_name(ImageFolderSource(root="s3://bucket/sets/tiny/")) == "tiny"
+
+
+def test_packed_shards_are_described_from_their_manifest(tmp_path: Path) -> None:
+    from resnetctl.data.shards.manifest import prepare_shards
+    from resnetctl.spec.data import ShardsSource
+    from tests.data.shards._helpers import digits_folder, pack_folder
+
+    manifest = pack_folder(digits_folder(), tmp_path / "digits-shards", 1 << 20).manifest
+    source = ShardsSource(root=tmp_path / "digits-shards")
+    assert data_name(source) == "digits-shards"
+    assert data_name(ShardsSource(root="s3://bucket/imagenet-shards")) == "imagenet-shards"
+    described = describe_splits(prepare_shards(source), source)
+    for split, images in (("train", 1437), ("val", 360)):
+        assert described[split] == {
+            "name": f"digits-shards/{split}",
+            "source": str(tmp_path / "digits-shards"),
+            "source_type": "local",
+            "digest": manifest.splits[split].digest[:12],
+            "images": images,
+            "classes": 10,
+        }

@@ -8,7 +8,12 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from resnetctl.tracking.system_metrics import node_label, node_monitor, worker_config
+from resnetctl.tracking.system_metrics import (
+    first_on_node,
+    node_label,
+    node_monitor,
+    worker_config,
+)
 from tests.analysis.conftest import copy_store
 
 
@@ -43,3 +48,17 @@ def test_one_worker_of_each_node_logs_its_system_metrics_under_the_node(
     assert not list(Path(tempfile.gettempdir()).glob(f"resnetctl-system-metrics-{run_id}-*"))
     with node_monitor({**config, "system_metrics_interval_s": 60}, node) as again:
         assert again is not None
+
+
+def test_an_error_in_the_second_workers_block_carries_no_lock_error_as_context() -> None:
+    # The tracebacks of the run's log (a hang's diagnosis quotes them) start at the error.
+    node, run = "ab" * 24, f"context-{time.monotonic_ns()}"
+    with first_on_node(node, run) as first:
+        assert first
+        try:
+            with first_on_node(node, run) as second:
+                assert not second
+                raise RuntimeError("a collective timed out")
+        except RuntimeError as error:
+            assert error.__context__ is None
+    assert not list(Path(tempfile.gettempdir()).glob(f"resnetctl-system-metrics-{run}-*"))

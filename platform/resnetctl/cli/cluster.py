@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
+from resnetctl.cli import preemption as preemption_cmd
 from resnetctl.cli.common import (
     EXIT_JOB_FAILED,
     EXIT_USAGE,
@@ -280,3 +281,8 @@ def _run_all(
                 sys.stderr.write(result.stderr)
             hint = launcher.explain_failure(config, output)
             fail(hint or f"{command.args[0]} exited with {result.returncode}", EXIT_JOB_FAILED)
+
+
+# The watcher runs on the cluster's nodes rather than on the machine that manages the configs;
+# it lives in a module of its own.
+app.command("watch-preemption")(preemption_cmd.watch_preemption)

@@ -9,19 +9,22 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from resnetctl.cli.common import EXIT_JOB_FAILED, JsonOption, fail, out, print_json
+from resnetctl.cli.common import EXIT_JOB_FAILED, JsonOption, err, fail, out, print_json
 
 if TYPE_CHECKING:  # the data package loads DALI and torch: only when a command runs
     from resnetctl.data.inspect import InspectReport
+    from resnetctl.data.shards.pack import PackResult
 
-app = typer.Typer(help="Inspect data sets (image folders in ImageNet's layout).")
+app = typer.Typer(help="Inspect data sets and pack them into shards.")
 
 _MAX_ROWS = 20
+#: Exit status of a pack stopped by Ctrl-C (SIGINT), as `submit`'s.
+_EXIT_INTERRUPTED = 130
 
 
 @app.callback()
 def _data() -> None:
-    """Inspect data sets (image folders in ImageNet's layout)."""
+    """Inspect data sets (image folders in ImageNet's layout) and pack them into shards."""
 
 
 def _render(report: InspectReport, console: Console) -> None:
@@ -98,3 +101,196 @@ def inspect_command(
         _render(report, out)
     if not report.usable:
         raise typer.Exit(EXIT_JOB_FAILED)
+
+
+@app.command("pack")
+def pack_command(
+    src: Annotated[
+        str,
+        typer.Argument(
+            help="Image folder in ImageNet's layout (train/<class>/*, val/<class>/*): a folder "
+            "or s3://bucket/prefix.",
+            show_default=False,
+        ),
+    ],
+    dst: Annotated[
+        str,
+        typer.Argument(
+            help="Where the shards and manifest.json go: an empty folder or s3://bucket/prefix "
+            "(or one an interrupted pack left, to resume it).",
+            show_default=False,
+        ),
+    ],
+    shard_size: Annotated[
+        str, typer.Option(help="Target size of a shard (256MiB, 64MB, or bytes).")
+    ] = "256MiB",
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed of the shuffle that mixes classes across shards.")
+    ] = 0,
+    train_dir: Annotated[str, typer.Option(help="Training sub-folder of SRC.")] = "train",
+    val_dir: Annotated[str, typer.Option(help="Validation sub-folder of SRC.")] = "val",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Pack on a Ray cluster, one task per shard: its GCS address (HEAD:6379), or "
+            "`local` for a Ray of this machine's cores. SRC and DST must then be reachable "
+            "from every node (buckets, or a shared mount). Default: in this process.",
+        ),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Pack an image folder into WebDataset tar shards, DALI index files and a manifest,
+    for `data.source.kind: shards`.
+
+    Every image is decoded once: corrupt and non-image files are named and left out. Run the
+    same command again to resume an interrupted pack (finished shards are kept).
+
+    Exit status: 0 packed (or already packed), 1 a shard failed, 2 bad input, 130 interrupted.
+
+    Example: resnetctl data pack /data/imagenet s3://my-team-resnet/imagenet-shards
+    """
+    from resnetctl.data.imagefolder import DataError
+    from resnetctl.data.shards.pack import PackOptions, default_source, pack
+    from resnetctl.units import parse_bytes
+
+    try:
+        shard_bytes = parse_bytes(shard_size)
+    except ValueError as exc:
+        fail(f"--shard-size: {exc}")
+    if shard_bytes < _MIN_SHARD:
+        fail(f"--shard-size: {shard_size} is below the smallest shard, 64KiB")
+    options = PackOptions(default_source(src), train_dir, val_dir, seed, shard_bytes)
+    runner, stop_ray = _runner(address)
+    view = _PackView(live=not json_output and err.is_terminal)
+    try:
+        with view:
+            result = pack(options, dst, runner=runner, started=view.start, progress=view.advance)
+    except DataError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        err.print(
+            "[bold yellow]interrupted:[/] finished shards are kept; run the same command "
+            "again to pack the rest",
+            highlight=False,
+        )
+        raise typer.Exit(_EXIT_INTERRUPTED) from None
+    except Exception as exc:  # a shard task failed (on a Ray worker: wrapped by Ray)
+        fail(f"packing failed: {exc}", EXIT_JOB_FAILED)
+    finally:
+        stop_ray()
+    if json_output:
+        print_json(result.to_dict())
+    else:
+        _render_pack(result, out)
+
+
+_MIN_SHARD = 64 << 10
+
+
+def _runner(address: str | None):  # type: ignore[no-untyped-def]
+    """The pack's runner and what stops the Ray it may have started."""
+    from resnetctl.data.shards.pack import local_runner, ray_runner
+
+    if address is None:
+        return local_runner, lambda: None
+    if address.startswith(("http://", "https://")):
+        fail(
+            f"--address {address}: `data pack` joins the cluster as a driver: give the head's "
+            "GCS address (HEAD:6379), not the dashboard's"
+        )
+    from resnetctl.launch import embedded
+
+    if address == "local":
+        embedded.start(env_vars=embedded.worker_env())
+        return ray_runner, embedded.stop
+    from resnetctl.launch.auth import ClusterAccessError, check_gcs_access
+
+    try:
+        check_gcs_access(address)
+    except ClusterAccessError as exc:
+        fail(str(exc))
+    embedded.ensure_ray(address)
+    import ray
+
+    return ray_runner, ray.shutdown
+
+
+class _PackView:
+    """A bar of shards packed (images, MB/s, time left) on a terminal; nothing otherwise."""
+
+    def __init__(self, live: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]packing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("shards  {task.fields[images]:,} images  {task.fields[rate]:.1f} MB/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not live,
+        )
+        self.task = None
+        self.images = 0
+        self.bytes = 0
+        self.began = 0.0
+
+    def __enter__(self) -> _PackView:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def start(self, plan, finished: dict) -> None:  # type: ignore[no-untyped-def]
+        import time
+
+        self.began = time.monotonic()
+        self.images = sum(r["images"] for r in finished.values())
+        self.task = self.progress.add_task(
+            "pack", total=len(plan.shards), completed=len(finished), images=self.images, rate=0.0
+        )
+
+    def advance(self, record: dict) -> None:
+        import time
+
+        self.images += record["images"]
+        self.bytes += record["bytes"]
+        rate = self.bytes / 1e6 / max(time.monotonic() - self.began, 1e-9)
+        self.progress.update(self.task, advance=1, images=self.images, rate=rate)
+
+
+def _render_pack(result: PackResult, console: Console) -> None:
+    summary = result.to_dict()
+    title = f"{escape(summary['manifest'])}: {summary['classes']} classes"
+    table = Table(title=title)
+    for column in ("split", "images", "shards", "size"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for name, split in summary["splits"].items():
+        size = f"{split['bytes'] / 2**20:,.1f} MiB"
+        table.add_row(name, f"{split['images']:,}", str(split["shards"]), size)
+    console.print(table)
+    console.print(f"digest {summary['digest'][:12]}", highlight=False)
+    if summary["already_packed"]:
+        console.print("already packed: nothing to do", highlight=False)
+    else:
+        console.print(
+            f"{summary['shards_packed_now']} shard(s) packed in {summary['seconds']:.1f}s"
+            + (f", {summary['shards_already_done']} already done" if result.reused else ""),
+            highlight=False,
+        )
+    skipped = summary["skipped"]
+    if skipped:
+        console.print(f"[yellow]{len(skipped)} file(s) left out:[/yellow]")
+        for item in skipped[:_MAX_ROWS]:
+            console.print(f"  {item['path']}: {item['reason']}", markup=False, highlight=False)
+        if len(skipped) > _MAX_ROWS:
+            console.print(f"  ... {len(skipped) - _MAX_ROWS} more (see --json)")

@@ -325,6 +325,8 @@ def _first_image_size(layout) -> tuple[int, int] | None:  # type: ignore[no-unty
     hold images of one size, which the pipeline's crop and padding must fit."""
     from PIL import Image
 
+    if hasattr(layout, "first_image_size"):  # packed shards: sizes noted in the manifest
+        return layout.first_image_size()
     with layout.train_list.open(encoding="utf-8") as lines:
         first = lines.readline().rstrip("\n")
     if not first:

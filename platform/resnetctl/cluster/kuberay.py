@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from resnetctl.cluster.config import (
     Severity,
     issue_at,
 )
+from resnetctl.preemption.kubernetes import DEFAULT_GRACE_S
 
 API_VERSION = "ray.io/v1"
 GPU_KEY = "nvidia.com/gpu"
@@ -197,6 +199,7 @@ def _worker_types(spec: dict[str, Any], add: Add) -> list[NodeType]:
         elif group_name in seen:
             add((*path, "groupName"), f"{group_name!r} is used by another worker group")
         seen.add(group_name)
+        _watcher_grace(group, path, add)
         bounds = _replica_bounds(group, path, add)
         if bounds is None:
             continue
@@ -215,6 +218,47 @@ def _worker_types(spec: dict[str, Any], add: Add) -> list[NodeType]:
             )
         )
     return types
+
+
+def _watcher_grace(group: dict[str, Any], path: FieldPath, add: Add) -> None:
+    """A preStop preemption watcher must drain with the pod's own grace period: with a longer
+    one, Ray would tell the training loop of a deadline after the pod's SIGKILL."""
+    spec = (group.get("template") or {}).get("spec") or {}
+    if not isinstance(spec, dict):
+        return
+    grace = spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_S)
+    for index, container in enumerate(spec.get("containers") or []):
+        hook = ((container or {}).get("lifecycle") or {}).get("preStop") or {}
+        command = (hook.get("exec") or {}).get("command") or []
+        try:
+            words = [w for part in command for w in shlex.split(str(part))]
+        except ValueError:
+            continue
+        if "watch-preemption" not in words:
+            continue
+        said = _option_value(words, "--grace-period-seconds")
+        try:
+            drained = float(said) if said is not None else DEFAULT_GRACE_S
+        except ValueError:
+            continue  # the watcher itself refuses it, naming the value
+        if isinstance(grace, (int, float)) and drained != grace:
+            where = (*path, "template", "spec", "containers", index, "lifecycle", "preStop")
+            add(
+                where,
+                f"the preemption watcher drains with --grace-period-seconds {drained:g} but the "
+                f"pod's terminationGracePeriodSeconds is {grace}: give both the same number",
+                "warning",
+            )
+
+
+def _option_value(words: list[str], option: str) -> str | None:
+    """The value of `option` in a command's words (`--opt V` or `--opt=V`), None if absent."""
+    for index, word in enumerate(words):
+        if word == option and index + 1 < len(words):
+            return words[index + 1]
+        if word.startswith(option + "="):
+            return word.split("=", 1)[1]
+    return None
 
 
 def _replica_bounds(group: dict[str, Any], path: FieldPath, add: Add) -> tuple[int, int] | None:

@@ -3,8 +3,11 @@ a full decode with PIL where the split is small enough to afford it."""
 
 from __future__ import annotations
 
+import io
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
 # Entropy-coded JPEG data never contains FF D9 (0xFF bytes are stuffed), so an end-of-image marker
 # near the end of the file is a reliable sign the file was not truncated; the slack tolerates the
@@ -32,6 +35,22 @@ def _sniff(head: bytes) -> str | None:
     return None
 
 
+def _problem(head: bytes, size: int, tail: Callable[[int], bytes]) -> str | None:
+    """Why a file of `size` bytes starting with `head` is not a usable image (None: it passes
+    the cheap checks); `tail(n)` returns its last n bytes."""
+    if size == 0:
+        return "empty file"
+    fmt = _sniff(head)
+    if fmt is None:
+        return f"not an image (unrecognised leading bytes {head[:4].hex()})"
+    tail_len = {"jpeg": _JPEG_TAIL, "png": _PNG_TAIL}.get(fmt, 0)
+    if tail_len:
+        marker = b"\xff\xd9" if fmt == "jpeg" else b"IEND"
+        if marker not in tail(tail_len):
+            return f"truncated {fmt.upper()} (no end marker)"
+    return None
+
+
 def check_image(path: Path, *, full_decode: bool) -> str | None:
     """Why `path` is not a usable image, or None when it passes.
 
@@ -40,35 +59,56 @@ def check_image(path: Path, *, full_decode: bool) -> str | None:
     """
     try:
         size = path.stat().st_size
-        if size == 0:
-            return "empty file"
         with path.open("rb") as fh:
-            head = fh.read(16)
-            fmt = _sniff(head)
-            if fmt is None:
-                return f"not an image (unrecognised leading bytes {head[:4].hex()})"
-            tail_len = {"jpeg": _JPEG_TAIL, "png": _PNG_TAIL}.get(fmt, 0)
-            if tail_len:
-                fh.seek(max(0, size - tail_len))
-                tail = fh.read()
-                marker = b"\xff\xd9" if fmt == "jpeg" else b"IEND"
-                if marker not in tail:
-                    return f"truncated {fmt.upper()} (no end marker)"
+
+            def tail(n: int) -> bytes:
+                fh.seek(max(0, size - n))
+                return fh.read()
+
+            problem = _problem(fh.read(16), size, tail)
     except OSError as exc:
         return f"unreadable ({exc.strerror or exc})"
-    if full_decode:
+    if problem is None and full_decode:
         return _pil_decode_error(path)
-    return None
+    return problem
 
 
-def _pil_decode_error(path: Path) -> str | None:
+class ImageCheck(NamedTuple):
+    """What `check_image_bytes` found: why the image is unusable, or its size."""
+
+    problem: str | None
+    size: tuple[int, int] | None  # (height, width) when usable
+
+
+def check_image_bytes(data: bytes) -> ImageCheck:
+    """`check_image` of a file already read into memory, always with the full decode (a JPEG
+    is decoded at reduced scale: every byte of it is still read and checked)."""
+    problem = _problem(data[:16], len(data), lambda n: data[-n:])
+    if problem is not None:
+        return ImageCheck(problem, None)
+    size: list[tuple[int, int]] = []
+    problem = _pil_decode_error(io.BytesIO(data), draft=True, size=size)
+    return ImageCheck(problem, size[0] if problem is None else None)
+
+
+def _pil_decode_error(
+    source: Path | BinaryIO, *, draft: bool = False, size: list[tuple[int, int]] | None = None
+) -> str | None:
     from PIL import Image
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as im:
+            with Image.open(source) as im:
+                if size is not None:
+                    size.append((im.height, im.width))
+                if draft and im.format == "JPEG":
+                    # Decoding at 1/8 scale runs the whole entropy-coded stream (where damage
+                    # shows) but skips most of the inverse DCT and colour conversion.
+                    im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
                 im.load()
+    except Image.UnidentifiedImageError:  # its message names the file object, not the file
+        return "cannot be decoded (UnidentifiedImageError: no image format recognised)"
     except Exception as exc:  # PIL raises many exception types for broken files
         return f"cannot be decoded ({type(exc).__name__}: {exc})"
     return None

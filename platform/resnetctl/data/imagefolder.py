@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from resnetctl.data.imagecheck import check_image
 
@@ -70,6 +70,8 @@ class DatasetLayout:
     train_list: Path
     val_list: Path
     skipped: tuple[Path, ...] = ()
+    #: The split reader that reads it (`data/splits.py`).
+    reader: ClassVar[str] = "file"
 
     @property
     def num_classes(self) -> int:

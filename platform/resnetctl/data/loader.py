@@ -18,17 +18,18 @@ to num_shards x len(loader) x batch_size files, so every rank yields the same nu
 batches (a rank with one batch more would leave the others blocked in an allreduce) and each
 epoch drops a different handful of files. Validation: DALI's shards cover every file exactly
 once; the padding of the last batch is cut off, so ranks may differ by one batch.
+
+Readers. Which encoded images a rank reads, and through which DALI reader, is the split
+reader's business (`data/splits.py`, chosen by the prepared data set's kind); tar shards give
+each rank a fixed part of the split instead (`data/shards/reading.py`), with the same batch
+counts.
 """
 
 from __future__ import annotations
 
 import ctypes
 import math
-import shutil
-import tempfile
-import weakref
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -36,9 +37,9 @@ import torch
 
 from resnetctl.data.imagefolder import DataError, DatasetLayout, Split
 from resnetctl.data.pipelines import Device, Mode, build_pipeline
+from resnetctl.data.readers import derive_seed as _derive_seed
+from resnetctl.data.splits import split_reader
 from resnetctl.spec.data import DataSpec
-
-_SEED_MOD = 2**31
 
 
 def resolve_device(requested: Literal["auto", "cpu", "gpu"], cuda_available: bool) -> Device:
@@ -52,12 +53,6 @@ def resolve_device(requested: Literal["auto", "cpu", "gpu"], cuda_available: boo
     if requested not in ("cpu", "gpu"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', not {requested!r}")
     return requested
-
-
-def _derive_seed(*numbers: int) -> int:
-    """A DALI seed (< 2**31) mixed from the given integers."""
-    entropy = [n % 2**63 for n in numbers]
-    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] % _SEED_MOD)
 
 
 def shard_bounds(num_files: int, shard_id: int, num_shards: int) -> tuple[int, int]:
@@ -115,8 +110,6 @@ class DaliLoader:
         self.channels_last = channels_last
         self._epoch = 0
         self._resume: tuple[int, bytes, int] | None = None
-        self._lines: list[bytes] | None = None
-        self._tmpdir: Path | None = None
 
         total = layout.split_files(split)
         where = layout.split_dir(split)
@@ -135,6 +128,17 @@ class DaliLoader:
             if self._shard_size == 0:
                 raise DataError(f"{where}: {total} images are too few for {num_shards} shards")
             self._batches = math.ceil(self._shard_size / batch_size)
+        self._reader = split_reader(
+            layout,
+            split,
+            shuffled=self._shuffled,
+            keep=num_shards * self._shard_size,
+            shard_id=shard_id,
+            num_shards=num_shards,
+            seed=seed,
+            batch_size=batch_size,
+            source=data_spec.source,
+        )
 
     def __len__(self) -> int:
         return self._batches
@@ -168,21 +172,6 @@ class DaliLoader:
             return EpochIterator(self, epoch, state=resume[1], start=resume[2])
         return EpochIterator(self, epoch)
 
-    def _file_list(self, epoch: int) -> Path:
-        """Training: this epoch's permuted and truncated file list (same on every rank)."""
-        if not self._shuffled:
-            return self.layout.split_list(self.split)
-        if self._lines is None:
-            self._lines = self.layout.split_list(self.split).read_bytes().splitlines(keepends=True)
-            self._tmpdir = Path(tempfile.mkdtemp(prefix="resnetctl-loader-"))
-            weakref.finalize(self, shutil.rmtree, self._tmpdir, True)
-        assert self._tmpdir is not None
-        keep = self.num_shards * self._shard_size
-        order = np.random.default_rng([self.seed % 2**63, epoch]).permutation(len(self._lines))
-        path = self._tmpdir / "epoch.txt"
-        path.write_bytes(b"".join(self._lines[i] for i in order[:keep]))
-        return path
-
     def _build(self, epoch: int, state: bytes | None = None):  # -> nvidia.dali.Pipeline
         # Only training pipelines are resumed mid-epoch; checkpointing costs the others nothing
         # but is not needed.
@@ -196,13 +185,8 @@ class DaliLoader:
         return build_pipeline(
             self.data_spec.pipeline,
             self.mode,
-            file_root=str(self.layout.split_dir(self.split)),
-            file_list=str(self._file_list(epoch)),
+            reader=self._reader.reader(epoch, _derive_seed(self.seed, epoch)),
             batch_size=self.batch_size,
-            shard_id=self.shard_id,
-            num_shards=self.num_shards,
-            shuffle=self._shuffled,
-            reader_seed=_derive_seed(self.seed, epoch),
             seed=_derive_seed(self.seed, epoch, self.shard_id, 1),
             threads=self.data_spec.threads,
             prefetch=self.data_spec.prefetch,

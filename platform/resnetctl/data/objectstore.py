@@ -70,9 +70,16 @@ def list_objects(
     return objects
 
 
-def scan_bucket_split(directory: StoragePath, *, cache: Path | None, refresh: bool = False):
+def scan_bucket_split(
+    directory: StoragePath,
+    *,
+    cache: Path | None,
+    refresh: bool = False,
+    objects: list[tuple[str, int]] | None = None,
+):
     """`scan_split` for a split folder in an object store (same rules for classes, hidden
-    names, extensions and file names; no decoding)."""
+    names, extensions and file names; no decoding). `objects`: its `list_objects` result,
+    when the caller already listed it."""
     from resnetctl.data.imagefolder import (
         IMAGE_EXTENSIONS,
         DataError,
@@ -80,7 +87,8 @@ def scan_bucket_split(directory: StoragePath, *, cache: Path | None, refresh: bo
         _valid_list_name,
     )
 
-    objects = list_objects(directory, cache, refresh)
+    if objects is None:
+        objects = list_objects(directory, cache, refresh)
     classes = sorted(
         {rel.split("/", 1)[0] for rel, _ in objects if "/" in rel and not rel.startswith(".")}
     )
@@ -105,16 +113,37 @@ def scan_bucket_split(directory: StoragePath, *, cache: Path | None, refresh: bo
     return SplitScan(directory, tuple(classes), tuple(files), tuple(sorted(rejected)))  # type: ignore[arg-type]
 
 
+def _prelist_folder(source: object) -> None:
+    from resnetctl.data.imagefolder import cache_root
+
+    base = StoragePath.of(source.root)  # type: ignore[attr-defined]
+    for sub in (getattr(source, "train_dir", "train"), getattr(source, "val_dir", "val")):
+        scan_bucket_split(base / sub, cache=cache_root())
+
+
+def _read_manifest(source: object) -> None:
+    from resnetctl.data.shards.manifest import read_manifest
+
+    read_manifest(StoragePath.of(source.root))  # type: ignore[attr-defined]
+
+
+#: Source kind -> what the driver does with its bucket before the workers start.
+_BEFORE_WORKERS = {
+    "imagefolder": _prelist_folder,
+    # Packed shards are never listed: their manifest, read here, is all a run needs.
+    "shards": _read_manifest,
+}
+
+
 def prelist(source: object) -> None:
     """List a bucket data source's splits into this node's cache, once, before the workers
     start: the workers of an embedded run (and a resumed run) then read the listing instead of
-    each listing the bucket at the same moment. A no-op for local folders. Raises DataError
-    when the bucket cannot be listed, before any worker exists."""
-    from resnetctl.data.imagefolder import cache_root
-
+    each listing the bucket at the same moment (packed shards: read their manifest). A no-op
+    for local folders. Raises DataError when the bucket cannot be read, before any worker
+    exists."""
     root = getattr(source, "root", None)
     if not isinstance(root, str) or "://" not in root:
         return
-    base = StoragePath.of(root)
-    for sub in (getattr(source, "train_dir", "train"), getattr(source, "val_dir", "val")):
-        scan_bucket_split(base / sub, cache=cache_root())
+    step = _BEFORE_WORKERS.get(getattr(source, "kind", "imagefolder"))
+    if step is not None:
+        step(source)

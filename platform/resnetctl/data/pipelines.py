@@ -1,5 +1,9 @@
 """DALI pipeline definitions for the paper's ImageNet and CIFAR inputs.
 
+A definition takes its reader as an argument (`reader`: a factory from `data/readers.py`) and
+defines what is done to the encoded images it yields: the same augmentation whether they come
+from an image folder, a bucket or tar shards.
+
 Every pipeline takes one `device` string, "cpu" or "gpu", and derives the device of every image
 operator from it (the decoder runs "mixed" on the GPU, i.e. nvJPEG). Random numbers and the region
 arithmetic are argument inputs and always run on the CPU. With device="cpu" no operator can be
@@ -26,6 +30,7 @@ from resnetctl.data.augment import (
     policy,
     random_erasing,
 )
+from resnetctl.data.readers import READER_NAME, ReaderFactory
 from resnetctl.spec.data import CifarPipeline, ImageNetPipeline
 
 __all__ = [
@@ -33,6 +38,7 @@ __all__ = [
     "PCA_EIGVAL",
     "PCA_EIGVEC",
     "TEN_CROP_POSITIONS",
+    "Reader",
     "Device",
     "Mode",
     "build_pipeline",
@@ -86,8 +92,15 @@ def scale_crop_region(
     return pos_y * (1.0 - size_y), pos_x * (1.0 - size_x), size_y, size_x
 
 
-def _reader(reader: dict[str, Any]) -> tuple[Any, Any]:
-    return fn.readers.file(name="Reader", **reader)
+#: A reader factory, or the keyword arguments of `fn.readers.file` (kept for callers that
+#: build a file reader's arguments themselves).
+Reader = ReaderFactory | dict[str, Any]
+
+
+def _reader(reader: Reader) -> tuple[Any, Any]:
+    if callable(reader):
+        return reader()
+    return fn.readers.file(name=READER_NAME, **reader)
 
 
 def _image_shape(jpegs: Any) -> tuple[Any, Any]:
@@ -127,7 +140,7 @@ def decode_region(
 @pipeline_def(enable_conditionals=True)
 def imagenet_train(
     *,
-    reader: dict[str, Any],
+    reader: Reader,
     cfg: ImageNetPipeline,
     device: Device,
     channels_last: bool,
@@ -178,7 +191,7 @@ def imagenet_train(
 @pipeline_def
 def imagenet_val(
     *,
-    reader: dict[str, Any],
+    reader: Reader,
     cfg: ImageNetPipeline,
     device: Device,
     channels_last: bool,
@@ -196,7 +209,7 @@ def imagenet_val(
 @pipeline_def
 def imagenet_ten_crop(
     *,
-    reader: dict[str, Any],
+    reader: Reader,
     cfg: ImageNetPipeline,
     device: Device,
     channels_last: bool,
@@ -228,7 +241,7 @@ def imagenet_ten_crop(
 @pipeline_def(enable_conditionals=True)
 def cifar_train(
     *,
-    reader: dict[str, Any],
+    reader: Reader,
     cfg: CifarPipeline,
     device: Device,
     channels_last: bool,
@@ -270,7 +283,7 @@ def cifar_train(
 @pipeline_def
 def cifar_val(
     *,
-    reader: dict[str, Any],
+    reader: Reader,
     cfg: CifarPipeline,
     device: Device,
     channels_last: bool,
@@ -296,13 +309,8 @@ def build_pipeline(
     cfg: ImageNetPipeline | CifarPipeline,
     mode: Mode,
     *,
-    file_root: str,
-    file_list: str,
+    reader: Reader,
     batch_size: int,
-    shard_id: int,
-    num_shards: int,
-    shuffle: bool,
-    reader_seed: int,
     seed: int,
     threads: int,
     prefetch: int,
@@ -311,12 +319,11 @@ def build_pipeline(
     channels_last: bool = False,
     **options: Any,
 ) -> Pipeline:
-    """Instantiate and build the DALI pipeline for `cfg.kind` and `mode`.
+    """Instantiate and build the DALI pipeline for `cfg.kind` and `mode`, reading with `reader`.
 
-    `reader_seed` must be equal on all ranks (the reader's shuffle decides which files land in
-    which shard); `seed` drives augmentation and should differ per rank. A CPU pipeline gets
-    device_id=None: DALI's CPU_ONLY_DEVICE_ID still initialises CUDA and fails without a driver.
-    Shuffled (training) readers do not pad; the loader hands them shards of whole batches.
+    `seed` drives augmentation and should differ per rank. A CPU pipeline gets device_id=None:
+    DALI's CPU_ONLY_DEVICE_ID still initialises CUDA and fails without a driver. `options` go
+    to the pipeline (e.g. `enable_checkpointing`, `checkpoint`).
     """
     try:
         definition = DEFINITIONS[(cfg.kind, mode)]
@@ -326,19 +333,6 @@ def build_pipeline(
         raise ValueError(f"device must be 'cpu' or 'gpu', not {device!r}")
     if device == "gpu" and device_id is None:
         raise ValueError("device='gpu' needs device_id (the local GPU index)")
-    reader = {
-        "file_root": file_root,
-        "file_list": file_list,
-        "shard_id": shard_id,
-        "num_shards": num_shards,
-        "random_shuffle": shuffle,
-        "seed": reader_seed,
-        "stick_to_shard": True,
-        "pad_last_batch": not shuffle,
-        # The loader already permutes the whole split every epoch; the reader's buffer only
-        # mixes within a shard, and a large one makes every epoch start by reading it full.
-        "initial_fill": max(2 * batch_size, 32),
-    }
     pipe = definition(
         reader=reader,
         cfg=cfg,

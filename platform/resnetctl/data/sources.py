@@ -7,10 +7,11 @@ from typing import Any
 
 from resnetctl.data.digits import prepare_digits
 from resnetctl.data.imagefolder import DataError, DatasetLayout, cache_root, layout_for_folder
+from resnetctl.data.shards.manifest import ShardLayout, prepare_shards
 from resnetctl.data.synthetic import prepare_synthetic
 from resnetctl.spec.data import DataSpec, ImageFolderSource
 
-Preparer = Callable[[Any], DatasetLayout]
+Preparer = Callable[[Any], DatasetLayout | ShardLayout]
 
 
 def prepare_imagefolder(source: ImageFolderSource) -> DatasetLayout:
@@ -23,14 +24,17 @@ PREPARERS: dict[str, Preparer] = {
     "imagefolder": prepare_imagefolder,
     "digits": prepare_digits,
     "synthetic": prepare_synthetic,
+    "shards": prepare_shards,
 }
 
 
-def prepare_dataset(spec: DataSpec) -> DatasetLayout:
+def prepare_dataset(spec: DataSpec) -> DatasetLayout | ShardLayout:
     """Make `spec.source` available on disk and return its layout.
 
     Idempotent and safe to call from several processes at once: generated data sets are written
-    once into the cache, image folders are scanned once per change of their folders' mtimes.
+    once into the cache, image folders are scanned once per change of their folders' mtimes,
+    packed shards are known by their manifest (shards in a bucket are copied to the node when
+    a loader first reads them, see `data/shards/cache.py`).
     """
     kind = spec.source.kind
     try:

@@ -1,11 +1,13 @@
 """The run's control actor: how the driver reaches the workers, and what outlives them.
 
-The driver creates it (no CPU) and hands its handle to every worker. Workers poll it for a stop
-request (the driver's Ctrl-C, SIGTERM or `resnetctl stop`: a notice like a preemption, so they
-checkpoint at the next step boundary and end), and rank 0 tells it every step it finishes. A
-worker group that dies loses what it knew, the actor does not: when the group restarts from a
-checkpoint, rank 0 asks it how many steps were trained past that checkpoint (the steps redone)
-and how long ago the last one finished (the seconds the fault cost).
+The driver creates one per run, on its own node, taking no CPU, and hands its handle to every
+worker. Every rank beats to it once a second (`train.heartbeat`: the evidence `launch.hang`
+names a hung rank by), and the answer to each beat carries the driver's stop request (Ctrl-C,
+SIGTERM, `resnetctl stop`: a notice like a preemption, so the workers checkpoint at the next
+step boundary and end). Rank 0 also tells it every step it finishes. A worker group that dies
+loses what it knew, the actor does not: when the group restarts from a checkpoint, rank 0 asks
+it how many steps were trained past that checkpoint (the steps redone) and how long ago the
+last one finished (the seconds the fault cost).
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from resnetctl.launch.hang import Heartbeats
 
-class RunControl:
+
+class RunControl(Heartbeats):
     """State shared by the driver and the workers of one run (a Ray actor)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.stop_reason: str | None = None
         self.high_water = 0  # the highest global step any worker group finished
         self.high_water_at: float | None = None  # when (Unix seconds)
@@ -28,8 +33,13 @@ class RunControl:
         self.stop_reason = self.stop_reason or reason
 
     def poll(self) -> dict[str, Any]:
-        """What workers poll for: the stop request, if any."""
+        """What a worker hears from the driver: the stop request, if any."""
         return {"stop": self.stop_reason}
+
+    def beat(self, **beat: Any) -> dict[str, Any]:  # type: ignore[override]
+        """A rank's heartbeat (`Heartbeats.beat`); answered with `poll()`."""
+        super().beat(**beat)
+        return self.poll()
 
     def step_done(self, step: int) -> None:
         """Rank 0 finished global step `step`."""
@@ -55,14 +65,10 @@ class RunControl:
 
 
 def start_control() -> Any:
-    """A `RunControl` actor for this run, on the driver's node, taking no CPU."""
+    """A `RunControl` actor for this run on the driver's node, needing no CPU: like the
+    progress queue, it must outlive any worker node (a preemption takes them away)."""
     import ray
-
-    actor = ray.remote(num_cpus=0, max_restarts=0)(RunControl)
-    # Beside the driver: it must outlive the worker nodes that a preemption takes away.
-    node = ray.get_runtime_context().get_node_id()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return actor.options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=True)
-    ).remote()
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.remote(RunControl).options(num_cpus=0, scheduling_strategy=here).remote()

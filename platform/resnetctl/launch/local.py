@@ -248,7 +248,9 @@ def _fit(
 
     The first interrupt (Ctrl-C, SIGTERM) asks the workers to checkpoint and end
     (`launch.stopping`); once they have, KeyboardInterrupt goes on to stop the run as before."""
+    from resnetctl.launch.collectives import ray_barrier_timeout
     from resnetctl.launch.control import start_control
+    from resnetctl.launch.hang import HangCallback
     from resnetctl.launch.progress import progress_queue as new_progress_queue
     from resnetctl.launch.stopping import GracefulStop, deferred_interrupts
     from resnetctl.launch.trainer import build_trainer
@@ -269,6 +271,8 @@ def _fit(
         # One worker on each node logs the node's system metrics into the run.
         "tracking": worker_config(run.uri, run.run_id, spec.tracking.system_metrics_interval_s),
         "run_name": run_name,
+        # Every rank beats to it (the evidence for naming a rank that hangs, launch.hang) and
+        # hears the driver's stop requests in the answer; rank 0 records its steps there.
         "control": control,
     }
     trainer = build_trainer(
@@ -276,13 +280,17 @@ def _fit(
         run_name=run_name,
         storage_path=storage,
         loop_config=config,
-        callbacks=[EpochMetricsCallback(run.uri, run.run_id, run.logged_epochs(), progress_queue)],
+        callbacks=[
+            EpochMetricsCallback(run.uri, run.run_id, run.logged_epochs(), progress_queue),
+            HangCallback(control, spec.failure.collective_timeout_s, progress_queue),
+        ],
     )
     outcome: dict[str, Any] = {}
 
     def fit() -> None:
         try:
-            outcome["result"] = trainer.fit()
+            with ray_barrier_timeout(spec):
+                outcome["result"] = trainer.fit()
         except BaseException as exc:  # reported in the summary, not lost in a thread
             outcome["error"] = exc
 

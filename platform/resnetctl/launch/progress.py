@@ -1,7 +1,8 @@
 """The driver's live view of training on stderr, fed through a Ray queue (never blocking the
 worker): step events from rank 0 move a progress bar of the epoch in flight, drawn on a terminal
-only; the Ray Train controller's events (`tracking.callback`) print one line per finished epoch
-and one when workers fail, terminal or not, so a log file or CI gets the same plain lines."""
+only; the Ray Train controller's events (`tracking.callback`, `launch.hang`) print one line per
+finished epoch, one when workers fail and one naming a rank that hung, terminal or not, so a log
+file or CI gets the same plain lines."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-#: The `kind` of the controller's events (`tracking.callback`): an epoch every rank finished,
-#: and workers that failed. Step events from rank 0 have no kind.
+#: The `kind` of the controller's events (`tracking.callback`, `launch.hang`): an epoch every
+#: rank finished, workers that failed, and a line to show as it is (`line`: the verdict on a
+#: hang, a notice and the checkpoint it caused, a restart and what it cost). Step events from
+#: rank 0 have no kind.
 EPOCH_EVENT = "epoch"
 WORKER_ERROR_EVENT = "worker_error"
-#: A line to show as it is: a notice, a checkpoint it caused, a restart and what it cost.
 NOTE_EVENT = "note"
 
 
@@ -95,14 +97,14 @@ class ProgressView:
         if event.get("kind") == EPOCH_EVENT:
             self._epoch_done(event)
             return
-        if event.get("kind") == NOTE_EVENT:
-            self._say(str(event.get("text", "")))
-            return
         if event.get("kind") == WORKER_ERROR_EVENT:
             line = self.worker_error_line(event)
             if line != self._last_error:  # one failure, however often the controller polls it
                 self._say(line)
             self._last_error = line
+            return
+        if event.get("kind") == NOTE_EVENT:
+            self._say(str(event.get("line", "")))
             return
         now = time.monotonic()
         if self.first_event_at is None:

@@ -19,10 +19,12 @@ def build_trainer(
 ) -> Any:
     """A `TorchTrainer` for `spec`: NCCL on GPUs, gloo on CPUs; checkpoints kept and ranked as
     the spec says; `failure.max_failures` worker-group restarts. `storage_path` is a local
-    path or a bucket URI: every worker uploads its checkpoints there itself."""
+    path or a bucket URI: every worker uploads its checkpoints there itself. Collectives time
+    out after `failure.collective_timeout_s`, on NCCL too (`launch.collectives`)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from resnetctl.launch.collectives import worker_env
     from resnetctl.train.loop import train_loop_per_worker
 
     res = spec.resources
@@ -50,5 +52,6 @@ def build_trainer(
                 max_preemption_failures=spec.failure.max_preemptions,
             ),
             callbacks=list(callbacks),
+            worker_runtime_env={"env_vars": worker_env(spec)},
         ),
     )

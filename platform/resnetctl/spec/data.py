@@ -89,8 +89,37 @@ class SyntheticSource(StrictModel):
     )
 
 
+class ShardsSource(StrictModel):
+    """Images packed into WebDataset tar shards by `resnetctl data pack`: `ROOT/manifest.json`
+    names the classes, the shards and their counts, so starting a run reads that one file and
+    lists nothing."""
+
+    kind: Literal["shards"] = Field("shards", description="Selects this variant.")
+    root: DataRoot = Field(
+        description="Folder or bucket holding `manifest.json` and the shards, as `resnetctl "
+        "data pack` wrote them: a local path, or an object-store URI (`s3://bucket/prefix`) "
+        "with the endpoint and keys from the standard AWS variables."
+    )
+    shuffle_buffer: int = Field(
+        1024,
+        ge=1,
+        le=1_000_000,
+        description="Training samples each worker holds and draws from at random (DALI's "
+        "`initial_fill`): shards are read in a new order every epoch, each one front to back, "
+        "through this buffer. Costs this many encoded images of memory per worker.",
+    )
+    stage: bool = Field(
+        True,
+        description="From a bucket: copy the shards a worker reads into the node's cache folder "
+        "(`$RESNETCTL_CACHE/shards/`; each shard is one large download, kept for later runs) "
+        "before its first epoch, and read them there. false: DALI reads every image from the "
+        "bucket with a request of its own (no local disk needed, far slower). Ignored for a "
+        "local folder, which is read in place.",
+    )
+
+
 DataSource = Annotated[
-    ImageFolderSource | DigitsSource | SyntheticSource, Field(discriminator="kind")
+    ImageFolderSource | DigitsSource | SyntheticSource | ShardsSource, Field(discriminator="kind")
 ]
 
 
@@ -221,7 +250,9 @@ Pipeline = Annotated[ImageNetPipeline | CifarPipeline, Field(discriminator="kind
 class DataSpec(StrictModel):
     """Where the images come from and how the loader augments them."""
 
-    source: DataSource = Field(description="The data set: imagefolder, digits or synthetic.")
+    source: DataSource = Field(
+        description="The data set: imagefolder, digits, synthetic or shards."
+    )
     pipeline: Pipeline | None = Field(
         None,
         description="Input pipeline; default: the model family's (imagenet or cifar) "

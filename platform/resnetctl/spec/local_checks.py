@@ -6,7 +6,7 @@ cluster has.
 
 from __future__ import annotations
 
-from resnetctl.spec.data import ImageFolderSource
+from resnetctl.spec.data import ImageFolderSource, ShardsSource
 from resnetctl.spec.errors import SpecError, SpecIssue
 from resnetctl.spec.feasibility import count_problems, image_problems
 from resnetctl.spec.job import JobSpec
@@ -68,6 +68,17 @@ def check_local(spec: JobSpec, *, cuda_devices: int | None = None, cpus: int | N
                         f"(expected {folder}/<class>/*)",
                     )
                 )
+    if isinstance(source, ShardsSource) and not isinstance(source.root, str):
+        manifest = source.root / "manifest.json"
+        if not manifest.is_file():
+            issues.append(
+                SpecIssue(
+                    spec.where("data", "source", "root"),
+                    "data.source.root",
+                    f"{manifest} does not exist: data.source.kind shards reads a folder "
+                    "written by `resnetctl data pack`",
+                )
+            )
     if issues:
         raise SpecError(issues)
 

@@ -140,6 +140,8 @@ class FailureSpec(StrictModel):
         600,
         ge=10,
         le=7200,
-        description="Seconds a DDP collective may wait for a peer before the group is failed "
-        "(torch's 30-minute default leaves survivors hanging after a worker dies).",
+        description="Seconds a collective (gloo or NCCL, and Ray Train's own barriers) may wait "
+        "for a peer before the group is failed and restarted from the last checkpoint, naming the "
+        "rank that hung (docs/cluster.md, 'Hung ranks'). It must exceed the longest time one rank "
+        "works alone between two collectives: a checkpoint upload, the first step's compile.",
     )

@@ -181,7 +181,7 @@ class EpochMetricsCallback(UserCallback):
         from resnetctl.launch.progress import NOTE_EVENT
 
         log.warning("%s", text)
-        self._put({"kind": NOTE_EVENT, "text": text})
+        self._put({"kind": NOTE_EVENT, "line": text})
 
     def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]) -> None:
         """Called by Ray Train when workers failed: the driver says so on the terminal (the

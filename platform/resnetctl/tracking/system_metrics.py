@@ -68,7 +68,12 @@ def first_on_node(node_id: str, run_id: str) -> Iterator[bool]:
     with open(path, "a+b") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
         except OSError:  # another worker of the run on this node holds it
+            held = False
+        if not held:
+            # Outside the handler: yielded inside it, every error of the block would carry
+            # this BlockingIOError as its context in the tracebacks of the run's log.
             yield False
             return
         try:

@@ -41,6 +41,7 @@ from resnetctl.train.checkpoint import (
     save_checkpoint,
     unwrap,
 )
+from resnetctl.train.heartbeat import rank_heartbeat
 from resnetctl.train.runner import NonFiniteLossError, Placement, Runner, StepCallback
 from resnetctl.train.upload import staging_dir
 
@@ -456,7 +457,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     driver wrote into the run's storage, read back first so an unreachable storage stops the
     job before the first step, "tracking": optional `tracking.system_metrics.worker_config`, for
     one worker on each node to log the node's system metrics, "run_name": the run's name,
-    "control": optional handle of the run's `launch.control.RunControl` actor}`.
+    "control": optional handle of the run's `launch.control.RunControl` actor, which every
+    rank beats to (for the driver to name a rank that hangs) and hears stop requests from}`.
     """
     import ray
     import ray.train
@@ -481,26 +483,24 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         device=device,
         wrap_model=wrap,
     )
-    from resnetctl.train.notices import NoticeWatcher, RunLedger
+    from resnetctl.train.notices import RankNotices, RunLedger
     from resnetctl.train.upload import clear_stale_staging, last_upload_seconds
 
     run_name = config.get("run_name") or spec.name
     if placement.rank == 0:
         clear_stale_staging(run_name)
     control = config.get("control")
-    notices = NoticeWatcher(control)
     node_id = ray.get_runtime_context().get_node_id()
-    try:
-        with node_monitor(config.get("tracking"), node_id):
+    with node_monitor(config.get("tracking"), node_id):
+        with rank_heartbeat(control, placement) as heart:
             run_training(
                 spec,
                 placement,
                 RaySession(spec.checkpoint.upload, run_name),
                 progress=config.get("progress"),
                 resume_checkpoint=config.get("resume_checkpoint"),
-                notices=notices,
+                runner=heart.follow(Runner(spec, placement)),
+                notices=RankNotices(heart),
                 upload_seconds=last_upload_seconds,
                 ledger=RunLedger(control) if control is not None else None,
             )
-    finally:
-        notices.close()

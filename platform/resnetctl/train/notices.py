@@ -1,22 +1,21 @@
 """Notices a worker hears while it trains: a node of the run being drained or preempted (Ray
 Train's preemption watcher marks every worker of the group), and the driver asking the run to
-stop (Ctrl-C, SIGTERM, `resnetctl stop`, through the run's control actor).
+stop (Ctrl-C, SIGTERM, `resnetctl stop`: the run's control actor answers each heartbeat with
+it, `train.heartbeat`).
 
-A thread polls both twice a second and keeps the latest answer; the training thread reads it at
-every step boundary without waiting for anything. The ranks then agree on it (`train.boundary`).
+The training thread reads both at every step boundary without waiting for anything: Ray's mark
+is an attribute of the worker's context, the stop request the heartbeat's last answer. The ranks
+then agree on them (`train.boundary`).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
-
-POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -46,52 +45,17 @@ def ray_preemption() -> tuple[float | None, str] | None:
     return deadline, f"node {nodes} is being drained (ranks {info.preempted_ranks})"
 
 
-class NoticeWatcher:
-    """Polls for notices in a daemon thread; `current()` is the latest answer.
+class RankNotices:
+    """The notices of one rank: Ray's preemption mark, and the stop request the run's control
+    actor answered its last heartbeat with (`heart.reply`)."""
 
-    `control` is the run's control actor (None without a driver of ours, e.g. under Tune).
-    `preemption` returns Ray's preemption info (see `ray_preemption`).
-    """
-
-    def __init__(
-        self,
-        control: Any = None,
-        preemption: Any = ray_preemption,
-        poll_seconds: float = POLL_SECONDS,
-    ) -> None:
-        self.control = control
+    def __init__(self, heart: Any, preemption: Any = ray_preemption) -> None:
+        self.heart = heart
         self.preemption = preemption
-        self.poll_seconds = poll_seconds
-        self._notice = Notice()
-        self._failures = 0
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="resnetctl-notices", daemon=True)
-        self._thread.start()
 
     def current(self) -> Notice:
         """The latest notice (never blocks)."""
-        return self._notice
-
-    def close(self) -> None:
-        """Stop polling."""
-        self._stopped.set()
-
-    def _run(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                self._notice = self._poll()
-            except Exception as exc:  # noqa: BLE001 - a notice is best effort; training is not
-                self._failures += 1
-                if self._failures == 1:  # once: a dead driver would repeat it every poll
-                    log.warning("cannot poll for notices (Ctrl-C, resnetctl stop): %s", exc)
-            self._stopped.wait(self.poll_seconds)
-
-    def _poll(self) -> Notice:
-        stop_reason = None
-        if self.control is not None:
-            import ray
-
-            stop_reason = ray.get(self.control.poll.remote(), timeout=10).get("stop")
+        stop_reason = (getattr(self.heart, "reply", None) or {}).get("stop")
         drained = self.preemption() if self.preemption is not None else None
         reasons = [r for r in (stop_reason, drained[1] if drained else None) if r]
         return Notice(
