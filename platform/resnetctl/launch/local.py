@@ -252,7 +252,7 @@ def _fit(
     from resnetctl.launch.control import start_control
     from resnetctl.launch.hang import HangCallback
     from resnetctl.launch.progress import progress_queue as new_progress_queue
-    from resnetctl.launch.stopping import GracefulStop, deferred_interrupts
+    from resnetctl.launch.stopping import GracefulStop, deferred_interrupts, deliver
     from resnetctl.launch.trainer import build_trainer
     from resnetctl.tracking.callback import EpochMetricsCallback
     from resnetctl.tracking.system_metrics import worker_config
@@ -302,14 +302,17 @@ def _fit(
             view.drain(progress_queue)
             worker.join(timeout=0.5)
             if signals and not stop.requested:
-                stop.interrupt(training_started=view.first_event_at is not None)
+                if not stop.interrupt(training_started=view.first_event_at is not None):
+                    break  # nothing trained to keep: stop at once
             if stop.overdue():
-                raise KeyboardInterrupt
+                break
         view.drain(progress_queue)
     result = outcome.get("result")
     error = outcome.get("error") or (getattr(result, "error", None) if result else None)
-    if stop.requested and error is None:
-        raise KeyboardInterrupt  # the workers checkpointed and ended: the run stops here
+    if signals and (worker.is_alive() or error is None):
+        # Stopped at once, or the workers checkpointed and ended: the run stops here as an
+        # interrupted run does (the signal's own exit code).
+        deliver(signals[0])
     return error, view.first_event_at
 
 

@@ -35,15 +35,16 @@ class GracefulStop:
         """Whether a stop was requested and is being carried out."""
         return self.requested_at is not None
 
-    def interrupt(self, training_started: bool) -> None:
-        """Handle one interrupt: ask for a stop after a checkpoint, or re-raise it (a second
-        interrupt, no step trained yet, or no control actor)."""
-        if self.requested or not training_started or self.control is None:
-            raise KeyboardInterrupt
+    def interrupt(self, training_started: bool) -> bool:
+        """Handle the first interrupt: ask for a stop after a checkpoint and return True, or
+        return False when the run must stop at once (no step trained yet: nothing to keep; no
+        control actor)."""
+        if not training_started or self.control is None:
+            return False
         try:
             self.control.request_stop.remote("the driver was interrupted (Ctrl-C or SIGTERM)")
         except Exception:  # noqa: BLE001 - the actor is gone: stop at once
-            raise KeyboardInterrupt from None
+            return False
         self.requested_at = self.clock()
         self.console.print(
             "stopping: the workers checkpoint after their current step, then the run ends "
@@ -51,6 +52,7 @@ class GracefulStop:
             markup=False,
             highlight=False,
         )
+        return True
 
     def overdue(self) -> bool:
         """Whether the workers took too long to end after the request."""
@@ -61,8 +63,9 @@ class GracefulStop:
 def deferred_interrupts() -> Iterator[list[int]]:
     """Within the block, the first SIGINT or SIGTERM is only recorded (in the yielded list),
     not raised: raised inside a Ray call, a KeyboardInterrupt can break that call's state (the
-    progress queue stops answering). The handlers found are still called, so what they record
-    (the exit code's signal) is kept; the second signal raises as they do. Outside the main
+    progress queue stops answering). A second signal puts the handlers found back and goes to
+    them at once (they raise). After the block, `deliver` hands a recorded signal to those
+    handlers, so that what they record (the exit code's signal) is kept. Outside the main
     thread nothing changes."""
     pending: list[int] = []
     if threading.current_thread() is not threading.main_thread():
@@ -70,23 +73,29 @@ def deferred_interrupts() -> Iterator[list[int]]:
         return
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
     def handler(signum: int, frame: FrameType | None) -> None:
-        chained = previous.get(signum)
-        if pending or not callable(chained):
+        if not pending:
             pending.append(signum)
-            if callable(chained):
-                chained(signum, frame)
-            raise KeyboardInterrupt
-        pending.append(signum)
-        try:
-            chained(signum, frame)  # records the signal; its KeyboardInterrupt is deferred
-        except KeyboardInterrupt:
-            pass
+            return
+        restore()
+        deliver(signum, frame)
 
     for sig in previous:
         signal.signal(sig, handler)
     try:
         yield pending
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        restore()
+
+
+def deliver(signum: int, frame: FrameType | None = None) -> None:
+    """Hand `signum` to its current handler (the command's: it records the signal and raises
+    KeyboardInterrupt); raise KeyboardInterrupt if that handler does not."""
+    chosen = signal.getsignal(signum)
+    if callable(chosen):
+        chosen(signum, frame)
+    raise KeyboardInterrupt
