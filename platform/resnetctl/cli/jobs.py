@@ -139,17 +139,23 @@ def list_(
 
 def _list_stored(storage: str | None, json_: bool) -> None:
     from resnetctl.storage import StorageError, checkpoints, list_runs, storage_root
+    from resnetctl.storage.checkpoints import progress_key
 
     try:
         root = storage_root(storage)
         rows = []
         for record in list_runs(root):
-            epochs = [meta["epoch"] for meta, _ in checkpoints(root / record.run_name)]
+            # Complete checkpoints only: a warning names each incomplete one.
+            metas = [meta for meta, _ in checkpoints(root / record.run_name)]
+            last = max(metas, key=progress_key, default=None)
             rows.append(
                 {
                     "run": record.run_name,
                     "job": record.job,
-                    "last_checkpoint_epoch": max(epochs, default=None),
+                    # Epochs finished at the last checkpoint, and its optimiser step (from the
+                    # middle of the next epoch when `position` says so).
+                    "last_checkpoint_epoch": None if last is None else last["epoch"],
+                    "last_checkpoint_step": None if last is None else last.get("step"),
                     "mlflow_run": record.mlflow_run_id,
                     "mlflow_uri": record.mlflow_uri,
                 }
@@ -163,10 +169,9 @@ def _list_stored(storage: str | None, json_: bool) -> None:
     for column in ("run", "job", "last checkpoint", "mlflow run"):
         table.add_column(column, no_wrap=column == "run")
     for row in rows:
-        epoch = row["last_checkpoint_epoch"]
-        table.add_row(
-            row["run"], row["job"], "-" if epoch is None else f"epoch {epoch}", row["mlflow_run"]
-        )
+        epoch, step = row["last_checkpoint_epoch"], row["last_checkpoint_step"]
+        last = "-" if epoch is None else f"epoch {epoch}" + (f", step {step}" if step else "")
+        table.add_row(row["run"], row["job"], last, row["mlflow_run"])
     out.print(table)
 
 

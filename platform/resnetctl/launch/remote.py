@@ -22,6 +22,7 @@ from resnetctl.spec import JobSpec, dump_spec
 from resnetctl.storage import CLUSTER_DEFAULT_STORAGE, new_run_name
 from resnetctl.tracking.labels import submitter_env
 from resnetctl.tracking.store import is_local_store, resolve_tracking_uri
+from resnetctl.train.upload import SLOW_UPLOAD_ENV
 
 JOB_FILE = "job.yaml"
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
@@ -133,7 +134,9 @@ def submit(
     command, env_vars = entrypoint(storage)
     env_vars.update({"RESNETCTL_RUN_NAME": submission_id, "PYTHONUNBUFFERED": "1"})
     env_vars.update(submitter_env(spec_file))  # MLflow's Source and Created by: this machine's
-    for name in ("RESNETCTL_CACHE", "RAY_AUTH_MODE"):
+    # The fault-injection switch of train.upload travels too, so that a test (or a user trying
+    # the guarantee) can slow a cluster job's checkpoint uploads; unset, nothing changes.
+    for name in ("RESNETCTL_CACHE", "RAY_AUTH_MODE", SLOW_UPLOAD_ENV):
         if name in os.environ:
             env_vars[name] = os.environ[name]
     # `checkpoint.resume_from` travels inside the spec, so --resume needs nothing here.
