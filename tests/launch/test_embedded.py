@@ -191,3 +191,25 @@ def test_the_dashboard_port_is_never_one_ray_gives_its_own_components(
 
     monkeypatch.setattr(socket, "socket", Socket)
     assert embedded._free_port() == 40123
+
+
+def test_without_a_token_the_embedded_ray_gets_one_that_never_reaches_home(
+    fake_ray: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    # Ray would generate one into ~/.ray/auth_token (when it finds none in $RAY_AUTH_TOKEN, the
+    # file $RAY_AUTH_TOKEN_PATH names, or that file): a run leaves nothing in the home folder.
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    embedded.start()
+    token = fake_ray[0]["env"]["RAY_AUTH_TOKEN"]
+    assert len(token) == 64 and int(token, 16) >= 0
+    embedded.stop()
+    assert "RAY_AUTH_TOKEN" not in os.environ
+    assert not (tmp_path / ".ray").exists()
+    # A token the machine has is Ray's to use: nothing is set over it.
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("a" * 64)
+    embedded.start()
+    assert "RAY_AUTH_TOKEN" not in fake_ray[-1]["env"]
+    embedded.stop()

@@ -35,6 +35,7 @@ It is private even when another Ray runs, or ran, on the machine:
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import threading
@@ -91,6 +92,14 @@ def start(*, env_vars: Mapping[str, str] | None = None, dashboard_port: int | No
         if name not in os.environ:
             os.environ[name] = value
             _added.append(name)
+    from resnetctl.launch.auth import TOKEN_VARIABLE, auth_disabled, find_token
+
+    if not auth_disabled() and find_token() is None:
+        # Ray would generate a token and keep it in ~/.ray/auth_token: a run leaves nothing in
+        # the user's home. This private instance's token lives in its processes' environment
+        # only, for as long as it runs.
+        os.environ[TOKEN_VARIABLE] = secrets.token_hex(32)
+        _added.append(TOKEN_VARIABLE)
     _replaced["RAY_API_SERVER_ADDRESS"] = os.environ.get("RAY_API_SERVER_ADDRESS")
     os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
     try:
