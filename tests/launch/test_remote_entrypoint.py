@@ -46,3 +46,37 @@ def test_without_either_the_cluster_default_in_the_nodes_home(shell) -> None:
 def test_storage_given_to_submit_wins_over_the_nodes(shell) -> None:
     where, _ = shell("s3://mine/runs", {"RESNETCTL_STORAGE": "s3://team-bucket/runs"})
     assert where == "s3://mine/runs"
+
+
+class _Jobs:
+    """A Jobs client that keeps what it was asked to submit."""
+
+    def __init__(self) -> None:
+        self.submitted: list[dict] = []
+
+    def submit_job(self, **job: object) -> str:
+        self.submitted.append(job)
+        return str(job["submission_id"])
+
+
+@pytest.mark.parametrize(("set_here", "expected"), [(None, "180"), ("600", "600")])
+def test_a_stopped_job_has_time_to_checkpoint_before_ray_kills_it(
+    monkeypatch: pytest.MonkeyPatch, set_here: str | None, expected: str
+) -> None:
+    from resnetctl.launch import remote
+    from resnetctl.spec.loader import load_spec_text
+    from tests.launch.conftest import TINY_JOB
+
+    jobs = _Jobs()
+    monkeypatch.setattr(remote, "client", lambda address: jobs)
+    if set_here is None:
+        monkeypatch.delenv("RAY_JOB_STOP_WAIT_TIME_S", raising=False)
+    else:
+        monkeypatch.setenv("RAY_JOB_STOP_WAIT_TIME_S", set_here)
+    text = TINY_JOB.replace("tracking: {experiment: e2e}", "tracking: {uri: 'http://127.0.0.1:5000'}")
+    spec = load_spec_text(text, "job.yaml")
+    remote.submit(spec, "http://127.0.0.1:8265")
+    (job,) = jobs.submitted
+    # Ray's job supervisor reads it from the job's environment: 3 s would cut the checkpoint
+    # that resnetctl stop's SIGTERM asks for.
+    assert job["runtime_env"]["env_vars"]["RAY_JOB_STOP_WAIT_TIME_S"] == expected

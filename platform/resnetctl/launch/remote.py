@@ -24,6 +24,10 @@ from resnetctl.tracking.labels import submitter_env
 from resnetctl.tracking.store import is_local_store, resolve_tracking_uri
 from resnetctl.train.upload import SLOW_UPLOAD_ENV
 
+#: How long Ray's job supervisor waits after a stop's SIGTERM before it SIGKILLs the job.
+STOP_WAIT_ENV = "RAY_JOB_STOP_WAIT_TIME_S"
+STOP_WAIT_S = 180
+
 JOB_FILE = "job.yaml"
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 # Default checkpoint storage on the cluster; multi-node clusters need a bucket or a path every
@@ -134,6 +138,10 @@ def submit(
     command, env_vars = entrypoint(storage)
     env_vars.update({"RESNETCTL_RUN_NAME": submission_id, "PYTHONUNBUFFERED": "1"})
     env_vars.update(submitter_env(spec_file))  # MLflow's Source and Created by: this machine's
+    # `resnetctl stop` (Ray Jobs' stop) sends the job SIGTERM, a notice: the workers checkpoint
+    # at their next step, then the job ends. Ray's job supervisor, which reads this from the
+    # job's environment, would SIGKILL it after 3 s, too soon for a checkpoint upload.
+    env_vars[STOP_WAIT_ENV] = os.environ.get(STOP_WAIT_ENV, str(STOP_WAIT_S))
     # The fault-injection switch of train.upload travels too, so that a test (or a user trying
     # the guarantee) can slow a cluster job's checkpoint uploads; unset, nothing changes.
     for name in ("RESNETCTL_CACHE", "RAY_AUTH_MODE", SLOW_UPLOAD_ENV):
