@@ -46,3 +46,29 @@ def test_a_restore_counts_the_steps_trained_past_its_checkpoint() -> None:
     time.sleep(0.01)
     assert control.restored(35)["steps_redone"] == 2
     assert control.summary() == {"restarts": 3, "steps_redone": 9, "high_water": 37}
+
+
+def test_per_step_metrics_go_to_mlflow_in_batches_and_a_step_trained_again_is_logged_again(
+    tmp_path,
+) -> None:
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("steps")).info.run_id
+    control = RunControl(uri, run_id)
+    for step in (1, 2, 3):
+        control.step_done(step, {"global_step": step, "step_train_loss": 1.0 / step})
+    control.step_done(4)  # not due: no metrics
+    assert control.flush() == 3 and control.flush() == 0
+    control.restored(2)
+    time.sleep(0.01)  # MLflow's timestamps are in milliseconds
+    control.step_done(3, {"global_step": 3, "step_train_loss": 0.25})  # after the restore
+    control.flush()
+    history = client.get_metric_history(run_id, "step_train_loss")
+    assert sorted((m.step, m.value) for m in history) == [
+        (1, 1.0), (2, 0.5), (3, 0.25), (3, 1.0 / 3)
+    ]
+    # The redone step's second value is logged later: the one a reader takes as the last.
+    last = max((m for m in history if m.step == 3), key=lambda m: m.timestamp)
+    assert last.value == 0.25

@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import mlflow
-import pytest
 from mlflow import MlflowClient
 
 from resnetctl.launch.progress import EPOCH_EVENT, WORKER_ERROR_EVENT
@@ -119,22 +117,6 @@ class FakeClient:
 
     def log_batch(self, run_id: str, metrics: list[Any], tags: list[Any]) -> None:
         FakeClient.batches.append(metrics)
-
-
-def test_step_reports_are_logged_at_the_global_step_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mlflow, "MlflowClient", FakeClient)
-    FakeClient.batches = []
-    callback = EpochMetricsCallback("file:///nowhere", "run")
-    report = {"global_step": 200, "step_train_loss": 2.5, "step_lr": 0.1, "node_id": "n"}
-    callback.after_report(None, [report, dict(report)], None)
-    callback.after_report(None, [report], None)  # replayed after a restore
-    (logged,) = FakeClient.batches
-    assert {(m.key, m.value, m.step) for m in logged} == {
-        ("step_train_loss", 2.5, 200),
-        ("step_lr", 0.1, 200),
-    }
-    # A step report is not an epoch: epoch 200 stays unlogged.
-    assert callback.logged == set()
 
 
 def test_datasets_of_the_first_report_are_logged_once_with_the_class_count(tmp_path: Path) -> None:

@@ -46,11 +46,15 @@ def _spec(**checkpoint: Any) -> JobSpec:
 
 
 class StopAt:
-    """A ledger (rank 0's record of finished steps) and a notice source in one: asks the run
-    to stop once global step `step` is done, as the driver's Ctrl-C does."""
+    """A ledger (rank 0's record of finished steps and their metrics) and a notice source in
+    one: asks the run to stop once global step `step` is done, as the driver's Ctrl-C does."""
 
     def __init__(self, step: int) -> None:
         self.step, self.done = step, 0
+        self.reports: list[dict[str, Any]] = []
+
+    def add_metrics(self, metrics: dict[str, Any]) -> None:
+        self.reports.append(metrics)
 
     def step_done(self, step: int) -> None:
         self.done = step
@@ -74,12 +78,10 @@ def _train(
     return session, runner
 
 
-def _losses(session: FakeSession) -> dict[int, float]:
-    return {
-        int(m["global_step"]): m["step_train_loss"]
-        for m, _, _ in session.reports
-        if "global_step" in m
-    }
+def _losses(session: FakeSession, ledger: StopAt | None = None) -> dict[int, float]:
+    """Per-step losses: reported through the session, or with a ledger sent to it instead."""
+    reports = [m for m, _, _ in session.reports] + (ledger.reports if ledger else [])
+    return {int(m["global_step"]): m["step_train_loss"] for m in reports if "global_step" in m}
 
 
 def test_a_run_stopped_mid_epoch_resumes_to_the_undisturbed_runs_losses_and_weights(
@@ -104,6 +106,7 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_undisturbed_runs_losses_and_weig
     ]
 
     resumed, again = _train(spec, tmp_path / "resumed", resume_from=last)
+    # Without a ledger the steps' metrics go through the session, as under a bare host.
     assert resumed.reports[0][0] == {"restored_step": 9}
     after = _losses(resumed)
     assert sorted(after) == list(range(10, total + 1))

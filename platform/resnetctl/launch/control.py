@@ -8,21 +8,39 @@ step boundary and end). Rank 0 also tells it every step it finishes. A worker gr
 loses what it knew, the actor does not: when the group restarts from a checkpoint, rank 0 asks
 it how many steps were trained past that checkpoint (the steps redone) and how long ago the
 last one finished (the seconds the fault cost).
+
+Rank 0's per-step metrics (`train.log_every_n_steps`) come with its finished steps and go to
+MLflow from here, in a batch a second. They stay out of `ray.train.report`: every report makes
+all workers meet, Ray Train's controller takes one report per poll, and a report waits behind
+a checkpoint still uploading, so a report per step would throttle training or stall it.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from typing import Any
 
 from resnetctl.launch.hang import Heartbeats
 
+log = logging.getLogger(__name__)
+
+#: Seconds between two batches of per-step metrics sent to MLflow.
+FLUSH_SECONDS = 1.0
+
 
 class RunControl(Heartbeats):
-    """State shared by the driver and the workers of one run (a Ray actor)."""
+    """State shared by the driver and the workers of one run (a Ray actor). With an MLflow
+    run (`uri`, `run_id`) it logs the per-step metrics rank 0 sends."""
 
-    def __init__(self) -> None:
+    def __init__(self, uri: str | None = None, run_id: str | None = None) -> None:
         super().__init__()
+        self.uri, self.run_id = uri, run_id
+        self._pending: list[tuple[int, float, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        if uri is not None and run_id is not None:
+            threading.Thread(target=self._flush_forever, name="step-metrics", daemon=True).start()
         self.stop_reason: str | None = None
         self.high_water = 0  # the highest global step any worker group finished
         self.high_water_at: float | None = None  # when (Unix seconds)
@@ -41,10 +59,45 @@ class RunControl(Heartbeats):
         super().beat(**beat)
         return self.poll()
 
-    def step_done(self, step: int) -> None:
-        """Rank 0 finished global step `step`."""
+    def step_done(self, step: int, metrics: dict[str, Any] | None = None) -> None:
+        """Rank 0 finished global step `step` (with its per-step metrics, when due)."""
+        now = time.time()
         if step > self.high_water:
-            self.high_water, self.high_water_at = step, time.time()
+            self.high_water, self.high_water_at = step, now
+        if metrics:
+            with self._lock:
+                self._pending.append((step, now, metrics))
+
+    def flush(self) -> int:
+        """Log the per-step metrics received so far to MLflow; returns how many steps. A step
+        trained again after a restore is logged again: its last value is the one kept."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if not pending or self.uri is None or self.run_id is None:
+            return 0
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric
+
+        from resnetctl.spec.metrics import STEP_METRICS
+
+        batch = [
+            Metric(key, float(metrics[key]), int(at * 1000), step)
+            for step, at, metrics in pending
+            for key in STEP_METRICS
+            if key in metrics
+        ]
+        client = MlflowClient(self.uri)
+        for start in range(0, len(batch), 1000):  # MLflow's limit per batch
+            client.log_batch(self.run_id, metrics=batch[start : start + 1000])
+        return len(pending)
+
+    def _flush_forever(self) -> None:
+        while True:
+            time.sleep(FLUSH_SECONDS)
+            try:
+                self.flush()
+            except Exception as exc:  # noqa: BLE001 - metrics are kept for the next try
+                log.warning("per-step metrics not logged yet: %s", exc)
 
     def restored(self, step: int) -> dict[str, Any]:
         """A worker group restored a checkpoint at global step `step`: the steps trained past
@@ -64,11 +117,13 @@ class RunControl(Heartbeats):
         }
 
 
-def start_control() -> Any:
+def start_control(uri: str | None = None, run_id: str | None = None) -> Any:
     """A `RunControl` actor for this run on the driver's node, needing no CPU: like the
-    progress queue, it must outlive any worker node (a preemption takes them away)."""
+    progress queue, it must outlive any worker node (a preemption takes them away). With an
+    MLflow run, per-step metrics are logged into it."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    return ray.remote(RunControl).options(num_cpus=0, scheduling_strategy=here).remote()
+    actor = ray.remote(RunControl).options(num_cpus=0, scheduling_strategy=here)
+    return actor.remote(uri, run_id)

@@ -30,8 +30,12 @@ from resnetctl.storage import (
 )
 from resnetctl.tracking.store import check_reachable, default_artifact_root, resolve_tracking_uri
 
-#: Ray Train's preemption watcher's poll period (seconds), which resnetctl shortens.
-PREEMPTION_POLL_ENV = "RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S"
+#: Ray Train's poll periods (seconds) that resnetctl shortens, unless set: its preemption
+#: watcher's, and its controller's poll of the workers.
+CONTROLLER_ENV = {
+    "RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S": "1",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+}
 
 
 class LaunchError(RuntimeError):
@@ -258,10 +262,13 @@ def _fit(
     from resnetctl.tracking.system_metrics import worker_config
 
     progress_queue = new_progress_queue()
-    control = start_control()
-    # Ray Train's preemption watcher (on for clusters) polls every 5 s by default: a GCP
-    # reclaim gives 30 s. Read by the trainer here and propagated to its controller.
-    os.environ.setdefault(PREEMPTION_POLL_ENV, "1")
+    control = start_control(run.uri, run.run_id)
+    # Read by the trainer here and propagated to its controller: Ray Train's preemption watcher
+    # (on for clusters) polls every 5 s by default, and a GCP reclaim gives 30 s; the controller
+    # takes one report per poll of the workers, every 2 s by default, so epochs shorter than
+    # that (and checkpoints between steps) would queue up behind each other.
+    for name, value in CONTROLLER_ENV.items():
+        os.environ.setdefault(name, value)
     config: dict[str, Any] = {
         "spec": spec.model_dump(mode="json"),
         "progress": progress_queue,
@@ -307,6 +314,7 @@ def _fit(
             if stop.overdue():
                 break
         view.drain(progress_queue)
+    _flush_step_metrics(control)
     result = outcome.get("result")
     error = outcome.get("error") or (getattr(result, "error", None) if result else None)
     if signals and (worker.is_alive() or error is None):
@@ -314,6 +322,16 @@ def _fit(
         # interrupted run does (the signal's own exit code).
         deliver(signals[0])
     return error, view.first_event_at
+
+
+def _flush_step_metrics(control: Any) -> None:
+    """The last per-step metrics into MLflow before the summary reads the run."""
+    import ray
+
+    try:
+        ray.get(control.flush.remote(), timeout=60)
+    except Exception as exc:  # noqa: BLE001 - they are the run's, not what decides it
+        logging.getLogger(__name__).warning("the last per-step metrics are not logged: %s", exc)
 
 
 def _log_location(storage: StoragePath, run_name: str) -> tuple[Path, StoragePath | None]:

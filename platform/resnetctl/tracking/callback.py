@@ -21,7 +21,6 @@ from resnetctl.spec.metrics import (
     LOGGED_METRICS,
     NOTICE_KEY,
     RESTORE_KEY,
-    STEP_METRICS,
     STEP_REPORT_KEY,
     URGENT_KEY,
 )
@@ -48,8 +47,6 @@ class EpochMetricsCallback(UserCallback):
         self.progress = progress
         # Epochs replayed after a restore from an older checkpoint are not logged twice.
         self.logged = set(logged_epochs or ())
-        # Steps replayed after a restore are not logged twice either (within this driver).
-        self.logged_steps: set[int] = set()
         self._client: Any = None
         # Fault counts, cumulative over the run (read back from MLflow on a `--resume`).
         self._faults: dict[str, float] | None = None
@@ -62,8 +59,7 @@ class EpochMetricsCallback(UserCallback):
         from mlflow.entities import Metric, RunTag
 
         if metrics and STEP_REPORT_KEY in metrics[0]:
-            self._log_step(metrics[0])
-            return
+            return  # per-step metrics go to MLflow from the run's control actor
         if metrics and RESTORE_KEY in metrics[0]:
             self._log_restore(metrics[0])
             return
@@ -108,21 +104,6 @@ class EpochMetricsCallback(UserCallback):
                 self._client.log_batch(self.run_id, params=[Param(NUM_CLASSES_PARAM, str(classes))])
         except MlflowException as exc:  # descriptive only: never fail the run for it
             log.warning("datasets not logged: %s", str(exc).splitlines()[0])
-
-    def _log_step(self, report: dict[str, Any]) -> None:
-        """Log a `train.log_every_n_steps` report with the global step as MLflow step."""
-        from mlflow import MlflowClient
-        from mlflow.entities import Metric
-
-        step = int(report[STEP_REPORT_KEY])
-        if step in self.logged_steps:
-            return
-        if self._client is None:
-            self._client = MlflowClient(self.uri)
-        now = int(time.time() * 1000)
-        batch = [Metric(k, float(report[k]), now, step) for k in STEP_METRICS if k in report]
-        self._client.log_batch(self.run_id, metrics=batch, tags=[])
-        self.logged_steps.add(step)
 
     def _fault_counts(self) -> dict[str, float]:
         if self._client is None:

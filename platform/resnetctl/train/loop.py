@@ -292,14 +292,20 @@ def step_checkpoint_writer(session: Session) -> Any:
         return time.monotonic() - started
 
     return write
-def step_reporter(session: Session) -> StepCallback:
-    """Reports `train.log_every_n_steps` metrics through the session, without a checkpoint:
-    they travel to the controller's tracking callback like the epoch metrics."""
+def step_reporter(session: Session, ledger: Any = None, rank: int = 0) -> StepCallback:
+    """Where `train.log_every_n_steps` metrics go: with the run's ledger, rank 0 sends them to
+    the control actor with its finished step (`launch.control`: no report, no meeting of the
+    workers); without one (tests, a host without a driver of ours), every rank reports them
+    through the session."""
 
     def report(metrics: dict[str, Any]) -> None:
         session.report(metrics, None, f"step_{metrics[STEP_REPORT_KEY]:09d}")
 
-    return report
+    def send(metrics: dict[str, Any]) -> None:
+        if rank == 0:
+            ledger.add_metrics(metrics)
+
+    return report if ledger is None else send
 
 
 def run_training(
@@ -318,8 +324,9 @@ def run_training(
     `checkpoint` asks and on notices (`train.boundary`); returns the last epoch's metrics
     (None when the checkpoint was already at the end or the run was asked to stop).
 
-    `ledger` (rank 0, a `train.notices.RunLedger`) records every finished step with the run's
-    control actor, so a restart can tell how many steps it trains again."""
+    `ledger` (a `train.notices.RunLedger`, given to every rank) has rank 0 record every finished
+    step, and its per-step metrics, with the run's control actor, so that a restart can tell
+    how many steps it trains again."""
     runner = runner or Runner(spec, placement)
     source = resume(runner, session, resume_checkpoint)
     rank0 = placement.rank == 0
@@ -351,7 +358,7 @@ def run_training(
         checkpoints(runner, epoch, steps_done, steps)
 
     try:
-        return _train(spec, placement, session, runner, progress, boundary)
+        return _train(spec, placement, session, runner, progress, boundary, ledger)
     except StopTraining as stop:
         if rank0:
             log.warning("stopped after a checkpoint at step %d: %s", stop.step, stop.reason)
@@ -388,6 +395,7 @@ def _train(
     runner: Runner,
     progress: Any,
     boundary: Any,
+    ledger: Any = None,
 ) -> dict[str, Any] | None:
     rank0 = placement.rank == 0
     on_step = progress_callback(progress) if rank0 else None
@@ -401,7 +409,7 @@ def _train(
             epoch,
             on_step=on_step,
             every=every,
-            on_metrics=step_reporter(session),
+            on_metrics=step_reporter(session, ledger, placement.rank),
             boundary=boundary,
         )
         # Metrics are reduced over ranks, so every rank takes this decision alike.

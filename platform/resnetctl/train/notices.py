@@ -83,16 +83,22 @@ def now() -> float:
 
 
 class RunLedger:
-    """Rank 0's side of the run's control actor for fault accounting: every finished step
-    goes to the actor (fire and forget: never waited for), and a restored worker group asks it
-    what the restart cost."""
+    """Rank 0's side of the run's control actor: every finished step goes to the actor (fire
+    and forget: never waited for), with the step's metrics when they are due; a restored worker
+    group asks it what the restart cost."""
 
     def __init__(self, control: Any) -> None:
         self.control = control
+        self._metrics: dict[str, Any] | None = None
+
+    def add_metrics(self, metrics: dict[str, Any]) -> None:
+        """Send `metrics` (a `StepMetrics` report) with the next finished step."""
+        self._metrics = metrics
 
     def step_done(self, step: int) -> None:
         """Record that global step `step` finished."""
-        self.control.step_done.remote(step)
+        metrics, self._metrics = self._metrics, None
+        self.control.step_done.remote(step, metrics)
 
     def restored(self, step: int) -> dict[str, Any]:
         """`RunControl.restored`: steps redone and seconds since the last step before."""

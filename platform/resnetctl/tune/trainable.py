@@ -52,16 +52,14 @@ def open_child_run(record: SweepRecord, trial_id: str, spec: JobSpec, label: str
 
 
 def epoch_reports_to_tune_class() -> type:
-    """`TuneReportCallback` forwarding epoch reports only: a `train.log_every_n_steps` report is
-    not a Tune iteration (schedulers such as ASHA count reports as training iterations).
-    Built on call: importing Ray Tune is slow."""
+    """`TuneReportCallback` forwarding epoch reports only: a checkpoint between steps or the
+    report of a restore is not a Tune iteration (schedulers such as ASHA count reports as
+    training iterations). Built on call: importing Ray Tune is slow."""
     from ray.tune.integration.ray_train import TuneReportCallback
-
-    from resnetctl.spec.metrics import STEP_REPORT_KEY
 
     class EpochReportsToTune(TuneReportCallback):
         def after_report(self, run_context: Any, metrics: Any, checkpoint: Any) -> None:
-            if metrics and STEP_REPORT_KEY in metrics[0]:
+            if not metrics or "epoch" not in metrics[0]:
                 return
             super().after_report(run_context, metrics, checkpoint)
 
@@ -76,8 +74,10 @@ def run_trial(config: dict[str, Any], *, sweep: dict[str, Any]) -> None:
     sweep's directory, so a trial restarted by `--resume` continues from its own latest
     checkpoint (Ray Train restores a run of the same name and storage path).
     """
+    import ray
     from ray import tune
 
+    from resnetctl.launch.control import start_control
     from resnetctl.launch.trainer import build_trainer
     from resnetctl.tracking.callback import EpochMetricsCallback
     from resnetctl.tracking.system_metrics import worker_config
@@ -95,6 +95,9 @@ def run_trial(config: dict[str, Any], *, sweep: dict[str, Any]) -> None:
         tune.report(done)
         run.end("FINISHED")
         return
+    # The trial's per-step metrics, and its ranks' heartbeats, go through a control actor of its
+    # own, beside this trial's driver.
+    control = start_control(run.uri, run.run_id)
     trainer = build_trainer(
         spec,
         run_name=trial_id,
@@ -105,6 +108,8 @@ def run_trial(config: dict[str, Any], *, sweep: dict[str, Any]) -> None:
             # Workers read the sweep record back before their first step (storage.access).
             "storage_marker": str(record.experiment_path / RECORD_FILE),
             "tracking": worker_config(run.uri, run.run_id, spec.tracking.system_metrics_interval_s),
+            "run_name": trial_id,
+            "control": control,
         },
         callbacks=[
             EpochMetricsCallback(run.uri, run.run_id, run.logged_epochs()),
@@ -113,7 +118,10 @@ def run_trial(config: dict[str, Any], *, sweep: dict[str, Any]) -> None:
     )
     # A failure leaves the run open on purpose: the driver's callback closes it as FAILED, or
     # as KILLED when the scheduler stopped the trial (stopping also makes `fit` raise here).
-    trainer.fit()
+    try:
+        trainer.fit()
+    finally:
+        ray.get(control.flush.remote(), timeout=60)
     if run.logged_epochs():
         run.log_curves(label)
     run.end("FINISHED")
