@@ -188,12 +188,24 @@ def submit(
                 highlight=False,
             )
             raise typer.Exit(interruption.exit_code) from None
+    _keep_summary(summary)
     if json_:
         print_json(summary.as_dict())
     else:
         summary.render(out)
     if not summary.succeeded:
         raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def _keep_summary(summary) -> None:  # type: ignore[no-untyped-def]
+    """Keep the summary in the run's folder, where `status RUN` reads it (a warning if the
+    storage refuses: the run itself is complete)."""
+    from resnetctl.storage import StorageError, StoragePath
+
+    try:
+        summary.save(StoragePath.of(summary.storage_path))
+    except (StorageError, OSError) as exc:
+        err.print(f"[yellow]warning:[/] the summary was not kept: {escape(str(exc))}")
 
 
 def _load(
@@ -340,8 +352,9 @@ def _first_image_size(layout) -> tuple[int, int] | None:  # type: ignore[no-unty
 def _submit_remote(
     spec, address: str, spec_file: str, no_wait: bool, storage: str | None, json_: bool
 ) -> None:  # type: ignore[no-untyped-def]
-    from resnetctl.cli.jobs import exit_for_state
+    from resnetctl.cli.jobs import exit_for_state, job_report, null_summary
     from resnetctl.launch import remote
+    from resnetctl.launch.outcome import RunSummary
 
     try:
         job_id = remote.submit(spec, address, storage=storage, spec_file=spec_file)
@@ -360,10 +373,20 @@ def _submit_remote(
         else:
             out.print(job_id, highlight=False)
         return
-    remote.logs(address, job_id, follow=True, out=sys.stderr)
-    job = remote.info(address, job_id)
+    try:
+        remote.logs(address, job_id, follow=True, out=sys.stderr)
+        report = job_report(address, job_id)
+    except remote.RemoteError as exc:
+        fail(str(exc))
+    job, summary = report["job"], report["summary"]
     if json_:
-        print_json(job.as_dict())
+        # The run summary a local `submit --json` prints, and the job's record beside it.
+        print_json({**(summary or null_summary(job_id)), **job})
+    elif summary:
+        headline = RunSummary.from_dict(summary).headline()
+        out.print(f"{job_id}: {job['state']} ({headline})", highlight=False, markup=False)
     else:
-        out.print(f"{job.job_id}: {job.state}", highlight=False)
-    exit_for_state(job.state)
+        out.print(f"{job_id}: {job['state']}", highlight=False, markup=False)
+    if job["state"] == "FAILED" and report["message"] != job["message"]:
+        err.print(f"[bold red]error:[/] {escape(report['message'])}", highlight=False)
+    exit_for_state(job["state"])
