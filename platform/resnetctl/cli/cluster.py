@@ -164,37 +164,71 @@ def plan(
 
 
 @app.command("up")
-def up(config_file: ConfigFile, yes: YesOption = False, dry_run: DryRunOption = False) -> None:
+def up(
+    config_file: ConfigFile,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    json_: JsonOption = False,
+) -> None:
     """Start or update the cluster: `ray up -y FILE` (KubeRay: `kubectl apply -f FILE`).
 
-    Validates first; creates machines that cost money, so asks unless --yes.
+    Validates first; creates machines that cost money, so asks unless --yes. The launcher's
+    output streams to stderr; --json prints the commands and how each ended on stdout.
+
+    Example: resnetctl cluster up cluster/aws.yaml --yes
+
+    Exit codes: 0 done, 1 the launcher failed, 2 a bad config, a missing tool or credential, or
+    no --yes without a terminal.
     """
     from resnetctl.cluster import launcher
 
     config = _load_config(config_file)
     commands = _commands(lambda: launcher.up_commands(config))
-    _run_all(config, "up", commands, yes=yes, dry_run=dry_run, confirm="Start or update")
+    _run_all(
+        config, "up", commands, yes=yes, dry_run=dry_run, confirm="Start or update", json_=json_
+    )
 
 
 @app.command("down")
-def down(config_file: ConfigFile, yes: YesOption = False, dry_run: DryRunOption = False) -> None:
-    """Tear the cluster down: `ray down -y FILE` (KubeRay: `kubectl delete -f FILE`)."""
+def down(
+    config_file: ConfigFile,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    json_: JsonOption = False,
+) -> None:
+    """Tear the cluster down: `ray down -y FILE` (KubeRay: `kubectl delete -f FILE`).
+
+    Example: resnetctl cluster down cluster/aws.yaml --yes
+
+    Exit codes: 0 done, 1 the launcher failed, 2 a bad config, a missing tool or credential, or
+    no --yes without a terminal.
+    """
     from resnetctl.cluster import launcher
 
     config = _load_config(config_file)
     commands = _commands(lambda: launcher.down_commands(config))
-    _run_all(config, "down", commands, yes=yes, dry_run=dry_run, confirm="Tear down")
+    _run_all(config, "down", commands, yes=yes, dry_run=dry_run, confirm="Tear down", json_=json_)
 
 
 @app.command("status")
-def status(config_file: ConfigFile, dry_run: DryRunOption = False) -> None:
-    """Show the running cluster: head IP and `ray status` (nodes, pending demands) from the
-    head; a local fake cluster's `ray status`; or the RayCluster object for KubeRay."""
+def status(
+    config_file: ConfigFile, dry_run: DryRunOption = False, json_: JsonOption = False
+) -> None:
+    """Show the running cluster: its nodes and pending demands (`ray status` on the head).
+
+    A launcher cluster: the head's IP, then `ray status` run on the head; the local fake
+    cluster: `ray status` here; KubeRay: the RayCluster object (`kubectl get raycluster`).
+
+    Example: resnetctl cluster status cluster/local.yaml --json
+
+    Exit codes: 0 shown, 1 the command failed (no cluster running), 2 a bad config, a missing
+    tool or credential.
+    """
     from resnetctl.cluster import launcher
 
     config = _load_config(config_file)
     commands = _commands(lambda: launcher.status_commands(config))
-    _run_all(config, "status", commands, yes=True, dry_run=dry_run, confirm="")
+    _run_all(config, "status", commands, yes=True, dry_run=dry_run, confirm="", json_=json_)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,10 +283,17 @@ def _run_all(
     yes: bool,
     dry_run: bool,
     confirm: str,
+    json_: bool = False,
 ) -> None:
+    """Run the launcher's commands in order, stopping at the first that fails; with `json_`,
+    a record of them (command, exit code, and for `status` its output) on stdout."""
     from resnetctl.cluster import launcher
 
+    report: dict = {"cluster": config.name, "file": str(config.path), "action": action}
     if dry_run:
+        if json_:
+            print_json({**report, "dry_run": True, "commands": [str(c) for c in commands]})
+            return
         for command in commands:
             out.print(escape(str(command)), highlight=False)
         return
@@ -266,17 +307,26 @@ def _run_all(
         typer.confirm(f"{confirm} cluster {config.name} ({config.path})?", abort=True)
     # Status output is short and scanned for credential errors; up/down stream as they go.
     capture = action == "status"
+    ran: list[dict] = []
+    report.update(dry_run=False, commands=ran)
     for command in commands:
         err.print(f"$ {escape(str(command))}", highlight=False)
         try:
             result = launcher.run(command, capture=capture)
         except launcher.LauncherError as exc:
             fail(str(exc))
+        ran.append({"command": str(command), "returncode": result.returncode})
         if capture:
-            sys.stdout.write(result.stdout or "")
+            ran[-1]["output"] = result.stdout or ""
+            if not json_:
+                sys.stdout.write(result.stdout or "")
         if result.returncode != 0:
             output = (result.stdout or "") + (result.stderr or "") if capture else ""
             if capture and result.stderr:
                 sys.stderr.write(result.stderr)
             hint = launcher.explain_failure(config, output)
+            if json_:
+                print_json({**report, "ok": False, "error": hint})
             fail(hint or f"{command.args[0]} exited with {result.returncode}", EXIT_JOB_FAILED)
+    if json_:
+        print_json({**report, "ok": True})
