@@ -20,6 +20,7 @@ from resnetctl.cli import spec as spec_cmd
 from resnetctl.cli import submit as submit_cmd
 from resnetctl.cli import tune as tune_cmd
 from resnetctl.cli import ui as ui_cmd
+from resnetctl.cli.help import use_everywhere
 
 app = typer.Typer(
     name="resnetctl",
@@ -66,8 +67,9 @@ app.command("predict")(predict_cmd.predict)
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(cluster_cmd.app, name="cluster")
 app.add_typer(reproduce_cmd.app, name="reproduce")
+use_everywhere(app)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point (also `python -m resnetctl`, which names itself the same)."""
+    app(prog_name="resnetctl")

@@ -13,6 +13,7 @@ from resnetctl.cli.common import (
     JsonOption,
     SetOption,
     err,
+    fail,
     out,
     print_json,
     report_issues,
@@ -80,6 +81,9 @@ def schema(
     text = markdown_reference() if markdown else json_schema_text()
     if output is None:
         typer.echo(text, nl=False)
-    else:
+        return
+    try:
         output.write_text(text, encoding="utf-8")
-        err.print(f"wrote {output}", highlight=False)
+    except OSError as exc:
+        fail(f"--output {output}: {exc.strerror or exc}")
+    err.print(f"wrote {output}", highlight=False)

@@ -122,21 +122,32 @@ def submit(
     verbose: VerboseOption = False,
     json_: JsonOption = False,
 ) -> None:
-    """Run a training job described by FILE.
+    """Train the job that a spec FILE describes, here or on a Ray cluster.
+
+    Without --address the job runs on an embedded Ray sized to this machine; --dry-run runs
+    every check the job would (the spec, this machine's CPUs and GPUs, the data, the storage
+    location, the resume target, the tracking store) and prints the plan. With --address it is
+    sent to the cluster through the Ray Jobs API (--dry-run then checks what this machine can:
+    the spec, the tracking server, the storage location); --cluster FILE --dry-run says which
+    nodes of that cluster config the job needs.
 
     Examples:
 
-      resnetctl submit jobs/quickstart.yaml
+      resnetctl submit jobs/quickstart.yaml --dry-run
 
-      resnetctl submit jobs/r50.yaml --dry-run --set data.source.root=/data/imagenet
+      resnetctl submit jobs/r50.yaml --dry-run --cluster cluster/aws.yaml
 
-      resnetctl submit jobs/cifar-r56.yaml --set train.epochs=1 --json
+      resnetctl submit jobs/quickstart.yaml --set train.epochs=2 --json  # trains, 1-2 min
 
-      resnetctl submit jobs/r50.yaml --address http://127.0.0.1:8265 --no-wait
+      resnetctl submit jobs/quickstart.yaml --resume latest --set train.epochs=4  # needs: a run
 
-      resnetctl submit jobs/r152.yaml --smoke
+      resnetctl submit jobs/r152.yaml --smoke  # trains, 1-2 min
 
-      resnetctl submit jobs/quickstart.yaml --storage s3://bucket/runs
+      resnetctl submit jobs/r50.yaml --address http://127.0.0.1:8265 --no-wait  # needs: cluster
+
+    Exit codes: 0 the job succeeded (or the dry run found nothing wrong), 1 it failed,
+    2 a bad spec, option, data, storage or resume target, or a cluster that cannot take it,
+    130/143 stopped by Ctrl-C/SIGTERM (the run is marked KILLED; --resume continues it).
     """
     from resnetctl.spec import dump_spec
 
@@ -144,8 +155,12 @@ def submit(
         fail("--smoke-size shrinks a smoke run: use it with --smoke")
     if smoke and (address or cluster is not None or resume):
         fail("--smoke is a fresh run on this machine: drop --address, --cluster and --resume")
+    remote = bool(address and address.startswith(("http://", "https://")))
     extra = list(overrides or []) + ([f"checkpoint.resume_from={resume}"] if resume else [])
-    spec = _load(file, extra, smoke=smoke, smoke_size=smoke_size, local=not address, plan=cluster)
+    # A job planned for a cluster may read a variable (its data's root) that only the cluster
+    # sets: that is a warning there, not an error.
+    lenient = cluster is not None or (remote and dry_run)
+    spec = _load(file, extra, smoke=smoke, smoke_size=smoke_size, local=not address, plan=lenient)
     if spec.search is not None:
         err.print(
             f"note: {escape(str(file))} has a `search:` section, which `resnetctl tune` runs; "
@@ -157,11 +172,13 @@ def submit(
             fail("--cluster plans placement: use it with --dry-run")
         _print_placement(spec, cluster, json_)
         return
-    if dry_run:
-        _print_plan(spec, dump_spec(spec), json_)
-        return
-    if address and address.startswith(("http://", "https://")):
-        _submit_remote(spec, address, os.fspath(file), no_wait, storage, json_)
+    if remote:
+        assert address is not None
+        _check_remote(spec, storage)
+        if dry_run:
+            _print_plan(spec, dump_spec(spec), json_, data=False)
+        else:
+            _submit_remote(spec, address, os.fspath(file), no_wait, storage, json_)
         return
     if address:  # a GCS address (host:port, auto): join that cluster as its driver
         _check_gcs(address)
@@ -169,8 +186,15 @@ def submit(
     if storage:
         os.environ["RESNETCTL_STORAGE"] = storage  # the storage layer, and every Ray worker
     from resnetctl.cli.interrupt import stop_on_signals
-    from resnetctl.launch.local import LaunchError, run_local
+    from resnetctl.launch.local import LaunchError, check_before_start, run_local
 
+    if dry_run:
+        try:
+            check_before_start(spec)
+        except LaunchError as exc:
+            fail(str(exc))
+        _print_plan(spec, dump_spec(spec), json_)
+        return
     with stop_on_signals() as interruption:
         try:
             with ray_output_on_stderr():
@@ -197,6 +221,23 @@ def submit(
         raise typer.Exit(EXIT_JOB_FAILED)
 
 
+def _check_remote(spec: JobSpec, storage: str | None) -> None:
+    """What `submit --address` checks on this machine before the job is sent: a tracking store
+    the cluster can reach, and a storage location pyarrow can open (its contents are the
+    cluster's to read)."""
+    from resnetctl.launch.remote import RemoteError, check_cluster_tracking
+    from resnetctl.storage import StorageError, check_scheme
+
+    try:
+        check_cluster_tracking(spec)
+        if storage:
+            check_scheme(storage)
+    except RemoteError as exc:
+        fail(str(exc))
+    except StorageError as exc:
+        fail(f"--storage: {exc}")
+
+
 def _keep_summary(summary) -> None:  # type: ignore[no-untyped-def]
     """Keep the summary in the run's folder, where `status RUN` reads it (a warning if the
     storage refuses: the run itself is complete)."""
@@ -215,9 +256,9 @@ def _load(
     smoke: bool,
     smoke_size: int | None,
     local: bool,
-    plan: Path | None,
+    plan: bool,
 ) -> JobSpec:
-    """The spec `submit` runs: a smoke variant, one to plan on a cluster config (whose data path
+    """The spec `submit` runs: a smoke variant, one to plan for a cluster (whose data path
     may exist on the cluster alone), or the job as written, checked against this machine when it
     runs here."""
     from resnetctl.spec import load_spec
@@ -226,11 +267,11 @@ def _load(
     with spec_errors():
         if smoke:
             spec = _load_smoke(file, extra, smoke_size)
-        elif plan is not None:
+        elif plan:
             spec = load_spec_to_plan(file, extra)
         else:
             spec = load_spec(file, extra)
-        if local and plan is None:
+        if local and not plan:
             check_local(spec)
     return spec
 
@@ -287,46 +328,64 @@ def _print_placement(spec, config: Path, json_: bool) -> None:  # type: ignore[n
         raise typer.Exit(EXIT_USAGE)
 
 
-def _print_plan(spec, resolved_yaml: str, json_: bool) -> None:  # type: ignore[no-untyped-def]
+def _print_plan(spec: JobSpec, resolved_yaml: str, json_: bool, *, data: bool = True) -> None:
+    """The resolved spec and the plan. With `data`, the data set is prepared and checked
+    against the spec (sizes, counts); without, the figures that need it say where it is."""
     from resnetctl.data import DataError, prepare_dataset
     from resnetctl.launch.plan import make_plan
     from resnetctl.spec.local_checks import check_data_counts, check_image_size
     from resnetctl.units import human
 
     try:
-        plan = make_plan(spec)
-        layout = prepare_dataset(spec.data)  # a cache hit: make_plan just prepared it
+        plan = make_plan(spec, data=data)
+        layout = prepare_dataset(spec.data) if data else None  # a cache hit: just prepared
     except DataError as exc:
         fail(f"{spec.where('data', 'source')}: data.source: {exc}")
-    with spec_errors():
-        check_data_counts(spec, layout.train_files, layout.val_files, len(layout.classes))
-        size = _first_image_size(layout)
-        if size is not None:
-            check_image_size(spec, size)
+    if layout is not None:
+        with spec_errors():
+            check_data_counts(spec, layout.train_files, layout.val_files, len(layout.classes))
+            size = _first_image_size(layout)
+            if size is not None:
+                check_image_size(spec, size)
     if json_:
         print_json({"spec": spec.model_dump(mode="json"), "plan": plan.as_dict()})
         return
     err.print("[bold]resolved spec[/]")
     typer.echo(resolved_yaml)
+    elsewhere = "counted where the job runs (its data is not read here)"
     table = Table(title=f"plan: {plan.name}", show_header=False)
-    rows = [
-        ("model", plan.model),
-        ("parameters", f"{plan.params:,} ({human(plan.params)})"),
-        (
-            "multiply-adds / image",
-            f"{plan.macs_per_image:,} ({human(plan.macs_per_image)}) at "
-            f"{plan.input_size}x{plan.input_size}",
-        ),
-        ("classes", str(plan.num_classes)),
+    rows = [("model", plan.model)]
+    if plan.params is not None and plan.macs_per_image is not None:
+        rows += [
+            ("parameters", f"{plan.params:,} ({human(plan.params)})"),
+            (
+                "multiply-adds / image",
+                f"{plan.macs_per_image:,} ({human(plan.macs_per_image)}) at "
+                f"{plan.input_size}x{plan.input_size}",
+            ),
+            ("classes", str(plan.num_classes)),
+        ]
+    else:
+        rows.append(("parameters, classes", elsewhere))
+    rows += [
         ("workers", f"{plan.workers} x {plan.device}"),
         ("batch", f"{plan.per_worker_batch} per worker, {plan.global_batch} global"),
         ("peak learning rate", f"{plan.peak_lr:g}"),
-        ("images", f"{plan.train_images:,} train, {plan.val_images:,} val"),
-        ("steps per epoch", f"{plan.steps_per_epoch:,}"),
-        ("epochs", f"{plan.epochs:g}"),
-        ("total steps", f"{plan.total_steps:,}"),
-        ("training FLOPs", f"{plan.training_flops:.3e} ({human(plan.training_flops)})"),
     ]
+    if plan.steps_per_epoch is not None and plan.total_steps is not None:
+        rows += [
+            ("images", f"{plan.train_images:,} train, {plan.val_images:,} val"),
+            ("steps per epoch", f"{plan.steps_per_epoch:,}"),
+            ("epochs", f"{plan.epochs:g}"),
+            ("total steps", f"{plan.total_steps:,}"),
+        ]
+        if plan.training_flops is not None:
+            flops = plan.training_flops
+            rows.append(("training FLOPs", f"{flops:.3e} ({human(flops)})"))
+    else:
+        if plan.epochs is not None:
+            rows.append(("epochs", f"{plan.epochs:g}"))
+        rows.append(("images, steps, FLOPs", elsewhere))
     for key, value in rows:
         table.add_row(key, value)
     out.print(table)

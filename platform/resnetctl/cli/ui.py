@@ -119,6 +119,7 @@ def ui(
     from resnetctl.tracking.store import default_store_uri
 
     store = uri or default_store_uri()
+    _check_scheme(store)
     if store.startswith(("http://", "https://")):
         fail(f"{store} is already a tracking server: open it in a browser")
     if not _port_free(port):
@@ -135,6 +136,18 @@ def ui(
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(code)
+
+
+def _check_scheme(store: str) -> None:
+    """Exit 2 for a store URI of a kind MLflow cannot serve, as a spec's tracking.uri would."""
+    from pydantic import ValidationError
+
+    from resnetctl.spec.tracking import TrackingSpec
+
+    try:
+        TrackingSpec(uri=store)
+    except ValidationError as exc:
+        fail(f"--uri: {exc.errors()[0]['msg'].removeprefix('Value error, ')}")
 
 
 def _port_free(port: int) -> bool:

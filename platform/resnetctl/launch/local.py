@@ -127,6 +127,23 @@ def _run(
             autoscaler_request([])  # the job is over: its nodes may be scaled down
 
 
+def check_before_start(spec: JobSpec) -> None:
+    """What `run_local` checks before it starts Ray, for `submit --dry-run`: the tracking
+    store, the storage location, the resume target and data kept in a bucket. Raises
+    LaunchError naming what is wrong."""
+    from resnetctl.tracking.store import TrackingError
+
+    try:
+        check_reachable(resolve_tracking_uri(spec))
+    except TrackingError as exc:
+        raise LaunchError(str(exc)) from None
+    try:
+        _resume_target(spec, storage_root())
+    except StorageError as exc:
+        raise LaunchError(f"storage: {exc}") from None
+    _list_bucket_data(spec)
+
+
 def _in_background(uri: str) -> threading.Thread:
     """`prepare_store(uri)` in a thread: MLflow's imports and a new store's tables take seconds
     of the startup, and overlap with Ray's processes starting."""

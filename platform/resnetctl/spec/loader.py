@@ -10,7 +10,6 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -19,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from resnetctl.spec.errors import SpecError, SpecIssue
 from resnetctl.spec.job import JobSpec
 from resnetctl.spec.paths import parse_path, set_path
-from resnetctl.spec.yaml_lines import YamlSyntaxError, read_document
+from resnetctl.spec.yaml_lines import UnreadableFile, YamlSyntaxError, read_document, read_text
 
 Path_ = tuple[str | int, ...]
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -76,12 +75,11 @@ def load_spec(
     is given: then it is appended there, the field keeps its `${VAR}` text, and only the rest
     of the spec must be valid (what `resnetctl validate` wants of a spec bound for a cluster).
     """
-    file = Path(path)
-    if not file.is_file():
-        what = "is a directory, not a file" if file.is_dir() else "no such file"
-        raise SpecError.single(str(file), what)
-    text = file.read_text(encoding="utf-8")
-    return load_spec_text(text, str(file), overrides, env, warnings=warnings)
+    try:
+        text = read_text(path)
+    except UnreadableFile as exc:
+        raise SpecError.single(os.fspath(path), str(exc)) from None
+    return load_spec_text(text, os.fspath(path), overrides, env, warnings=warnings)
 
 
 def load_spec_text(

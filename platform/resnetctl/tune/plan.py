@@ -21,6 +21,7 @@ from resnetctl.spec import JobSpec, SpecError
 from resnetctl.spec.errors import SpecIssue
 from resnetctl.spec.loader import load_spec_text, parse_overrides, with_values
 from resnetctl.spec.metrics import EPOCH_METRICS, default_mode
+from resnetctl.spec.yaml_lines import UnreadableFile, read_text
 from resnetctl.tune.record import SCHEDULERS, SweepError, SweepRecord, trial_label
 from resnetctl.tune.space import (
     SHORTCUTS,
@@ -114,10 +115,10 @@ def _base_text(request: SweepRequest) -> tuple[str, str]:
     """The base spec's text and its name in messages (the file, or the packaged default)."""
     if request.file is None:
         return default_spec_text(), "<default spec>"
-    if not request.file.is_file():
-        what = "is a directory, not a file" if request.file.is_dir() else "no such file"
-        raise SpecError.single(str(request.file), what)
-    return request.file.read_text(encoding="utf-8"), str(request.file)
+    try:
+        return read_text(request.file), str(request.file)
+    except UnreadableFile as exc:
+        raise SpecError.single(str(request.file), str(exc)) from None
 
 
 def _search_space(base: JobSpec, text: str, request: SweepRequest) -> tuple[SearchSpace, list[str]]:
