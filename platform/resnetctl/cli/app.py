@@ -24,8 +24,12 @@ from resnetctl.cli.help import use_everywhere
 
 app = typer.Typer(
     name="resnetctl",
-    help="Train the ResNets of He et al. (CVPR 2016): validate job specs, list models, submit "
-    "DDP training to an embedded or remote Ray cluster, track runs in MLflow.",
+    help="Train the ResNets of He et al. (CVPR 2016), from a laptop to a GPU cluster.\n\n"
+    "Validate job specs, list the models, train with PyTorch DDP under Ray Train on an embedded "
+    "or remote Ray cluster, and track every run in MLflow. `resnetctl COMMAND --help` says more."
+    "\n\nExit codes (every command): 0 ok, 1 the job or what the command ran failed, 2 bad "
+    "input (a usage, spec, file, data or storage error, an unknown run, an unreachable cluster), "
+    "130/143 stopped by Ctrl-C/SIGTERM.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -30,8 +30,9 @@ if TYPE_CHECKING:
     from resnetctl.spec import JobSpec
 
 app = typer.Typer(
-    help="Cluster configs (cluster/*.yaml): validate them, plan a job's placement, and start, "
-    "inspect or stop clusters with Ray's cluster launcher (or kubectl for KubeRay).",
+    help="Check cluster configs, plan nodes, start and stop clusters.\n\n"
+    "Cluster configs are cluster/*.yaml; clusters start and stop with Ray's cluster launcher "
+    "(or kubectl for KubeRay).",
     no_args_is_help=True,
 )
 
@@ -66,7 +67,7 @@ StorageOption = Annotated[
 
 @app.callback()
 def _cluster() -> None:
-    """Cluster configs (cluster/*.yaml): validate, plan placement, up/down/status."""
+    """Check cluster configs, plan nodes, start and stop clusters."""
 
 
 @app.command("validate")
@@ -78,11 +79,19 @@ def validate(
     storage: StorageOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Check cluster configs with Ray's own schema (launcher YAML) or KubeRay checks, plus
-    resnetctl's: node types, worker limits, GPU declarations, a private dashboard, and with
-    --job that the cluster can supply the job. Exit 0 when all pass, 2 otherwise.
+    """Check cluster configs with Ray's schema and resnetctl's rules.
 
-    Example: resnetctl cluster validate cluster/*.yaml --job jobs/r50.yaml
+    Launcher YAML against Ray's own schema, KubeRay manifests with resnetctl's checks, then node
+    types, worker limits, GPU declarations, a private dashboard, and with --job that the cluster
+    can supply the job.
+
+    Examples:
+
+      resnetctl cluster validate cluster/*.yaml
+
+      resnetctl cluster validate cluster/aws.yaml --job jobs/r50.yaml
+
+    Exit codes: 0 all pass (warnings aside, unless --strict), 2 otherwise.
     """
     from resnetctl.cluster import check_config, plan_placement
 
@@ -144,10 +153,13 @@ def plan(
     storage: StorageOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Show which node types and how many nodes a job needs on a cluster, and whether the
-    config can supply them (exit 0) or why not (exit 2). Starts nothing.
+    """Say which nodes of a cluster config a job needs; starts nothing.
+
+    Which node types, how many nodes, and whether the config can supply them or why not.
 
     Example: resnetctl cluster plan jobs/r50.yaml cluster/aws.yaml
+
+    Exit codes: 0 it fits, 2 it does not, or a bad spec or config.
     """
     from resnetctl.cluster import format_placement, plan_placement
 
@@ -170,12 +182,14 @@ def up(
     dry_run: DryRunOption = False,
     json_: JsonOption = False,
 ) -> None:
-    """Start or update the cluster: `ray up -y FILE` (KubeRay: `kubectl apply -f FILE`).
+    """Start or update a cluster: `ray up` (KubeRay: `kubectl apply`).
+
+    Runs `ray up -y FILE`, or for a KubeRay manifest `kubectl apply -f FILE`.
 
     Validates first; creates machines that cost money, so asks unless --yes. The launcher's
     output streams to stderr; --json prints the commands and how each ended on stdout.
 
-    Example: resnetctl cluster up cluster/aws.yaml --yes
+    Example: resnetctl cluster up cluster/aws.yaml --yes  # needs: cloud
 
     Exit codes: 0 done, 1 the launcher failed, 2 a bad config, a missing tool or credential, or
     no --yes without a terminal.
@@ -196,9 +210,11 @@ def down(
     dry_run: DryRunOption = False,
     json_: JsonOption = False,
 ) -> None:
-    """Tear the cluster down: `ray down -y FILE` (KubeRay: `kubectl delete -f FILE`).
+    """Tear a cluster down: `ray down` (KubeRay: `kubectl delete`).
 
-    Example: resnetctl cluster down cluster/aws.yaml --yes
+    Runs `ray down -y FILE`, or for a KubeRay manifest `kubectl delete -f FILE`.
+
+    Example: resnetctl cluster down cluster/aws.yaml --yes  # needs: cloud
 
     Exit codes: 0 done, 1 the launcher failed, 2 a bad config, a missing tool or credential, or
     no --yes without a terminal.
@@ -214,12 +230,12 @@ def down(
 def status(
     config_file: ConfigFile, dry_run: DryRunOption = False, json_: JsonOption = False
 ) -> None:
-    """Show the running cluster: its nodes and pending demands (`ray status` on the head).
+    """Show a running cluster's nodes and pending demands.
 
     A launcher cluster: the head's IP, then `ray status` run on the head; the local fake
     cluster: `ray status` here; KubeRay: the RayCluster object (`kubectl get raycluster`).
 
-    Example: resnetctl cluster status cluster/local.yaml --json
+    Example: resnetctl cluster status cluster/local.yaml --json  # needs: a running cluster
 
     Exit codes: 0 shown, 1 the command failed (no cluster running), 2 a bad config, a missing
     tool or credential.

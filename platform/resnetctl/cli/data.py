@@ -72,18 +72,23 @@ def inspect_command(
     path: Annotated[
         str,
         typer.Argument(
-            help="Data root (with train/ and val/) or a split: a folder or s3://bucket/prefix."
+            metavar="PATH",
+            help="Data root (with train/ and val/) or a split: a folder or s3://bucket/prefix.",
+            show_default=False,
         ),
     ],
     json_output: JsonOption = False,
     sample: Annotated[
-        int, typer.Option(min=0, help="Images whose size is read for the size summary.")
+        int,
+        typer.Option(min=0, metavar="N", help="Images whose size is read for the size summary."),
     ] = 200,
 ) -> None:
     """Classes, images per split and class, image sizes, unreadable files.
 
-    Exit status: 0 if the folder can be trained on, 1 if it has problems (listed), 2 if PATH
-    does not exist.
+    Example: resnetctl data inspect /data/imagenet --json  # needs: a data set
+
+    Exit codes: 0 the folder can be trained on, 1 it has problems (listed), 2 PATH does not
+    exist.
     """
     from resnetctl.data.imagefolder import DataError
     from resnetctl.data.inspect import inspect_dataset

@@ -132,7 +132,9 @@ def status(
     storage: StorageOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Show whether a run or job is RUNNING, SUCCEEDED, FAILED or STOPPED, with its summary.
+    """Show a run's state and summary.
+
+    The state is RUNNING, SUCCEEDED, FAILED or STOPPED, for a run as for a cluster job.
 
     A local run's state comes from its MLflow run and its driver process (a run whose driver
     is gone without recording its end is FAILED); a cluster job's from the Ray Jobs API, with
@@ -140,9 +142,9 @@ def status(
 
     Examples:
 
-      resnetctl status quickstart-20261203-075655
+      resnetctl status quickstart-20261203-075655  # needs: a run
 
-      resnetctl status quickstart-20261203-075655 --address http://127.0.0.1:8265 --json
+      resnetctl status quickstart-20261203-075655 --address http://127.0.0.1:8265  # needs: cluster
 
     Exit codes: 0 the state was read (whatever it is), 2 no such run or job, or the cluster
     does not answer.
@@ -201,16 +203,16 @@ def logs(
         typer.Option("--json", help='One JSON object per log line: {"run": ..., "line": ...}.'),
     ] = False,
 ) -> None:
-    """Print a run's log (what Ray and MLflow printed); --follow streams it until the run ends.
+    """Print a run's log; --follow keeps printing until the run ends.
 
     A local run's log is resnetctl.log in its folder; a cluster job's comes from the Ray Jobs
     API (the driver's output: the epoch lines and the summary).
 
     Examples:
 
-      resnetctl logs quickstart-20261203-075655
+      resnetctl logs quickstart-20261203-075655  # needs: a run
 
-      resnetctl logs quickstart-20261203-075655 --follow --address http://127.0.0.1:8265
+      resnetctl logs quickstart-20261203-075655 -f --address http://127.0.0.1:8265  # needs: cluster
 
     Exit codes: 0 printed, 2 no such run or job, or no log yet.
     """
@@ -240,7 +242,7 @@ def stop(
     timeout: TimeoutOption = 300.0,
     json_: JsonOption = False,
 ) -> None:
-    """Stop a running run or job as Ctrl-C would, and wait until it has ended.
+    """Stop a run as Ctrl-C would, and wait until it has ended.
 
     A local run's driver (on this machine) gets SIGTERM, which it handles as Ctrl-C: the
     checkpoint is kept, the MLflow run is marked KILLED, and `submit FILE --resume RUN`
@@ -248,9 +250,9 @@ def stop(
 
     Examples:
 
-      resnetctl stop quickstart-20261203-075655
+      resnetctl stop quickstart-20261203-075655  # needs: a run
 
-      resnetctl stop quickstart-20261203-075655 --address http://127.0.0.1:8265 --json
+      resnetctl stop quickstart-20261203-075655 --address http://127.0.0.1:8265  # needs: cluster
 
     Exit codes: 0 it has ended (or had already), 1 still running after --timeout, 2 no such
     run or job, or it cannot be stopped from here (its driver runs on another machine, or is
@@ -314,7 +316,7 @@ def list_(
     storage: StorageOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """List the runs in the run storage, or with --address the jobs on a cluster.
+    """List the stored runs, or with --address a cluster's jobs.
 
     Runs: name, job, last checkpoint, MLflow run. Jobs: id, spec, state, start, duration,
     MLflow run.
@@ -323,9 +325,9 @@ def list_(
 
       resnetctl list
 
-      resnetctl list --address http://127.0.0.1:8265 --json
+      resnetctl list --address http://127.0.0.1:8265 --json  # needs: cluster
 
-      resnetctl list --storage s3://bucket/runs
+      resnetctl list --storage s3://bucket/runs  # needs: a bucket
 
     Exit codes: 0 listed, 2 the storage or the cluster cannot be read.
     """

@@ -38,7 +38,9 @@ AddressOption = Annotated[
     typer.Option(
         "--address",
         envvar="RAY_ADDRESS",
-        help="Ray cluster to submit to (http://HEAD:8265); default: an embedded local Ray.",
+        metavar="URL",
+        help="Ray cluster to submit to (http://HEAD:8265, its Jobs API; or HOST:6379 to join it "
+        "as the driver); default: an embedded local Ray.",
     ),
 ]
 
@@ -56,6 +58,7 @@ ClusterOption = Annotated[
     Path | None,
     typer.Option(
         "--cluster",
+        metavar="FILE",
         help="With --dry-run: which node types and how many nodes of this cluster config "
         "the job needs, and whether the config can supply them.",
     ),
@@ -70,6 +73,7 @@ SubmitStorageOption = Annotated[
     str | None,
     typer.Option(
         "--storage",
+        metavar="PATH|URI",
         help="Where run records and checkpoints go: a path or a bucket URI "
         "(s3://bucket/runs). Default: $RESNETCTL_STORAGE, else .resnetctl/runs; with "
         "--address the cluster nodes' $RESNETCTL_STORAGE, else ~/resnetctl/runs there. "
@@ -83,7 +87,7 @@ SmokeOption = Annotated[
         "--smoke",
         help="Try the job end to end on this machine in a minute or two: synthetic images "
         "at its input size, 2 epochs of 2 steps, workers and devices scaled to this "
-        "machine, same model, pipeline, checkpoints and MLflow; named <name>-smoke.",
+        "machine, same model, pipeline, checkpoints and MLflow; named NAME-smoke.",
     ),
 ]
 
@@ -122,7 +126,7 @@ def submit(
     verbose: VerboseOption = False,
     json_: JsonOption = False,
 ) -> None:
-    """Train the job that a spec FILE describes, here or on a Ray cluster.
+    """Train the job a spec FILE describes, here or on a Ray cluster.
 
     Without --address the job runs on an embedded Ray sized to this machine; --dry-run runs
     every check the job would (the spec, this machine's CPUs and GPUs, the data, the storage

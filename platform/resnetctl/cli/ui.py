@@ -105,13 +105,13 @@ def ui(
         ),
     ] = False,
 ) -> None:
-    """Serve the MLflow UI of this folder's runs on 127.0.0.1, at the last run's experiment.
+    """Serve the MLflow UI of this folder's runs on 127.0.0.1.
 
-    Prints the URL of the last run's experiment (on stdout, for a script), then serves until
-    Ctrl-C. It listens on loopback only: reach it from elsewhere through an SSH tunnel
+    It opens at the last run's experiment, and prints that URL (on stdout, for a script), then
+    serves until Ctrl-C. It listens on loopback only: reach it from elsewhere through an SSH tunnel
     (ssh -L 5000:127.0.0.1:5000 host), never by binding a public address.
 
-    Example: resnetctl ui --port 5001
+    Example: resnetctl ui --port 5001  # serves until Ctrl-C
 
     Exit codes: 0 stopped with Ctrl-C, 2 the store is a server already, or the port is taken;
     the server's own exit code otherwise.
