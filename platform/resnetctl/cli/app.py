@@ -20,6 +20,7 @@ from resnetctl.cli import spec as spec_cmd
 from resnetctl.cli import submit as submit_cmd
 from resnetctl.cli import tune as tune_cmd
 from resnetctl.cli import ui as ui_cmd
+from resnetctl.cli.common import show_deprecations
 from resnetctl.cli.help import use_everywhere
 
 app = typer.Typer(
@@ -50,6 +51,7 @@ def _root(
     ] = False,
 ) -> None:
     """resnetctl: the paper's ResNets, at any scale."""
+    show_deprecations()
 
 
 app.command("models")(models_cmd.models)

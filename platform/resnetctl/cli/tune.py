@@ -147,7 +147,7 @@ def tune(
     samples: SamplesOption = 1,
     max_concurrent: MaxConcurrentOption = None,
     scheduler: SchedulerOption = "asha",
-    metric: MetricOption = "val_top1_error",
+    metric: MetricOption = "val_top1_error_pct",
     mode: ModeOption = None,
     grace_period: GracePeriodOption = 1,
     reduction_factor: ReductionFactorOption = 2.0,
@@ -235,12 +235,15 @@ def _resumed(name: str, given: list[str]) -> SweepRecord:
 
 
 def _announce(record: SweepRecord) -> None:
+    from resnetctl.spec.metrics import public_name
+
     for note in record.notes:
         err.print(f"[bold]note:[/] {escape(note)}", highlight=False)
     trials = record.space.size(record.samples)
     err.print(
         f"sweep [bold]{escape(record.name)}[/]: {trials} trial(s), {record.scheduler}, "
-        f"{record.metric} ({record.mode}), up to {record.max_concurrent or 'auto'} at once",
+        f"{public_name(record.metric)} ({record.mode}), "
+        f"up to {record.max_concurrent or 'auto'} at once",
         highlight=False,
     )
 
@@ -287,11 +290,13 @@ def _conclude(outcome: SweepOutcome, exit_code: int, *, exported: bool) -> None:
 
 
 def _render(outcome: SweepOutcome) -> None:
+    from resnetctl.spec.metrics import public_name
     from resnetctl.tune.view import format_metric
 
     record = outcome.record
     params = list(record.space.domains)
-    table = Table(title=f"sweep {record.name}: ranked by {record.metric} ({record.mode})")
+    metric = public_name(record.metric)
+    table = Table(title=f"sweep {record.name}: ranked by {metric} ({record.mode})")
     for column in (
         "#",
         "trial",
@@ -301,7 +306,7 @@ def _render(outcome: SweepOutcome) -> None:
         "variant",
         *params,
         "epochs",
-        record.metric,
+        metric,
         "best",
         "seconds",
     ):

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from resnetctl.spec.errors import SpecError, SpecIssue
 from resnetctl.spec.job import JobSpec
+from resnetctl.spec.metrics import warn_old_name
 from resnetctl.spec.paths import parse_path, set_path
 from resnetctl.spec.yaml_lines import UnreadableFile, YamlSyntaxError, read_document, read_text
 
@@ -126,7 +127,23 @@ def load_spec_text(
     spec = _validate(data, source, unset)
     if warnings is not None:
         warnings.extend(unset)
+    _warn_old_metric_names(data, source)
     return spec
+
+
+#: The fields that name a metric: the public (`_pct`) name is the one to write.
+METRIC_FIELDS: tuple[Path_, ...] = (("checkpoint", "metric"), ("train", "schedule", "metric"))
+
+
+def _warn_old_metric_names(data: dict[str, Any], source: _Source) -> None:
+    """A deprecation warning, naming file:line or --set, for each metric field written with
+    a metric's old (internal) name."""
+    for path in METRIC_FIELDS:
+        value: Any = data
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, str):
+            warn_old_name(value, f"{source.where(path)}: {'.'.join(path)}")
 
 
 def with_values(spec: JobSpec, values: Mapping[str, Any], name: str = "<spec>") -> JobSpec:
