@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import os
 import shutil
 import tempfile
 import weakref
@@ -108,7 +109,7 @@ class DaliLoader:
         self.channels_last = channels_last
         self._epoch = 0
         self._lines: list[bytes] | None = None
-        self._tmpdir: Path | None = None
+        self._list_file: _ListFile | None = None
 
         total = layout.split_files(split)
         where = layout.split_dir(split)
@@ -163,14 +164,11 @@ class DaliLoader:
             return self.layout.split_list(self.split)
         if self._lines is None:
             self._lines = self.layout.split_list(self.split).read_bytes().splitlines(keepends=True)
-            self._tmpdir = Path(tempfile.mkdtemp(prefix="resnetctl-loader-"))
-            weakref.finalize(self, shutil.rmtree, self._tmpdir, True)
-        assert self._tmpdir is not None
+            self._list_file = _ListFile()
+        assert self._list_file is not None
         keep = self.num_shards * self._shard_size
         order = np.random.default_rng([self.seed % 2**63, epoch]).permutation(len(self._lines))
-        path = self._tmpdir / "epoch.txt"
-        path.write_bytes(b"".join(self._lines[i] for i in order[:keep]))
-        return path
+        return self._list_file.write(b"".join(self._lines[i] for i in order[:keep]))
 
     def _build(self, epoch: int):  # -> nvidia.dali.Pipeline
         # The reader's seed must agree across ranks (its shuffle decides the shards); the
@@ -222,6 +220,33 @@ class DaliLoader:
             # DALI wrote N x H x W x C: the permuted view is NCHW in channels_last memory format.
             out = out.permute(0, 3, 1, 2)
         return out, label_tensor
+
+
+class _ListFile:
+    """A file list DALI's reader opens by path, which leaves nothing behind: an anonymous
+    in-memory file (Linux's memfd, named `/proc/self/fd/N` in this process, where the reader
+    runs), gone with the loader or the process however it ends; elsewhere a temp folder,
+    removed when the loader is collected."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        if hasattr(os, "memfd_create"):
+            self._fd = os.memfd_create("resnetctl-epoch-list")
+            weakref.finalize(self, os.close, self._fd)
+            self.path = Path(f"/proc/self/fd/{self._fd}")
+        else:
+            folder = Path(tempfile.mkdtemp(prefix="resnetctl-loader-"))
+            weakref.finalize(self, shutil.rmtree, folder, True)
+            self.path = folder / "epoch.txt"
+
+    def write(self, data: bytes) -> Path:
+        """Replace the contents with `data`; returns the path to give the reader."""
+        if self._fd is None:
+            self.path.write_bytes(data)
+        else:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, data, 0)
+        return self.path
 
 
 def build_loader(
