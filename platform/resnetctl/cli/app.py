@@ -10,6 +10,7 @@ from resnetctl import __version__
 from resnetctl.cli import analyze as analyze_cmd
 from resnetctl.cli import cluster as cluster_cmd
 from resnetctl.cli import data as data_cmd
+from resnetctl.cli import digits as digits_cmd
 from resnetctl.cli import eval as eval_cmd
 from resnetctl.cli import export as export_cmd
 from resnetctl.cli import jobs as jobs_cmd
@@ -70,6 +71,7 @@ app.command("export")(export_cmd.export)
 app.command("predict")(predict_cmd.predict)
 
 
+data_cmd.app.command("digits")(digits_cmd.digits)
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(cluster_cmd.app, name="cluster")
 app.add_typer(reproduce_cmd.app, name="reproduce")

@@ -5,6 +5,7 @@ its id; the same commands and the same `--json` for both."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -314,6 +315,16 @@ def _resume_hint(stored: Any) -> str:
 def list_(
     address: AddressOption = None,
     storage: StorageOption = None,
+    job: Annotated[
+        str | None,
+        typer.Option("--job", metavar="NAME", help="Only the runs of this job (its spec's name)."),
+    ] = None,
+    last: Annotated[
+        bool,
+        typer.Option(
+            "--last", help="Print the newest run's name alone, for a script: RUN=$(resnetctl ...)."
+        ),
+    ] = False,
     json_: JsonOption = False,
 ) -> None:
     """List the stored runs, or with --address a cluster's jobs.
@@ -325,15 +336,20 @@ def list_(
 
       resnetctl list
 
+      resnetctl list --job quickstart --last
+
       resnetctl list --address http://127.0.0.1:8265 --json  # needs: cluster
 
       resnetctl list --storage s3://bucket/runs  # needs: a bucket
 
-    Exit codes: 0 listed, 2 the storage or the cluster cannot be read.
+    Exit codes: 0 listed, 2 the storage or the cluster cannot be read (or with --last, it
+    holds no run).
     """
     if not address:
-        _list_stored(storage, json_)
+        _list_stored(storage, json_, job=job, last=last)
         return
+    if job or last:
+        fail("--job and --last select stored runs: use them without --address")
     from resnetctl.launch.remote import RemoteError, list_jobs
     from resnetctl.tracking.lookup import run_for_job
 
@@ -363,13 +379,24 @@ def list_(
     out.print(table)
 
 
-def _list_stored(storage: str | None, json_: bool) -> None:
+def _list_stored(storage: str | None, json_: bool, *, job: str | None, last: bool) -> None:
     from resnetctl.storage import StorageError, checkpoints, list_runs, storage_root
 
     try:
         root = storage_root(storage)
+        records = [r for r in (list_runs(root) if root.is_dir() else []) if job in (None, r.job)]
+        if last:
+            if not records:
+                of = f" of job {job!r}" if job else ""
+                fail(f"no run{of} under {root}")
+            newest = max((r.run_name for r in records), key=_started_at)
+            if json_:
+                print_json({"run": newest})
+            else:
+                sys.stdout.write(newest + "\n")
+            return
         rows = []
-        for record in list_runs(root) if root.is_dir() else []:
+        for record in records:
             epochs = [meta["epoch"] for meta, _ in checkpoints(root / record.run_name)]
             rows.append(
                 {
@@ -394,6 +421,13 @@ def _list_stored(storage: str | None, json_: bool) -> None:
             row["run"], row["job"], "-" if epoch is None else f"epoch {epoch}", row["mlflow_run"]
         )
     out.print(table)
+
+
+def _started_at(run_name: str) -> tuple[str, str]:
+    """A run's sort key by when it started: the UTC time its name ends with (JOB-YYYYMMDD-
+    HHMMSS), across jobs; then the name."""
+    found = re.search(r"(\d{8}-\d{6})$", run_name)
+    return (found.group(1) if found else "", run_name)
 
 
 def exit_for_state(state: str) -> None:
