@@ -47,7 +47,7 @@ def digits(
     ] = 32,
     json_: JsonOption = False,
 ) -> None:
-    """Write the bundled digits as an image folder (train/ and val/ by class).
+    """Write the bundled digits as an image folder (train/, val/).
 
     The same 1,797 scans and split as the quickstart trains on (1,437 train, 360 val), as RGB
     PNG files upsampled to --size pixels.
