@@ -1,8 +1,9 @@
 """The suite leaves nothing of resnetctl's in the temp folder: every process it starts (the
 CLI, Ray, Ray's workers, DALI's code generation, multiprocessing) uses the suite's own temp
 folder (`TMPDIR`, tests/conftest.py), so what is left there after the last test is what the
-code under test left. Allowed: pytest's own folder (`tmp_path`), Ray's session folders (`ray`,
-and those of test clusters started with a `--temp-dir` of their own) and the suite's Ray token.
+code under test left. Allowed: pytest's own folder (`tmp_path`), Ray's session folders (`ray`),
+torch's compile cache (`torchinductor_USER`, made when `torch._dynamo` is imported) and the
+suite's Ray token.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import pytest
 
 from tests.conftest import suite_temp_folder
 
-#: What the suite itself keeps in its temp folder, or Ray keeps as its session.
-ALLOWED = re.compile(r"^(pytest-of-.*|ray|resnetctl-ray-token-.*)$")
+#: What the suite itself keeps in its temp folder, Ray keeps as its session, torch as its cache.
+ALLOWED = re.compile(r"^(pytest-of-.*|ray|torchinductor_.*|resnetctl-ray-token-.*)$")
 
 
 def left_behind(folder: Path) -> list[str]:

@@ -336,7 +336,7 @@ def list_(
 
       resnetctl list
 
-      resnetctl list --job quickstart --last
+      resnetctl list --job quickstart --last  # needs: a run
 
       resnetctl list --address http://127.0.0.1:8265 --json  # needs: cluster
 
