@@ -156,3 +156,11 @@ def test_an_example_that_needs_more_than_this_machine_parses(
         command.make_context(command.name, list(words))
     except Exception as exc:  # Typer's own click: its UsageError, BadParameter, NoSuchOption
         pytest.fail(f"{example}: {getattr(exc, 'format_message', exc.__str__)()}")
+
+
+@pytest.mark.parametrize(
+    "path", [p for p, c in COMMANDS if not _is_group(c)], ids=lambda p: " ".join(p)
+)
+def test_every_command_says_what_it_exits_with(path: tuple[str, ...]) -> None:
+    text = " ".join(_help(path).split())
+    assert "Exit codes: 0 " in text and " 2 " in text.split("Exit codes:", 1)[1]

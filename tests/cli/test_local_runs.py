@@ -41,7 +41,8 @@ def recorded_run(storage: Path, uri: str, name: str = "tiny-20261206-120000") ->
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
-    experiment = client.create_experiment("e")
+    found = client.get_experiment_by_name("e")
+    experiment = found.experiment_id if found else client.create_experiment("e")
     run = client.create_run(experiment, run_name=name)
     record = RunRecord(name, "tiny", uri, run.info.run_id)
     record.save(storage)
@@ -170,3 +171,15 @@ def test_an_unknown_run_names_the_storage_and_the_cluster_option(
         assert missing.code == 2
         assert f"no run 'no-such-run' under {storage}" in missing.stderr
         assert "tiny-20261206-120000" in missing.stderr and "--address" in missing.stderr
+
+
+def test_list_names_the_newest_run_for_a_script(cli, storage: Path, uri: str) -> None:
+    recorded_run(storage, uri, "zeta-20261206-110000")
+    recorded_run(storage, uri, "alpha-20261206-120000")  # later, though it sorts first by name
+    recorded_run(storage, uri, "zeta-20261205-090000")
+    assert cli("list", "--last").stdout == "alpha-20261206-120000\n"
+    assert cli("list", "--job", "zeta", "--last").stdout == "zeta-20261206-110000\n"
+    rows = json.loads(cli("list", "--job", "zeta", "--json").stdout)
+    assert [r["run"] for r in rows] == ["zeta-20261205-090000", "zeta-20261206-110000"]
+    none = cli("list", "--job", "nope", "--last")
+    assert none.code == 2 and none.stdout == "" and "no run of job 'nope'" in none.stderr
