@@ -44,7 +44,7 @@ def recorded_run(storage: Path, uri: str, name: str = "tiny-20261206-120000") ->
     found = client.get_experiment_by_name("e")
     experiment = found.experiment_id if found else client.create_experiment("e")
     run = client.create_run(experiment, run_name=name)
-    record = RunRecord(name, "tiny", uri, run.info.run_id)
+    record = RunRecord(name, name.rsplit("-", 2)[0], uri, run.info.run_id)  # JOB-DATE-TIME
     record.save(storage)
     (storage / name / "resnetctl.log").write_text("epoch 1/3  train error 50.00%\n")
     return record
