@@ -12,7 +12,8 @@ the pages of docs/ start with it on the PATH, as the README tells a reader to ha
 README's `make test` is this suite and is not run again.
 
 Each page prints how long each of its blocks took; the figures also go to `timings.json` in
-the test's folder, and the whole terminal session to `session.log`.
+the test's folder, and the whole terminal session to `session.log`. `RESNETCTL_DOCS_KEEP=DIR`
+copies both to DIR/PAGE.log and DIR/PAGE.json (to refresh a page's transcripts).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from tests.processes import kill_group
 pytestmark = pytest.mark.slow
 
 RUN_ALL = os.environ.get("RESNETCTL_DOCS_ALL") == "1"
+KEEP = os.environ.get("RESNETCTL_DOCS_KEEP")
 #: Lines of runnable blocks that are not run here, and why.
 NOT_HERE = {"make test": "the test suite, which is running this test"}
 #: Entries of the repository that are a user's own state, not part of a fresh checkout.
@@ -194,6 +196,10 @@ def test_the_page_runs_as_pasted(
         took = seconds.get("end", time.time()) - seconds["start"] if "start" in seconds else None
         rows.append({"block": block.where, "status": status, "seconds": took})
     (tmp_path / "timings.json").write_text(json.dumps({"total": total, "blocks": rows}, indent=1))
+    if KEEP:
+        Path(KEEP).mkdir(parents=True, exist_ok=True)
+        (Path(KEEP) / f"{page.stem}.log").write_bytes(log.read_bytes())
+        (Path(KEEP) / f"{page.stem}.json").write_bytes((tmp_path / "timings.json").read_bytes())
     with capsys.disabled():
         print(f"\n{page.relative_to(ROOT)}: {total:.0f} s in all")
         for row in rows:
