@@ -153,7 +153,8 @@ def stop_run(
     if not driver.on_this_host:
         raise RunStateError(
             f"run {run.name} is driven from another machine ({driver.describe()}): run "
-            f"`resnetctl stop {run.name}` there"
+            f"`resnetctl stop {run.name}` there, or for a job sent to a cluster, "
+            f"`resnetctl stop {run.name} --address http://HEAD:8265`"
         )
     if not driver.alive():
         raise RunStateError(f"run {run.name}: {run.message}")
