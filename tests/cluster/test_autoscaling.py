@@ -158,6 +158,7 @@ def test_the_guides_fake_cluster_scales_up_for_a_job_and_down_when_idle(tmp_path
             time.sleep(1)
         (tmp_path / "timeline.json").write_text(json.dumps(timeline, indent=1))
 
+        cluster.note_folders()  # removed by kill_all below, whatever the stop command leaves
         assert run(guide.stop, timeout=60).returncode == 0
         # Ray's worker processes lead process groups of their own; they end by themselves
         # within seconds of their raylet, which the stop command ended.

@@ -125,8 +125,8 @@ def stop() -> None:
 
 
 def multiprocessing_folders(root: int | None = None) -> set[Path]:
-    """The `pymp-*` folders in the temp folder that the processes under `root` (default: this
-    one) listen in.
+    """The `pymp-*` folders in the temp folder that process `root` (default: this one) or a
+    process under it listens in.
 
     Ray's dashboard starts its modules through a multiprocessing forkserver, whose socket lives
     in a `pymp-*` folder that Python removes at a normal exit; Ray ends the dashboard with a
@@ -138,7 +138,8 @@ def multiprocessing_folders(root: int | None = None) -> set[Path]:
     temp = Path(tempfile.gettempdir()).resolve()
     found: set[Path] = set()
     try:
-        processes = psutil.Process(root or os.getpid()).children(recursive=True)
+        top = psutil.Process(root or os.getpid())
+        processes = [top, *top.children(recursive=True)]
     except psutil.Error:
         return found
     for process in processes:
