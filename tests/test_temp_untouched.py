@@ -2,7 +2,8 @@
 CLI, Ray, Ray's workers, DALI's code generation, multiprocessing) uses the suite's own temp
 folder (`TMPDIR`, tests/conftest.py), so what is left there after the last test is what the
 code under test left. Allowed: pytest's own folder (`tmp_path`), Ray's session folders (`ray`),
-torch's compile cache (`torchinductor_USER`, made when `torch._dynamo` is imported) and the
+torch's compile cache (`torchinductor_USER`, made when `torch._dynamo` is imported),
+onnxruntime's telemetry session file (`.ses`, written when `onnxruntime` is imported) and the
 suite's Ray token.
 """
 
@@ -15,8 +16,8 @@ import pytest
 
 from tests.conftest import suite_temp_folder
 
-#: What the suite itself keeps in its temp folder, Ray keeps as its session, torch as its cache.
-ALLOWED = re.compile(r"^(pytest-of-.*|ray|torchinductor_.*|resnetctl-ray-token-.*)$")
+#: What the suite itself keeps in its temp folder, and what Ray, torch and onnxruntime keep.
+ALLOWED = re.compile(r"^(pytest-of-.*|ray|torchinductor_.*|\.ses|resnetctl-ray-token-.*)$")
 
 
 def left_behind(folder: Path) -> list[str]:
