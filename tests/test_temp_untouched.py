@@ -1,8 +1,8 @@
 """The suite leaves nothing of resnetctl's in the temp folder: every process it starts (the
 CLI, Ray, Ray's workers, DALI's code generation, multiprocessing) uses the suite's own temp
 folder (`TMPDIR`, tests/conftest.py), so what is left there after the last test is what the
-code under test left. Allowed: pytest's own folder (`tmp_path`), Ray's session folders (`ray`),
-torch's compile cache (`torchinductor_USER`, made when `torch._dynamo` is imported),
+code under test left. Allowed: pytest's own folder (`tmp_path`), Ray's session folders (`ray`)
+and its file locks (`_ray_lockfiles`, Ray AIR's `filelock`), torch's compile cache (`torchinductor_USER`, made when `torch._dynamo` is imported),
 onnxruntime's telemetry session file (`.ses`, written when `onnxruntime` is imported) and the
 suite's Ray token.
 """
@@ -17,7 +17,9 @@ import pytest
 from tests.conftest import suite_temp_folder
 
 #: What the suite itself keeps in its temp folder, and what Ray, torch and onnxruntime keep.
-ALLOWED = re.compile(r"^(pytest-of-.*|ray|torchinductor_.*|\.ses|resnetctl-ray-token-.*)$")
+ALLOWED = re.compile(
+    r"^(pytest-of-.*|ray|_ray_lockfiles|torchinductor_.*|\.ses|resnetctl-ray-token-.*)$"
+)
 
 
 def left_behind(folder: Path) -> list[str]:
