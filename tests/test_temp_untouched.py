@@ -2,9 +2,9 @@
 CLI, Ray, Ray's workers, DALI's code generation, multiprocessing) uses the suite's own temp
 folder (`TMPDIR`, tests/conftest.py), so what is left there after the last test is what the
 code under test left. Allowed: pytest's own folder (`tmp_path`), Ray's session folders (`ray`)
-and its file locks (`_ray_lockfiles`, Ray AIR's `filelock`), torch's compile cache (`torchinductor_USER`, made when `torch._dynamo` is imported),
-onnxruntime's telemetry session file (`.ses`, written when `onnxruntime` is imported) and the
-suite's Ray token.
+and file locks (`_ray_lockfiles`, Ray AIR's `filelock`), torch's compile cache
+(`torchinductor_USER`, made when `torch._dynamo` is imported), onnxruntime's telemetry session
+file (`.ses`, written when `onnxruntime` is imported) and the suite's Ray token.
 """
 
 from __future__ import annotations
