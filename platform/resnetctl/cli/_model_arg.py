@@ -24,6 +24,7 @@ TrackingOption = Annotated[
     typer.Option(
         "--tracking-uri",
         envvar="MLFLOW_TRACKING_URI",
+        metavar="URI",
         help="MLflow store for models:/ URIs (default: sqlite:///./mlflow.db; a run's own "
         "store is taken from its record).",
     ),

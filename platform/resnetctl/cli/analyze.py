@@ -37,6 +37,7 @@ TrackingUriOption = Annotated[
     typer.Option(
         "--tracking-uri",
         envvar="MLFLOW_TRACKING_URI",
+        metavar="URI",
         help="MLflow store of the runs (default: sqlite:///./mlflow.db).",
     ),
 ]
@@ -53,7 +54,9 @@ SpecOption = Annotated[
 
 MaxImagesOption = Annotated[
     int | None,
-    typer.Option("--max-images", min=1, help="Measure on at most this many validation images."),
+    typer.Option(
+        "--max-images", min=1, metavar="N", help="Measure on at most N validation images."
+    ),
 ]
 
 OutOption = Annotated[
@@ -61,7 +64,7 @@ OutOption = Annotated[
     typer.Option(
         "--out",
         metavar="DIR",
-        help="Where to write CSV and PNG files (default: ./layer-responses-<UTC time>).",
+        help="Where to write CSV and PNG files (default: ./layer-responses-TIME, in UTC).",
     ),
 ]
 
@@ -75,26 +78,31 @@ def analyze(
     tracking_uri: TrackingUriOption = None,
     spec_file: SpecOption = None,
     max_images: MaxImagesOption = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 128,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, metavar="N", help="Images per forward pass.")
+    ] = 128,
     out_dir: OutOption = None,
     log: LogOption = True,
     storage: StorageOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Std of each 3x3 layer's response (after BN, before ReLU or the shortcut's addition) on the
-    run's validation split, in layer order and sorted (the paper's Fig. 7); one CSV and PNG per
-    run and, for several runs, an overlay — written to --out and logged to each MLflow run under
-    `analysis/`.
+    """Fig. 7 of trained runs: the std of each 3x3 layer's response.
+
+    The response is measured after BN and before ReLU (or the shortcut's addition) on the run's
+    validation split, in layer order and sorted; one CSV and PNG per run and, for several runs,
+    an overlay, written to --out and logged to each MLflow run under `analysis/`.
 
     Examples:
 
-      resnetctl analyze 3f2a9c…
+      resnetctl analyze quickstart-20261203-075655  # needs: a run
 
-      resnetctl analyze RUN_PLAIN20 RUN_PLAIN56 RUN_RESNET20 RUN_RESNET56 --out fig7
+      resnetctl analyze RUN_PLAIN20 RUN_PLAIN56 RUN_RESNET20 RUN_RESNET56 --out fig7  # needs: runs
 
-      resnetctl analyze .resnetctl/runs/quickstart-20261122-075751
+      resnetctl analyze .resnetctl/runs/quickstart-20261203-075655  # needs: a run
 
-      resnetctl analyze quickstart-20261122-075751 --storage s3://bucket/runs
+      resnetctl analyze quickstart-20261203-075655 --storage s3://bucket/runs  # needs: a bucket
+
+    Exit codes: 0 measured, 2 an unknown run, spec or option.
     """
     use_storage(storage)
     from resnetctl.analysis import AnalysisError, load_trained, measure, write_report

@@ -20,7 +20,8 @@ def eval_(
         typer.Option(
             "--protocol",
             "-p",
-            help="center, ten_crop or multi_scale (repeatable; default: all three).",
+            metavar="[center|ten_crop|multi_scale]",
+            help="A test protocol (repeatable; default: all three).",
         ),
     ] = None,
     data: Annotated[
@@ -32,23 +33,29 @@ def eval_(
             "own validation data). Results on other data are not logged to the run.",
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, metavar="N", help="Images per forward pass.")
+    ] = 32,
     log: Annotated[
         bool, typer.Option("--log/--no-log", help="Log eval_* metrics to the model's MLflow run.")
     ] = True,
     tracking_uri: TrackingOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Top-1 and top-5 error of a trained model with the paper's test protocols: `center`
-    (the run's own validation input), `ten_crop` (section 3.4: corners and centre, and their
-    mirrors) and `multi_scale` (Table 4: whole images at shorter sides 224/256/384/480/640,
-    scores averaged). Smaller networks use the same geometry scaled by their crop / 224.
+    """Top-1/top-5 error of a model under the paper's test protocols.
+
+    `center` (the run's own validation input), `ten_crop` (section 3.4: corners and centre,
+    and their mirrors) and `multi_scale` (Table 4: whole images at shorter sides
+    224/256/384/480/640, scores averaged). Smaller networks use the same geometry scaled by
+    their crop / 224.
 
     Examples:
 
-      resnetctl eval quickstart-20261202-183000
+      resnetctl eval quickstart-20261203-075655  # needs: a run
 
-      resnetctl eval .resnetctl/runs/quickstart-20261202-183000 -p ten_crop --json
+      resnetctl eval .resnetctl/runs/quickstart-20261203-075655 -p ten_crop --json  # needs: a run
+
+    Exit codes: 0 evaluated, 2 an unknown model, protocol or data folder.
     """
     from resnetctl.data import DataError
     from resnetctl.inference.evaluate import PROTOCOLS, evaluate, log_results

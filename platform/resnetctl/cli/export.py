@@ -15,11 +15,14 @@ from resnetctl.cli.common import JsonOption, err, fail, print_json
 def export(
     model: ModelArg,
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="torchscript, onnx or pt2.")
+        str,
+        typer.Option("--format", "-f", metavar="[torchscript|onnx|pt2]", help="Output format."),
     ] = "torchscript",
     output: Annotated[
         Path | None,
-        typer.Option("--out", "-o", metavar="FILE", help="Default: ./model.<pt|onnx|pt2>."),
+        typer.Option(
+            "--out", "-o", metavar="FILE", help="Default: model.pt, model.onnx or model.pt2."
+        ),
     ] = None,
     check: Annotated[
         bool,
@@ -31,12 +34,16 @@ def export(
     tracking_uri: TrackingOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Write the trained network as TorchScript, ONNX (needs `pip install 'resnetctl[export]'`)
-    or a torch.export program, with a dynamic batch dimension.
+    """Write a network as TorchScript, ONNX or a torch.export program.
+
+    The export has a dynamic batch dimension. ONNX needs `pip install 'resnetctl[export]'`
+    (onnx, onnxruntime).
 
     Examples:
 
-      resnetctl export quickstart-20261202-183000 --format onnx -o quickstart.onnx
+      resnetctl export quickstart-20261203-075655 --format onnx -o quickstart.onnx  # needs: a run
+
+    Exit codes: 0 written (and checked), 2 an unknown model or format, or a failed export.
     """
     from resnetctl.inference.export import (
         EXAMPLE_BATCH,

@@ -19,17 +19,25 @@ def predict(
         list[Path],
         typer.Argument(metavar="IMAGE...", help="JPEG or PNG files.", show_default=False),
     ],
-    top: Annotated[int, typer.Option("--top", "-k", min=1, help="Classes per image.")] = 5,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    top: Annotated[
+        int, typer.Option("--top", "-k", min=1, metavar="K", help="Classes per image.")
+    ] = 5,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, metavar="N", help="Images per forward pass.")
+    ] = 32,
     tracking_uri: TrackingOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """The most probable classes of each image, named by the class folders the model was
-    trained on, through the model's validation preprocessing.
+    """Name the most probable classes of image files.
+
+    Classes are named by the class folders the model was trained on; the images go through the
+    model's validation preprocessing.
 
     Examples:
 
-      resnetctl predict quickstart-20261202-183000 scan1.png scan2.png
+      resnetctl predict quickstart-20261203-075655 scan1.png scan2.png  # needs: a run
+
+    Exit codes: 0 predicted, 2 an unknown model or an image that cannot be read.
     """
     from resnetctl.inference.predict import predict as run
 

@@ -61,7 +61,12 @@ VariantsOption = Annotated[
 
 SamplesOption = Annotated[
     int,
-    typer.Option("--samples", min=1, help="Trials per grid point (random domains are re-drawn)."),
+    typer.Option(
+        "--samples",
+        min=1,
+        metavar="N",
+        help="Trials per grid point (random domains are re-drawn).",
+    ),
 ]
 
 MaxConcurrentOption = Annotated[
@@ -69,6 +74,7 @@ MaxConcurrentOption = Annotated[
     typer.Option(
         "--max-concurrent",
         min=1,
+        metavar="N",
         help="Trials running at once; default: as many as the CPUs (GPUs) hold.",
     ),
 ]
@@ -81,7 +87,12 @@ SchedulerOption = Annotated[
 ]
 
 MetricOption = Annotated[
-    str, typer.Option("--metric", help="Epoch metric that ranks trials (errors in percent).")
+    str,
+    typer.Option(
+        "--metric",
+        metavar="METRIC",
+        help="Epoch metric that ranks trials, as MLflow names it (errors in percent).",
+    ),
 ]
 
 ModeOption = Annotated[
@@ -90,20 +101,24 @@ ModeOption = Annotated[
 ]
 
 GracePeriodOption = Annotated[
-    int, typer.Option("--grace-period", help="ASHA: epochs every trial runs before a stop.")
+    int,
+    typer.Option(
+        "--grace-period", metavar="EPOCHS", help="ASHA: epochs every trial runs before a stop."
+    ),
 ]
 
 ReductionFactorOption = Annotated[
     float,
     typer.Option(
         "--reduction-factor",
+        metavar="F",
         help="ASHA: keep the best 1/F of trials at each rung (2 suits sweeps of a few trials).",
     ),
 ]
 
 NameOption = Annotated[
     str | None,
-    typer.Option("--name", help="Sweep name (default: <job>-tune-<UTC time>)."),
+    typer.Option("--name", metavar="NAME", help="Sweep name (default: JOB-tune-TIME, in UTC)."),
 ]
 
 ResumeOption = Annotated[
@@ -132,7 +147,7 @@ def tune(
     samples: SamplesOption = 1,
     max_concurrent: MaxConcurrentOption = None,
     scheduler: SchedulerOption = "asha",
-    metric: MetricOption = "val_top1_error",
+    metric: MetricOption = "val_top1_error_pct",
     mode: ModeOption = None,
     grace_period: GracePeriodOption = 1,
     reduction_factor: ReductionFactorOption = 2.0,
@@ -142,10 +157,10 @@ def tune(
     storage: StorageOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Compare networks of the paper with Ray Tune: one Ray Train run per trial, an MLflow
-    parent run with one child per trial, a ranked table at the end.
+    """Compare networks in a Ray Tune sweep, a training run per trial.
 
-    A `search` section in FILE searches any spec field by dotted path, e.g.
+    One Ray Train run and one MLflow child run per trial, under an MLflow parent run; a ranked
+    table at the end. A `search` section in FILE searches any spec field by dotted path, e.g.
 
       search:
         train.base_lr: {loguniform: [0.01, 0.3]}
@@ -155,15 +170,18 @@ def tune(
 
     Examples:
 
-      resnetctl tune --depths 18,34,50
+      resnetctl tune --depths 18,34,50  # trains, about 5 min on 2 cores
 
-      resnetctl tune --depths 20,56 --variants residual,plain --set train.epochs=4
+      resnetctl tune --depths 20,56 --variants residual,plain --set train.epochs=4  # trains
 
-      resnetctl tune jobs/cifar-r20.yaml --shortcuts A,B,C --scheduler fifo --json
+      resnetctl tune --shortcuts A,B,C --scheduler fifo --json  # trains
 
-      resnetctl tune --resume tune-digits-tune-20260101-120000
+      resnetctl tune --resume tune-digits-tune-20261203-120000  # needs: a stopped sweep
 
-      resnetctl tune --depths 20,56 --storage s3://bucket/sweeps
+      resnetctl tune --depths 20,56 --storage s3://bucket/sweeps  # needs: a bucket
+
+    Exit codes: 0 the sweep ran, 1 no trial reported the metric, 2 a bad spec, option or
+    sweep name, 130/143 stopped by Ctrl-C/SIGTERM (--resume NAME continues it).
     """
     from resnetctl.tune import SweepRequest, plan_sweep
     from resnetctl.tune.results import best_spec_yaml
@@ -217,12 +235,15 @@ def _resumed(name: str, given: list[str]) -> SweepRecord:
 
 
 def _announce(record: SweepRecord) -> None:
+    from resnetctl.spec.metrics import public_name
+
     for note in record.notes:
         err.print(f"[bold]note:[/] {escape(note)}", highlight=False)
     trials = record.space.size(record.samples)
     err.print(
         f"sweep [bold]{escape(record.name)}[/]: {trials} trial(s), {record.scheduler}, "
-        f"{record.metric} ({record.mode}), up to {record.max_concurrent or 'auto'} at once",
+        f"{public_name(record.metric)} ({record.mode}), "
+        f"up to {record.max_concurrent or 'auto'} at once",
         highlight=False,
     )
 
@@ -269,11 +290,13 @@ def _conclude(outcome: SweepOutcome, exit_code: int, *, exported: bool) -> None:
 
 
 def _render(outcome: SweepOutcome) -> None:
+    from resnetctl.spec.metrics import public_name
     from resnetctl.tune.view import format_metric
 
     record = outcome.record
     params = list(record.space.domains)
-    table = Table(title=f"sweep {record.name}: ranked by {record.metric} ({record.mode})")
+    metric = public_name(record.metric)
+    table = Table(title=f"sweep {record.name}: ranked by {metric} ({record.mode})")
     for column in (
         "#",
         "trial",
@@ -283,7 +306,7 @@ def _render(outcome: SweepOutcome) -> None:
         "variant",
         *params,
         "epochs",
-        record.metric,
+        metric,
         "best",
         "seconds",
     ):
