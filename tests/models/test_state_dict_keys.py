@@ -1,7 +1,8 @@
-"""Every registered model keeps its state dict: the same keys, in the same order, with the same
-shapes. Checkpoints, fine-tuning sources and logged weights are read by these names, and an
-optimizer's state follows the order of the parameters, so a refactor of the blocks or the trunk
-that renamed, reordered or reshaped one would break every file written before it."""
+"""What stored models depend on. Every registered model keeps its state dict: the same keys, in
+the same order, with the same shapes. Checkpoints, fine-tuning sources and logged weights are read
+by these names, and an optimizer's state follows the order of the parameters, so a refactor of the
+blocks or the trunk that renamed, reordered or reshaped one would break every file written before
+it. And a pickled network names its classes by module path."""
 
 from __future__ import annotations
 
@@ -79,3 +80,12 @@ def test_state_dict_keys_and_shapes_are_unchanged(name: str, shortcut: str | Non
     lines = _key_lines(_build(name, **options))
     digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
     assert (len(lines), digest) == EXPECTED[name, shortcut], lines[:8]
+
+
+def test_the_network_classes_stay_where_older_pickles_find_them() -> None:
+    from resnetctl.models import cifar, imagenet, trunk
+
+    # Pickled before the trunk had a module of its own (torch.save of a module, MLflow's pickle
+    # format): `resnetctl.models.imagenet.ResNet` and `resnetctl.models.cifar.PreActResNet`.
+    assert imagenet.ResNet is trunk.ResNet
+    assert cifar.PreActResNet is trunk.PreActResNet
