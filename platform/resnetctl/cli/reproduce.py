@@ -10,14 +10,20 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from resnetctl.cli._sweep import (
+    MaxConcurrentOption,
+    NameOption,
+    announce,
+    continue_with,
+    resumed_sweep,
+    run_stoppable,
+)
 from resnetctl.cli.common import (
     EXIT_JOB_FAILED,
     JsonOption,
     SetOption,
     err,
-    fail,
     print_json,
-    ray_output_on_stderr,
     spec_errors,
 )
 
@@ -45,19 +51,6 @@ EpochsOption = Annotated[
         min=1,
         metavar="N",
         help="Training length of every net; the lr drops at 50% and 75% of it, as the paper's.",
-    ),
-]
-NameOption = Annotated[
-    str | None,
-    typer.Option("--name", metavar="NAME", help="Sweep name (default: BASE-tune-TIME, in UTC)."),
-]
-MaxConcurrentOption = Annotated[
-    int | None,
-    typer.Option(
-        "--max-concurrent",
-        min=1,
-        metavar="N",
-        help="Nets trained at once (default: as many as the CPUs hold).",
     ),
 ]
 OutOption = Annotated[
@@ -117,7 +110,8 @@ def degradation(
 
       resnetctl reproduce degradation --data /data/cifar10 --depths 20,32,44,56  # needs: gpu
 
-    Exit codes: 0 every net trained, 1 some did not (the table is partial), 2 a bad option.
+    Exit codes: 0 every net trained, 1 some did not (the table is partial), 2 a bad option,
+    130/143 stopped by Ctrl-C/SIGTERM (`--resume NAME` continues it).
     """
     from resnetctl.reproduce import experiments
 
@@ -158,7 +152,8 @@ def shortcuts(
 
       resnetctl reproduce shortcuts --depth 32 --epochs 30  # trains, hours
 
-    Exit codes: 0 every net trained, 1 some did not (the table is partial), 2 a bad option.
+    Exit codes: 0 every net trained, 1 some did not (the table is partial), 2 a bad option,
+    130/143 stopped by Ctrl-C/SIGTERM (`--resume NAME` continues it).
     """
     from resnetctl.reproduce import experiments
 
@@ -178,36 +173,30 @@ def _run(
     experiment: Any, out_dir: Path | None, analyze: bool, json_: bool, resume: str | None
 ) -> None:
     from resnetctl.reproduce import plan, run_experiment
-    from resnetctl.tune import SweepError, load_sweep
 
     if resume:
-        try:
-            record = load_sweep(resume)
-        except SweepError as exc:
-            fail(str(exc))
+        record = resumed_sweep(resume)
     else:
         with spec_errors():
             record = plan(experiment)
-    for note in record.notes:
-        err.print(f"[bold]note:[/] {escape(note)}", highlight=False)
-    trials = record.space.size(record.samples)
-    err.print(
-        f"{experiment.kind}: sweep [bold]{escape(record.name)}[/], {trials} nets, "
-        f"up to {record.max_concurrent or 'auto'} at once",
-        highlight=False,
+    announce(record, lead=f"{experiment.kind}: ", trials="nets")
+    command = f"reproduce {experiment.kind}"
+    report, exit_code = run_stoppable(
+        lambda: run_experiment(
+            experiment, record, out_dir=out_dir, analyze=analyze, resume=bool(resume)
+        ),
+        command,
+        record.name,
     )
-    try:
-        with ray_output_on_stderr():
-            report = run_experiment(
-                experiment, record, out_dir=out_dir, analyze=analyze, resume=bool(resume)
-            )
-    except SweepError as exc:
-        fail(str(exc))
     if json_:
         print_json(report.as_dict())
     else:
         _render(report)
-    if report.interrupted or any(net.status == "error" for net in report.nets):
+    if report.interrupted:
+        # The table holds what finished; --resume trains the rest and writes it again.
+        continue_with(command, record.name)
+        raise typer.Exit(exit_code)
+    if any(net.status == "error" for net in report.nets):
         err.print(
             "[bold red]error:[/] some nets did not finish; the table is partial", highlight=False
         )

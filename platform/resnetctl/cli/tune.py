@@ -10,22 +10,28 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from resnetctl.cli._sweep import (
+    MaxConcurrentOption,
+    NameOption,
+    announce,
+    continue_with,
+    resumed_sweep,
+    run_stoppable,
+)
 from resnetctl.cli.common import (
     EXIT_JOB_FAILED,
     JsonOption,
     SetOption,
     StorageOption,
     err,
-    fail,
     out,
     print_json,
-    ray_output_on_stderr,
     spec_errors,
     use_storage,
 )
 
 if TYPE_CHECKING:
-    from resnetctl.tune import SweepOutcome, SweepRecord
+    from resnetctl.tune import SweepOutcome
 
 
 FileArgument = Annotated[
@@ -69,16 +75,6 @@ SamplesOption = Annotated[
     ),
 ]
 
-MaxConcurrentOption = Annotated[
-    int | None,
-    typer.Option(
-        "--max-concurrent",
-        min=1,
-        metavar="N",
-        help="Trials running at once; default: as many as the CPUs (GPUs) hold.",
-    ),
-]
-
 SchedulerOption = Annotated[
     str,
     typer.Option(
@@ -114,11 +110,6 @@ ReductionFactorOption = Annotated[
         metavar="F",
         help="ASHA: keep the best 1/F of trials at each rung (2 suits sweeps of a few trials).",
     ),
-]
-
-NameOption = Annotated[
-    str | None,
-    typer.Option("--name", metavar="NAME", help="Sweep name (default: JOB-tune-TIME, in UTC)."),
 ]
 
 ResumeOption = Annotated[
@@ -183,14 +174,14 @@ def tune(
     Exit codes: 0 the sweep ran, 1 no trial reported the metric, 2 a bad spec, option or
     sweep name, 130/143 stopped by Ctrl-C/SIGTERM (--resume NAME continues it).
     """
-    from resnetctl.tune import SweepRequest, plan_sweep
+    from resnetctl.tune import SweepRequest, plan_sweep, run_sweep
     from resnetctl.tune.results import best_spec_yaml
 
     use_storage(storage)
     if resume:
         given = {"FILE": file, "--depths": depths, "--shortcuts": shortcuts,
                  "--variants": variants, "--set": overrides, "--name": name}  # fmt: skip
-        record = _resumed(resume, [flag for flag, value in given.items() if value])
+        record = resumed_sweep(resume, [flag for flag, value in given.items() if value])
     else:
         request = SweepRequest(
             file=file,
@@ -209,8 +200,12 @@ def tune(
         )
         with spec_errors():
             record = plan_sweep(request)
-    _announce(record)
-    outcome, exit_code = _run(record, resume=bool(resume))
+    from resnetctl.spec.metrics import public_name
+
+    announce(record, record.scheduler, f"{public_name(record.metric)} ({record.mode})")
+    outcome, exit_code = run_stoppable(
+        lambda: run_sweep(record, resume=bool(resume)), "tune", record.name
+    )
     if export_best is not None and outcome.best is not None:
         export_best.parent.mkdir(parents=True, exist_ok=True)
         export_best.write_text(best_spec_yaml(outcome.record, outcome.best), encoding="utf-8")
@@ -222,62 +217,10 @@ def tune(
     _conclude(outcome, exit_code, exported=export_best is not None)
 
 
-def _resumed(name: str, given: list[str]) -> SweepRecord:
-    """The record of the sweep to continue; flags that would change it are refused."""
-    from resnetctl.tune import SweepError, load_sweep
-
-    if given:
-        fail(f"--resume continues a sweep as it was launched; drop {', '.join(given)}")
-    try:
-        return load_sweep(name)
-    except SweepError as exc:
-        fail(str(exc))
-
-
-def _announce(record: SweepRecord) -> None:
-    from resnetctl.spec.metrics import public_name
-
-    for note in record.notes:
-        err.print(f"[bold]note:[/] {escape(note)}", highlight=False)
-    trials = record.space.size(record.samples)
-    err.print(
-        f"sweep [bold]{escape(record.name)}[/]: {trials} trial(s), {record.scheduler}, "
-        f"{public_name(record.metric)} ({record.mode}), "
-        f"up to {record.max_concurrent or 'auto'} at once",
-        highlight=False,
-    )
-
-
-def _run(record: SweepRecord, *, resume: bool) -> tuple[SweepOutcome, int]:
-    """Run the sweep with SIGINT/SIGTERM turned into a clean stop; the outcome and the exit
-    code a stop calls for."""
-    from resnetctl.cli.interrupt import stop_on_signals
-    from resnetctl.tune import SweepError, run_sweep
-
-    with stop_on_signals() as interruption:
-        try:
-            with ray_output_on_stderr():
-                outcome = run_sweep(record, resume=resume)
-        except SweepError as exc:
-            fail(str(exc))
-        except KeyboardInterrupt:
-            # A second signal, or one outside Tune's run: run_sweep marked the parent KILLED.
-            _continue_with(record.name)
-            raise typer.Exit(interruption.exit_code) from None
-    return outcome, interruption.exit_code
-
-
-def _continue_with(name: str) -> None:
-    err.print(
-        f"[bold yellow]interrupted:[/] continue with `resnetctl tune --resume {escape(name)}`",
-        highlight=False,
-    )
-
-
 def _conclude(outcome: SweepOutcome, exit_code: int, *, exported: bool) -> None:
     """Exit as the outcome says: stopped (continue with --resume), failed, or a hint."""
     if outcome.interrupted:
-        _continue_with(outcome.record.name)
+        continue_with("tune", outcome.record.name)
         raise typer.Exit(exit_code)
     if outcome.best is None:
         err.print("[bold red]error:[/] no trial reported the metric", highlight=False)
