@@ -125,12 +125,14 @@ def test_buckets_forward_full_batches_across_dali_batches(
     cfg = as_imagenet(spec.pipeline, scales[0])
     forwards: dict[int, list[int]] = {}
 
-    for pending in (0, 2**30):
-        sizes: list[int] = []
+    sizes: list[int] = []
 
-        def spy(images: torch.Tensor) -> torch.Tensor:
-            sizes.append(images.shape[0] // 2)  # each forward holds the views and their mirrors
-            return loaded.model(images)
+    def spy(images: torch.Tensor) -> torch.Tensor:
+        sizes.append(images.shape[0] // 2)  # each forward holds the views and their mirrors
+        return loaded.model(images)
+
+    for pending in (0, 2**30):
+        sizes.clear()
 
         with torch.no_grad():
             images = sum(
@@ -147,7 +149,7 @@ def test_buckets_forward_full_batches_across_dali_batches(
                 )
             )
         assert images == 14 and sum(sizes) == 14 * len(scales)
-        forwards[pending] = sizes
+        forwards[pending] = list(sizes)
     # Per DALI batch of 4 mixed shapes: mostly forwards of one or two images. Across batches:
     # the 3-4 images of each shape per scale in one forward (14 images, 4 shapes, 5 scales).
     assert len(forwards[2**30]) == len(SHAPES) * len(scales) < len(forwards[0])

@@ -230,6 +230,7 @@ def _run(
                     workers=workers,
                     cpus_per_worker=cpus_per_worker,
                     progress=lambda protocol, done: bars.update(protocol, done, images),
+                    stage=bars.status,
                 )
         except EvalLaunchError as exc:
             fail(str(exc))

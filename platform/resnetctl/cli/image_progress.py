@@ -46,6 +46,7 @@ class ImageBars:
             disable=not self.live,
         )
         self._tasks: dict[str, Any] = {}
+        self._status: Any = None
 
     def __enter__(self) -> ImageBars:
         self.progress.start()
@@ -54,8 +55,19 @@ class ImageBars:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
+    def status(self, text: str) -> None:
+        """A line saying what happens before the first image (a pulsing bar, no count); the
+        first bar of images replaces it."""
+        if self._status is None:
+            self._status = self.progress.add_task(text, total=None)
+        else:
+            self.progress.update(self._status, description=text)
+
     def update(self, name: str, done: int, total: int | None = None) -> None:
         """Bar `name` (created on first use) at `done` images of `total`."""
+        if self._status is not None:
+            self.progress.remove_task(self._status)
+            self._status = None
         if name not in self._tasks:
             self._tasks[name] = self.progress.add_task(name, total=total)
         self.progress.update(self._tasks[name], completed=done, total=total)

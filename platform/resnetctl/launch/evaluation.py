@@ -108,9 +108,11 @@ def run_eval(
     workers: int | None = None,
     cpus_per_worker: float = 1.0,
     progress: Progress | None = None,
+    stage: Callable[[str], None] | None = None,
 ) -> EvalOutcome:
     """Evaluate `job` on Ray: an embedded local Ray when `address` is None, else the cluster
     there. `images` is the size of the validation data (no worker gets an empty shard).
+    `stage(text)` hears what the start-up is doing; `progress` how many images are done.
 
     Raises EvalLaunchError when the workers cannot be placed, EvalFailed when a worker fails.
     """
@@ -121,6 +123,8 @@ def run_eval(
     started = time.monotonic()
     count = workers or default_workers(address, job.spec, cpus_per_worker)
     count = max(1, min(count, images))
+    say = stage or (lambda _text: None)
+    say(f"joining the Ray cluster at {address}" if address else "starting an embedded Ray")
     owns = embedded.ensure_ray(address, env_vars=embedded.worker_env())
     actors: list[Any] = []
     try:
@@ -140,6 +144,7 @@ def run_eval(
             )
         except CapacityError as exc:
             raise EvalLaunchError(f"{exc} (--workers, --cpus-per-worker)") from None
+        say(f"starting {count} {'GPU' if gpus else 'CPU'} worker{'s' if count > 1 else ''}")
         actors, queue = _start_workers(job, resources)
         _wait(actors, [a.ready.remote() for a in actors], queue, None, None)
         outcome = EvalOutcome(
