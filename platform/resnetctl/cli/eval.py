@@ -134,6 +134,7 @@ def eval_(
                     {
                         **r.as_dict(),
                         "seconds": outcome.seconds[r.protocol],
+                        "cpu_seconds": outcome.cpu_seconds[r.protocol],
                         "images_per_second": outcome.images_per_second(r.protocol),
                     }
                     for r in outcome.results

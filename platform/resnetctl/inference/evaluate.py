@@ -139,7 +139,8 @@ def count(
     images = top1 = top5 = 0
     loss_sum = 0.0
     for probs, labels in batches:
-        targets = mapping.to(labels.device)[labels.view(-1).long()]
+        # The scores' device: multi-scale's labels come from the CPU whatever the model's is.
+        targets = mapping.to(probs.device)[labels.to(probs.device).view(-1).long()]
         log_probs = probs.float().clamp_min(1e-12).log()
         hits = topk_correct(log_probs, targets).tolist()
         loss_sum += float(nn.functional.nll_loss(log_probs, targets, reduction="sum"))

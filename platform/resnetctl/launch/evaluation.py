@@ -72,7 +72,11 @@ class EvalOutcome:
     workers: int
     device: str
     startup_seconds: float
+    #: Wall seconds of each protocol, from its start on every worker to the last one's end.
     seconds: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds of each protocol, summed over the workers' processes (DALI's threads too):
+    #: what it costs whatever else runs on the machine.
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     def images_per_second(self, protocol: str) -> float:
         """Images of `protocol` over its wall time (all workers)."""
@@ -153,10 +157,11 @@ def run_eval(
         for protocol in job.protocols:
             began = time.monotonic()
             refs = [a.run.remote(protocol) for a in actors]
-            counts = _wait(actors, refs, queue, protocol, progress)
+            shards = _wait(actors, refs, queue, protocol, progress)
             outcome.seconds[protocol] = time.monotonic() - began
-            total = counts[0]
-            for more in counts[1:]:
+            outcome.cpu_seconds[protocol] = sum(cpu for _, cpu in shards)
+            total = shards[0][0]
+            for more, _ in shards[1:]:
                 total = total + more
             from resnetctl.inference.evaluate import result
 
@@ -279,10 +284,11 @@ class EvalWorker:
         """True once the network and the data are in place."""
         return True
 
-    def run(self, protocol: str) -> Any:
-        """The `Counts` of `protocol` on this worker's shard."""
+    def run(self, protocol: str) -> tuple[Any, float]:
+        """The `Counts` of `protocol` on this worker's shard, and the CPU seconds they took."""
         from resnetctl.inference.evaluate import evaluate_shard
 
+        cpu = time.process_time()
         done = 0
         last = 0.0
 
@@ -308,7 +314,7 @@ class EvalWorker:
         except (RuntimeError, AssertionError) as exc:
             raise EvalFailed(_refused(self.job, protocol, exc)) from None
         self._report(protocol, done)
-        return counts
+        return counts, time.process_time() - cpu
 
     def _report(self, protocol: str, done: int) -> None:
         event = {"protocol": protocol, "rank": self.shard.index, "done": done}
