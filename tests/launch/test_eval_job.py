@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from resnetctl.data.synthetic import class_name, synthetic_image
-from tests.launch.conftest import resnetctl
+from tests.launch.conftest import resnetctl, two_node_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -101,3 +101,12 @@ def test_eval_counts_alike_on_1_and_2_workers_and_takes_the_registered_model(
     assert exported["top1_error_pct"] == checkpoint["top1_error_pct"]
     assert exported["loss"] == pytest.approx(checkpoint["loss"], rel=1e-5)
     assert logged["run_id"] == run["mlflow_run_id"]
+
+    # On a cluster, joined as its driver: a worker on each of its two nodes, the same counts.
+    (tmp_path / "cluster-logs").mkdir()
+    with two_node_cluster(tmp_path / "cluster-logs") as nodes:
+        joined = _eval(tmp_path, run["run_name"], "--address", nodes.gcs, "--no-log")
+    assert (joined["workers"], joined["nodes"]) == (2, 2)  # the run's workers, spread
+    for a, b in zip(one["results"], joined["results"], strict=True):
+        assert (a["images"], a["top1_error_pct"]) == (b["images"], b["top1_error_pct"])
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5), (a, b)

@@ -67,7 +67,7 @@ def eval_(
     ] = None,
     cpus_per_worker: Annotated[
         float,
-        typer.Option("--cpus-per-worker", min=0.01, metavar="N", help="CPUs per worker."),
+        typer.Option("--cpus-per-worker", min=0.01, max=256, metavar="N", help="CPUs per worker."),
     ] = 1.0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, metavar="N")] = 32,
     address: EvalAddressOption = None,
@@ -128,6 +128,7 @@ def eval_(
                 "data": str(layout.val_dir),
                 "logged": logged,
                 "workers": outcome.workers,
+                "nodes": outcome.nodes,
                 "device": outcome.device,
                 "startup_seconds": outcome.startup_seconds,
                 "results": [
@@ -248,7 +249,9 @@ def _table(model: str, layout: Any, outcome: Any) -> None:
     table = Table(
         title=f"{escape(model)} on {escape(str(layout.val_dir))}",
         caption=f"{outcome.workers} {outcome.device.upper()} worker"
-        f"{'s' if outcome.workers > 1 else ''}, {outcome.startup_seconds:.1f} s to start",
+        f"{'s' if outcome.workers > 1 else ''}"
+        + (f" on {outcome.nodes} nodes" if outcome.nodes > 1 else "")
+        + f", {outcome.startup_seconds:.1f} s to start",
     )
     columns = ("protocol", "top-1 err %", "top-5 err %", "loss", "images", "img/s", "views")
     for column in columns:

@@ -72,6 +72,7 @@ class EvalOutcome:
     workers: int
     device: str
     startup_seconds: float
+    nodes: int = 1  # the Ray nodes the workers ran on
     #: Wall seconds of each protocol, from its start on every worker to the last one's end.
     seconds: dict[str, float] = field(default_factory=dict)
     #: CPU seconds of each protocol, summed over the workers' processes (DALI's threads too):
@@ -120,6 +121,7 @@ def run_eval(
 
     Raises EvalLaunchError when the workers cannot be placed, EvalFailed when a worker fails.
     """
+    from resnetctl.inference.evaluate import result
     from resnetctl.launch import embedded
     from resnetctl.launch.capacity import CapacityError, autoscaler_request, wait_for_capacity
     from resnetctl.spec.runtime import ResourcesSpec
@@ -150,21 +152,23 @@ def run_eval(
             raise EvalLaunchError(f"{exc} (--workers, --cpus-per-worker)") from None
         say(f"starting {count} {'GPU' if gpus else 'CPU'} worker{'s' if count > 1 else ''}")
         actors, queue = _start_workers(job, resources)
-        _wait(actors, [a.ready.remote() for a in actors], queue, None, None)
+        nodes = _wait([a.ready.remote() for a in actors], queue, None, None)
         outcome = EvalOutcome(
-            [], count, "gpu" if gpus else "cpu", startup_seconds=time.monotonic() - started
+            [],
+            count,
+            "gpu" if gpus else "cpu",
+            startup_seconds=time.monotonic() - started,
+            nodes=len(set(nodes)),
         )
         for protocol in job.protocols:
             began = time.monotonic()
             refs = [a.run.remote(protocol) for a in actors]
-            shards = _wait(actors, refs, queue, protocol, progress)
+            shards = _wait(refs, queue, protocol, progress)
             outcome.seconds[protocol] = time.monotonic() - began
             outcome.cpu_seconds[protocol] = sum(cpu for _, cpu in shards)
             total = shards[0][0]
             for more, _ in shards[1:]:
                 total = total + more
-            from resnetctl.inference.evaluate import result
-
             outcome.results.append(result(protocol, total, job.spec.pipeline))
         return outcome
     finally:
@@ -214,7 +218,6 @@ def _start_workers(job: EvalJob, resources: Any) -> tuple[list[Any], Any]:
 
 
 def _wait(
-    actors: list[Any],
     refs: list[Any],
     queue: Any,
     protocol: str | None,
@@ -280,9 +283,11 @@ class EvalWorker:
         self.layout = eval_layout(job.spec, Path(job.data_path) if job.data_path else None)
         self.mapping = torch.tensor(job.mapping)
 
-    def ready(self) -> bool:
-        """True once the network and the data are in place."""
-        return True
+    def ready(self) -> str:
+        """The id of this worker's node, once the network and the data are in place."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
 
     def run(self, protocol: str) -> tuple[Any, float]:
         """The `Counts` of `protocol` on this worker's shard, and the CPU seconds they took."""
