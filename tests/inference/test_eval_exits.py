@@ -53,8 +53,11 @@ def test_a_model_that_refuses_an_image_size_fails_the_job_with_the_reason(
             env={"COLUMNS": "200"},
         )
         assert result.exit_code == code, result.stderr[-3000:]
-    assert "multi_scale: AssertionError" in result.stderr or "multi_scale: " in result.stderr
-    assert "evaluate the run's checkpoint instead" in result.stderr, result.stderr[-3000:]
+    assert "error: multi_scale: " in result.stderr, result.stderr[-3000:]
+    assert f"the exported program of models:/{info.model_id} does not take this image size" in (
+        result.stderr
+    )
+    assert "evaluate the run's checkpoint instead" in result.stderr
 
 
 def test_ctrl_c_stops_the_job_and_its_ray(colour_run: tuple[Path, Path], tmp_path: Path) -> None:
