@@ -30,10 +30,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from resnetctl.inference.evaluate import ProtocolResult
 from resnetctl.spec import JobSpec
+
+if TYPE_CHECKING:  # torch: imported where the job runs, not where the CLI parses options
+    from resnetctl.inference.evaluate import ProtocolResult
 
 #: How often a worker reports its progress (seconds).
 REPORT_EVERY_S = 0.5
