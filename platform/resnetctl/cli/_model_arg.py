@@ -40,5 +40,8 @@ def load(target: str, tracking_uri: str | None) -> Any:
     except (ModelSourceError, FileNotFoundError) as exc:
         fail(str(exc))
     epoch = f" (epoch {loaded.epoch})" if loaded.epoch is not None else ""
-    err.print(f"{escape(target)}: {escape(loaded.origin)}{epoch}", highlight=False)
+    origin = loaded.origin
+    if origin == target and loaded.run_id:  # a logged model's URI: its run says more
+        origin = f"logged by MLflow run {loaded.run_id}"
+    err.print(f"{escape(target)}: {escape(origin)}{epoch}", highlight=False)
     return loaded

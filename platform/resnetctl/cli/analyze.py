@@ -20,6 +20,7 @@ from resnetctl.cli.common import (
     spec_errors,
     use_storage,
 )
+from resnetctl.cli.image_progress import ImageBars
 
 RunsArgument = Annotated[
     list[str],
@@ -117,14 +118,22 @@ def analyze(
     folder = out_dir or Path(f"layer-responses-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}")
     results = []
     try:
-        for target in runs:
-            trained = load_trained(target, tracking_uri=tracking_uri, spec=spec)
-            err.print(
-                f"{escape(target)}: {escape(trained.label)} from {escape(str(trained.checkpoint))}"
-                + (f" (epoch {trained.epoch})" if trained.epoch is not None else ""),
-                highlight=False,
-            )
-            results.append(measure(trained, max_images=max_images, batch_size=batch_size))
+        # A bar per run, on a terminal only (none with --json, as `eval`).
+        with ImageBars(err, enabled=not json_) as bars:
+            for target in runs:
+                trained = load_trained(target, tracking_uri=tracking_uri, spec=spec)
+                err.print(
+                    f"{escape(target)}: {escape(trained.label)} from "
+                    f"{escape(str(trained.checkpoint))}"
+                    + (f" (epoch {trained.epoch})" if trained.epoch is not None else ""),
+                    highlight=False,
+                )
+                advance = bars.counter(trained.label, _images(trained.spec, max_images))
+                results.append(
+                    measure(
+                        trained, max_images=max_images, batch_size=batch_size, on_images=advance
+                    )
+                )
     except AnalysisError as exc:
         fail(str(exc))
     files = write_report(results, folder, log=log, title="std of 3x3 layer responses")
@@ -136,6 +145,20 @@ def analyze(
         if log and not result.logged:
             err.print(f"{escape(result.label)}: no MLflow run, files written only", highlight=False)
     err.print(f"wrote {len(files)} files to {escape(str(folder))}", highlight=False)
+
+
+def _images(spec, max_images: int | None) -> int | None:  # type: ignore[no-untyped-def]
+    """How many images a run's measurement reads: its validation split (a cached scan), at
+    most `--max-images`; None when unknown (the bar then counts without a total)."""
+    from resnetctl.data import DataError, prepare_dataset
+
+    try:
+        total = prepare_dataset(spec.data).val_files if spec is not None else None
+    except (DataError, OSError):
+        total = None
+    if max_images is not None:
+        return min(total, max_images) if total is not None else max_images
+    return total
 
 
 def _as_json(results: list, files: list[Path]) -> dict:

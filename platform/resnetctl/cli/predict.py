@@ -10,7 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from resnetctl.cli._model_arg import ModelArg, TrackingOption, load
-from resnetctl.cli.common import JsonOption, fail, out, print_json
+from resnetctl.cli.common import JsonOption, err, fail, out, print_json
+from resnetctl.cli.image_progress import ImageBars
 
 
 def predict(
@@ -46,7 +47,9 @@ def predict(
         fail(f"no such image file: {', '.join(missing[:5])}")
     loaded = load(model, tracking_uri)
     try:
-        results = run(loaded, list(images), top=top, batch_size=batch_size)
+        with ImageBars(err, enabled=not json_) as bars:
+            advance = bars.counter("predict", len(images))
+            results = run(loaded, list(images), top=top, batch_size=batch_size, on_images=advance)
     except (ValueError, RuntimeError) as exc:
         fail(str(exc).splitlines()[0])
     if json_:

@@ -77,14 +77,19 @@ def log_pytorch_model(
 
     Not `pickle`: unpickling a module runs whatever code the file names; the `pt2` archive
     holds the graph and raw tensors. The input example is a float32 NCHW batch of two at the
-    crop size, not one: torch.export specialises a batch dimension of size 1 to a constant, and
-    the model would then refuse any other batch size. The signature says -1 for the batch.
+    crop size, not one: torch.export specialises a dimension of size 1 to a constant, and the
+    model would then refuse any other batch size.
+
+    The signature says -1 for the batch, the height and the width (`image_signature`), and
+    MLflow exports every -1 of it as a dynamic `torch.export` dimension (`Dim.AUTO`): the
+    program takes any batch and any image size the network does, which `eval -p multi_scale`
+    (whole images at five sizes) needs. A ResNet ends in global average pooling, so that is
+    every H and W of at least `min_image_side` (BatchNorm in inference mode is per pixel).
     """
     import mlflow
     import mlflow.pytorch
     import numpy as np
     import torch
-    from mlflow.models import infer_signature
 
     from resnetctl.tracking.run import _working_directory
 
@@ -93,7 +98,7 @@ def log_pytorch_model(
     network = network.eval()
     with torch.no_grad():
         logits = network(torch.from_numpy(example)).numpy()
-    signature = infer_signature(example, logits)
+    signature = image_signature(example.shape[1], logits.shape[1])
     # The fluent API needs the global tracking URI, and `set_tracking_uri` also exports it as
     # $MLFLOW_TRACKING_URI, where the next job started in this process would take it as its
     # store: put both back afterwards.
@@ -111,11 +116,46 @@ def log_pytorch_model(
                     signature=signature,
                     input_example=example,
                     pip_requirements=requirements(),
+                    # Shown on the model's page (MLmodel): the least H and W it takes.
+                    metadata={"min_image_side": min_image_side(network)},
                     step=step,
                 )
     finally:
         mlflow.set_tracking_uri(previous)  # None clears the global and the variable
     return LoggedModel(info.model_uri, info.model_id)
+
+
+def image_signature(channels: int, classes: int) -> Any:
+    """float32 N x `channels` x H x W images -> float32 N x `classes` logits, with N, H and W
+    variable (-1)."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, channels, -1, -1))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, classes))]),
+    )
+
+
+def min_image_side(network: Any, probe: int = 256) -> int:
+    """The smallest height and width the logged program of `network` takes: one more than the
+    network's total stride (32 for the ImageNet ResNets, 4 for the CIFAR ones), so that its last
+    stage's feature map is at least 2 x 2. A map of 1 would be a size torch.export specialises
+    (its 0/1 rule), so the exported graph refuses inputs that small."""
+    import torch
+
+    sides: list[int] = []
+    pool = getattr(network, "avgpool", None)
+    if pool is None:
+        raise ValueError("the network has no avgpool layer to measure its stride at")
+    handle = pool.register_forward_pre_hook(lambda _m, args: sides.append(args[0].shape[-1]))
+    try:
+        with torch.no_grad():
+            network.eval()(torch.zeros(1, 3, probe, probe))
+    finally:
+        handle.remove()
+    return probe // sides[0] + 1
 
 
 @dataclass(frozen=True)
