@@ -1,4 +1,4 @@
-"""Run a function in N gloo processes on this machine (torch.multiprocessing spawn)."""
+"""Run a function in N gloo (or NCCL) processes on this machine (torch.multiprocessing spawn)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,17 @@ TIMEOUT = timedelta(seconds=60)
 
 
 def _entry(
-    rank: int, world: int, port: int, fn: Callable[..., Any], out: Path, args: tuple[Any, ...]
+    rank: int,
+    world: int,
+    port: int,
+    fn: Callable[..., Any],
+    out: Path,
+    args: tuple[Any, ...],
+    backend: str,
 ) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
-        "gloo",
+        backend,
         init_method=f"tcp://127.0.0.1:{port}",
         rank=rank,
         world_size=world,
@@ -35,9 +41,12 @@ def _entry(
         dist.destroy_process_group()
 
 
-def run_distributed(fn: Callable[..., Any], world: int, out: Path, *args: Any) -> list[Any]:
-    """Call `fn(rank, world, *args)` in `world` processes of one gloo group; return each rank's
-    result (saved with torch.save into `out`). `fn` must be importable (module level)."""
+def run_distributed(
+    fn: Callable[..., Any], world: int, out: Path, *args: Any, backend: str = "gloo"
+) -> list[Any]:
+    """Call `fn(rank, world, *args)` in `world` processes of one process group (gloo, or
+    `backend`); return each rank's result (saved with torch.save into `out`). `fn` must be
+    importable (module level)."""
     out.mkdir(parents=True, exist_ok=True)
-    mp.spawn(_entry, args=(world, free_port(), fn, out, args), nprocs=world, join=True)
+    mp.spawn(_entry, args=(world, free_port(), fn, out, args, backend), nprocs=world, join=True)
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(world)]
