@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from resnetctl.cli._model_arg import ModelArg, TrackingOption, load
+from resnetctl.cli._model_arg import AllowPickleOption, ModelArg, TrackingOption, load
 from resnetctl.cli.common import JsonOption, err, fail, out, print_json
 
 
@@ -37,6 +37,7 @@ def eval_(
         bool, typer.Option("--log/--no-log", help="Log eval_* metrics to the model's MLflow run.")
     ] = True,
     tracking_uri: TrackingOption = None,
+    allow_pickle: AllowPickleOption = False,
     json_: JsonOption = False,
 ) -> None:
     """Top-1 and top-5 error of a trained model with the paper's test protocols: `center`
@@ -57,7 +58,7 @@ def eval_(
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
         fail(f"unknown protocol {unknown[0]!r}; use {', '.join(PROTOCOLS)}")
-    loaded = load(model, tracking_uri)
+    loaded = load(model, tracking_uri, allow_pickle)
     try:
         results, layout = evaluate(loaded, protocols, data_path=data, batch_size=batch_size)
     except (DataError, ValueError) as exc:

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from resnetctl.cli._model_arg import ModelArg, TrackingOption, load
+from resnetctl.cli._model_arg import AllowPickleOption, ModelArg, TrackingOption, load
 from resnetctl.cli.common import JsonOption, fail, out, print_json
 
 
@@ -22,6 +22,7 @@ def predict(
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="Classes per image.")] = 5,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     tracking_uri: TrackingOption = None,
+    allow_pickle: AllowPickleOption = False,
     json_: JsonOption = False,
 ) -> None:
     """The most probable classes of each image, named by the class folders the model was
@@ -36,7 +37,7 @@ def predict(
     missing = [str(p) for p in images if not p.is_file()]
     if missing:
         fail(f"no such image file: {', '.join(missing[:5])}")
-    loaded = load(model, tracking_uri)
+    loaded = load(model, tracking_uri, allow_pickle)
     try:
         results = run(loaded, list(images), top=top, batch_size=batch_size)
     except (ValueError, RuntimeError) as exc:
