@@ -256,7 +256,7 @@ def _fit(
         run_name=run_name,
         storage_path=storage,
         loop_config=config,
-        callbacks=[EpochMetricsCallback(run.uri, run.run_id, run.logged_epochs(), progress_queue)],
+        callbacks=[EpochMetricsCallback(run.uri, run.run_id, progress_queue)],
     )
     outcome: dict[str, Any] = {}
 
