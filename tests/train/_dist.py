@@ -25,6 +25,7 @@ def _entry(
     out: Path,
     args: tuple[Any, ...],
     backend: str,
+    timeout: timedelta,
 ) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
@@ -32,7 +33,7 @@ def _entry(
         init_method=f"tcp://127.0.0.1:{port}",
         rank=rank,
         world_size=world,
-        timeout=TIMEOUT,
+        timeout=timeout,
     )
     try:
         result = fn(rank, world, *args)
@@ -42,11 +43,17 @@ def _entry(
 
 
 def run_distributed(
-    fn: Callable[..., Any], world: int, out: Path, *args: Any, backend: str = "gloo"
+    fn: Callable[..., Any],
+    world: int,
+    out: Path,
+    *args: Any,
+    backend: str = "gloo",
+    timeout: timedelta = TIMEOUT,
 ) -> list[Any]:
     """Call `fn(rank, world, *args)` in `world` processes of one process group (gloo, or
-    `backend`); return each rank's result (saved with torch.save into `out`). `fn` must be
-    importable (module level)."""
+    `backend`; a collective waits `timeout` for the other ranks); return each rank's result
+    (saved with torch.save into `out`). `fn` must be importable (module level)."""
     out.mkdir(parents=True, exist_ok=True)
-    mp.spawn(_entry, args=(world, free_port(), fn, out, args, backend), nprocs=world, join=True)
+    spawn_args = (world, free_port(), fn, out, args, backend, timeout)
+    mp.spawn(_entry, args=spawn_args, nprocs=world, join=True)
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(world)]
