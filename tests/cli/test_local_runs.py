@@ -148,9 +148,7 @@ def test_a_gone_driver_is_reported_and_not_stopped(cli, storage: Path, uri: str)
     assert stopped.code == 2 and "is gone without recording the run's end" in stopped.stderr
 
 
-def test_a_driver_on_another_host_is_named_and_not_signalled(
-    cli, storage: Path, uri: str
-) -> None:
+def test_a_driver_on_another_host_is_named_and_not_signalled(cli, storage: Path, uri: str) -> None:
     record = recorded_run(storage, uri)
     folder = StoragePath.of(storage / record.run_name)
     Driver("gpu-head-7", os.getpid(), 1.0).save(folder)

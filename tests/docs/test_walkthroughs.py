@@ -106,7 +106,7 @@ def session_script(page: Path, marks: Path, output: Path) -> str:
     parts = [
         "set -eo pipefail",
         f"exec 3>>{shlex.quote(str(marks))}",
-        "mark() { echo \"$1 $2 $(date +%s.%N)\" >&3; }",
+        'mark() { echo "$1 $2 $(date +%s.%N)" >&3; }',
     ]
     for number, block in enumerate(blocks(page)):
         if not runs(block):

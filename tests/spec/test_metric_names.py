@@ -47,8 +47,7 @@ def test_the_old_name_works_with_a_warning_naming_file_and_line(tmp_path: Path) 
     assert spec.checkpoint.metric == "val_top1_error" and spec.checkpoint.mode == "min"
     (warning,) = caught
     assert str(warning.message).startswith(
-        f"{job}:{line}: checkpoint.metric: 'val_top1_error' is the old name of "
-        "'val_top1_error_pct'"
+        f"{job}:{line}: checkpoint.metric: 'val_top1_error' is the old name of 'val_top1_error_pct'"
     )
     with pytest.warns(MetricNameDeprecation, match="--set train.schedule"):
         load_spec(QUICKSTART, ["train.schedule={kind: plateau, metric: val_top1_error}"])

@@ -76,6 +76,15 @@ def test_the_registered_best_model_is_the_best_checkpoint_not_the_last(
     handed = log_best_model(spec, uri, run_id, Path(best), "tiny-colours-1")
 
     assert handed.epoch == 2 and handed.registered == "models:/tiny-colours@best"
+    assert handed.decision == (
+        "tiny-colours version 1: promoted (val_top1_error = 10): no version held the alias"
+    )
+    # `--resume` of the finished run, nothing better trained: the same version, no new model.
+    again = log_best_model(spec, uri, run_id, Path(best), "tiny-colours-1")
+    assert (again.version, again.model_uri) == ("1", handed.model_uri)
+    assert again.decision and "unchanged" in again.decision
+    logged_models = client.search_logged_models(experiment_ids=[experiment])
+    assert len(logged_models) == 1
     model_id = handed.model_uri.removeprefix("models:/")
     logged = client.get_logged_model(model_id)
     # Linked to the best epoch's metrics (what the model page lists), not step 0's.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from resnetctl.cli._model_arg import ModelArg, TrackingOption, load
+from resnetctl.cli._model_arg import AllowPickleOption, ModelArg, TrackingOption, load
 from resnetctl.cli.common import (
     EXIT_JOB_FAILED,
     JsonOption,
@@ -81,6 +82,7 @@ def eval_(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Also print what Ray and the workers log.")
     ] = False,
+    allow_pickle: AllowPickleOption = False,
     json_: JsonOption = False,
 ) -> None:
     """Top-1/top-5 error of a model under the paper's test protocols.
@@ -114,12 +116,13 @@ def eval_(
         fail(str(exc))
     if address:
         _check_address(address)
-    loaded = load(model, tracking_uri)
+    loaded = load(model, tracking_uri, allow_pickle)
     try:
         spec, layout, mapping = eval_inputs(loaded, protocols, data)
     except (DataError, ValueError) as exc:
         fail(str(exc))
     job = _job(model, loaded, tracking_uri, spec, protocols, mapping, batch_size, data)
+    job = dataclasses.replace(job, allow_pickle=allow_pickle)
     outcome = _run(job, layout.val_files, address, workers, cpus_per_worker, json_, verbose)
     from resnetctl.inference.evaluate import log_results
 

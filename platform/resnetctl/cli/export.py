@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from resnetctl.cli._model_arg import ModelArg, TrackingOption, load
+from resnetctl.cli._model_arg import AllowPickleOption, ModelArg, TrackingOption, load
 from resnetctl.cli.common import JsonOption, err, fail, print_json
 
 
@@ -32,6 +32,7 @@ def export(
         ),
     ] = True,
     tracking_uri: TrackingOption = None,
+    allow_pickle: AllowPickleOption = False,
     json_: JsonOption = False,
 ) -> None:
     """Write a network as TorchScript, ONNX or a torch.export program.
@@ -58,7 +59,7 @@ def export(
 
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    loaded = load(model, tracking_uri)
+    loaded = load(model, tracking_uri, allow_pickle)
     if loaded.spec is None:
         fail(f"{model}: no spec found, so the input size is unknown")
     size = test_crop(loaded.spec.pipeline)

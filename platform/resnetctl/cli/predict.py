@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from resnetctl.cli._model_arg import ModelArg, TrackingOption, load
+from resnetctl.cli._model_arg import AllowPickleOption, ModelArg, TrackingOption, load
 from resnetctl.cli.common import JsonOption, err, fail, out, print_json
 from resnetctl.cli.image_progress import ImageBars
 
@@ -27,6 +27,7 @@ def predict(
         int, typer.Option("--batch-size", min=1, metavar="N", help="Images per forward pass.")
     ] = 32,
     tracking_uri: TrackingOption = None,
+    allow_pickle: AllowPickleOption = False,
     json_: JsonOption = False,
 ) -> None:
     """Name the most probable classes of image files.
@@ -45,7 +46,7 @@ def predict(
     missing = [str(p) for p in images if not p.is_file()]
     if missing:
         fail(f"no such image file: {', '.join(missing[:5])}")
-    loaded = load(model, tracking_uri)
+    loaded = load(model, tracking_uri, allow_pickle)
     try:
         with ImageBars(err, enabled=not json_) as bars:
             advance = bars.counter("predict", len(images))

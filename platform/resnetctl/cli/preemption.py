@@ -165,9 +165,7 @@ def watch_preemption(
     node = _find_node(log, address, temp_dir, node_id)
     if node is None:
         raise typer.Exit(EXIT_JOB_FAILED)
-    watcher = Watcher(
-        source, node, wait_s=interval_s, drain_advisories=drain_on_rebalance, log=log
-    )
+    watcher = Watcher(source, node, wait_s=interval_s, drain_advisories=drain_on_rebalance, log=log)
     try:
         status = watcher.run()
     except KeyboardInterrupt:  # by hand: Ctrl-C ends the watch, as a shell reports SIGINT

@@ -64,6 +64,8 @@ class EvalJob:
     model: Any = None
     model_uri: str | None = None
     tracking_uri: str | None = None
+    #: The user's --allow-pickle, so that a worker loads what the driver was allowed to.
+    allow_pickle: bool = False
 
 
 @dataclass
@@ -337,7 +339,9 @@ def _network(job: EvalJob) -> Any:
     from resnetctl.inference.source import load_model
 
     assert job.model_uri is not None
-    return load_model(job.model_uri, tracking_uri=job.tracking_uri).model
+    return load_model(
+        job.model_uri, tracking_uri=job.tracking_uri, allow_pickle=job.allow_pickle
+    ).model
 
 
 def _on_device(model: Any, device: Any) -> Callable[[Any], Any]:

@@ -281,7 +281,7 @@ def _fit(
         storage_path=storage,
         loop_config=config,
         callbacks=[
-            EpochMetricsCallback(run.uri, run.run_id, run.logged_epochs(), progress_queue),
+            EpochMetricsCallback(run.uri, run.run_id, progress_queue),
             HangCallback(heartbeats, spec.failure.collective_timeout_s, progress_queue),
         ],
     )
@@ -337,14 +337,17 @@ def _finish(
     if best is not None:
         with best.local() as directory:
             run.log_checkpoint(directory, "best")
-    model_uri = registered = None
+    model_uri = registered = decision = None
     if error is None and best is not None:
         from resnetctl.tracking.model import log_best_model
 
         # The best epoch's network, not the last's: what `checkpoints/best` holds.
         with best.local() as directory:
             handed = log_best_model(spec, run.uri, run.run_id, Path(directory), run_name)
-        model_uri, registered = handed.model_uri, handed.registered
+        model_uri, registered, decision = handed.model_uri, handed.registered, handed.decision
+        if decision:
+            # Into the run's log (the job's log holds stderr while the job runs).
+            print(f"model registry: {decision}", file=sys.stderr)
     seconds = time.monotonic() - started
     summary = summary_metrics(
         run.client, run.run_id, spec, total_seconds=seconds, startup_seconds=startup
@@ -370,6 +373,7 @@ def _finish(
         best_checkpoint=str(best) if best else None,
         model_uri=model_uri,
         registered_model=registered,
+        registry_decision=decision,
         error=_describe(error) if error else None,
         log_file=log.location if log is not None else None,  # the bucket's, for a bucket run
     )

@@ -42,7 +42,10 @@ class RunSummary:
     metrics: dict[str, float] = field(default_factory=dict)
     best_checkpoint: str | None = None
     model_uri: str | None = None
-    registered_model: str | None = None  # `models:/NAME@best` after registering this run's
+    # This run's registered version: `models:/NAME@best` when it holds the alias, else
+    # `models:/NAME/N`; and what the registry did about the alias, and why.
+    registered_model: str | None = None
+    registry_decision: str | None = None
     error: str | None = None
     log_file: str | None = None  # what Ray and MLflow printed: resnetctl.log in the run's folder
 
@@ -102,6 +105,7 @@ class RunSummary:
             ("mlflow url", self.mlflow_url),
             ("checkpoints", self.storage_path),
             ("model", self.registered_model or self.model_uri or ""),
+            *([("registry", self.registry_decision)] if self.registry_decision else []),
             ("log", self.log_file or ""),
         ]
         if self.error:

@@ -254,8 +254,10 @@ class TrainSpec(StrictModel):
     compile: bool = Field(
         False,
         description="Compile the model's forward and backward with `torch.compile` (TorchInductor) "
-        "on each worker. The first steps pay the compilation (tens of seconds to minutes); see "
-        "docs/benchmarks.md for the measured gain and when it pays off.",
+        "on each worker; with several workers the DDP-wrapped model, so that Dynamo's "
+        "DDPOptimizer cuts the graph at DDP's gradient buckets. The first steps pay the "
+        "compilation (tens of seconds to minutes); see docs/benchmarks.md for the measured gain "
+        "and when it pays off.",
     )
     channels_last: bool = Field(False, description="NHWC memory format (faster on tensor cores).")
     sync_bn: bool = Field(False, description="Synchronise BN statistics across workers.")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from importlib import metadata
@@ -158,38 +159,67 @@ def min_image_side(network: Any, probe: int = 256) -> int:
     return probe // sides[0] + 1
 
 
+# A logged model's files lie under `<experiment's artifact root>/models/<model id>/artifacts`.
+_LOGGED_MODEL_SOURCE = re.compile(r"/models/(m-[0-9a-f]+)/artifacts/?$")
+
+
+def _logged_model_id(version: Any) -> str | None:
+    """The id of the logged model a registered version was made from (the sqlite registry of
+    MLflow 3.17 does not keep the version's `model_id`: read it from the version's source)."""
+    found = getattr(version, "model_id", None)
+    if found:
+        return str(found)
+    match = _LOGGED_MODEL_SOURCE.search(str(version.source or ""))
+    return match[1] if match else None
+
+
 @dataclass(frozen=True)
 class HandedOver:
     """What `log_best_model` logged and registered."""
 
     model_uri: str
     epoch: int
-    registered: str | None  # `models:/NAME@best`, or None when registering failed
+    registered: str | None  # `models:/NAME@best`, `models:/NAME/N` when not promoted, or None
     version: str | None
+    decision: str | None = None  # what the registry did about the alias `best`, and why
 
 
 def log_best_model(
     spec: JobSpec, uri: str, run_id: str, checkpoint: Path, run_name: str | None = None
 ) -> HandedOver:
     """Log the network of `checkpoint` (the run's best) linked to its epoch, and register it
-    under `tracking.registered_model` (default: the job name), moving alias `best` to it when
-    it beats the aliased version. A store without a Model Registry logs the model only."""
+    under `tracking.registered_model` (default: the job name) as the run's one version, moving
+    alias `best` to it when it beats the aliased version on the same validation data and
+    metric (`tracking.registry`). A run whose version already holds this checkpoint (resumed
+    with nothing better) logs nothing new. A store without a Model Registry logs the model
+    only."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from resnetctl.tracking.registry import register_best
+    from resnetctl.tracking.registry import kept_version, register_best, run_version
 
     best = best_model(spec, checkpoint)
-    logged = log_pytorch_model(uri, run_id, best.network, spec.pipeline.crop, step=best.epoch)
     name = spec.tracking.registered_model or spec.name
+    # Without registry_uri the client registers in the process's default store
+    # ($MLFLOW_REGISTRY_URI, else ./mlflow.db), not the run's.
+    client = MlflowClient(uri, registry_uri=uri)
+    try:
+        kept = run_version(client, name, run_id)
+    except MlflowException:
+        kept = None
+    if kept is not None and kept_version(kept, best.metric, best.value, best.epoch):
+        model_id = _logged_model_id(kept)
+        model_uri = f"models:/{model_id}" if model_id else kept.source
+    else:
+        crop = spec.pipeline.crop
+        logged = log_pytorch_model(uri, run_id, best.network, crop, step=best.epoch)
+        model_uri, model_id = logged.uri, logged.model_id
     try:
         registration = register_best(
-            # Without registry_uri the client registers in the process's default store
-            # ($MLFLOW_REGISTRY_URI, else ./mlflow.db), not the run's.
-            MlflowClient(uri, registry_uri=uri),
+            client,
             name,
-            logged.uri,
-            model_id=logged.model_id,
+            model_uri,
+            model_id=model_id,
             run_id=run_id,
             metric=best.metric,
             mode=spec.checkpoint.mode or "min",
@@ -199,5 +229,11 @@ def log_best_model(
         )
     except MlflowException as exc:
         log.warning("model not registered as %s: %s", name, str(exc).splitlines()[0])
-        return HandedOver(logged.uri, best.epoch, None, None)
-    return HandedOver(logged.uri, best.epoch, registration.uri, registration.version)
+        return HandedOver(model_uri, best.epoch, None, None)
+    return HandedOver(
+        model_uri,
+        best.epoch,
+        registration.uri,
+        registration.version,
+        f"{name} version {registration.version}: {registration.decision}",
+    )

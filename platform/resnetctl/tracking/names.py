@@ -54,9 +54,23 @@ def candidates(name: str) -> tuple[str, ...]:
 
 def history(client: Any, run_id: str, name: str) -> list[Any]:
     """The metric history of `name` (internal or MLflow name) in run `run_id`, under whichever
-    name the run logged it: the MLflow name, else the old one. Empty when neither exists."""
+    name the run logged it: the MLflow name, else the old one; one value per step, ordered by
+    step. Empty when neither exists.
+
+    MLflow keeps every value logged at a step. An epoch trained again after a restore is logged
+    again (`tracking.callback`), and the value logged last (the latest timestamp) is the one
+    of the weights the run went on with: it is the one kept here."""
     for key in candidates(name):
         found = client.get_metric_history(run_id, key)
         if found:
-            return list(found)
+            return last_per_step(found)
     return []
+
+
+def last_per_step(metrics: Any) -> list[Any]:
+    """One metric per step, the one logged last (latest timestamp; on a tie, the later in
+    `metrics`), ordered by step."""
+    last: dict[int, Any] = {}
+    for metric in sorted(metrics, key=lambda m: m.timestamp):  # stable: ties keep their order
+        last[metric.step] = metric
+    return [last[step] for step in sorted(last)]

@@ -107,7 +107,7 @@ def run_trial(config: dict[str, Any], *, sweep: dict[str, Any]) -> None:
             "tracking": worker_config(run.uri, run.run_id, spec.tracking.system_metrics_interval_s),
         },
         callbacks=[
-            EpochMetricsCallback(run.uri, run.run_id, run.logged_epochs()),
+            EpochMetricsCallback(run.uri, run.run_id),
             epoch_reports_to_tune_class()(),
         ],
     )

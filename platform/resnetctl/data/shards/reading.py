@@ -44,9 +44,7 @@ class Piece:
     stop: int
 
 
-def share_pieces(
-    shards: tuple[ShardEntry, ...], shard_id: int, num_shards: int
-) -> list[Piece]:
+def share_pieces(shards: tuple[ShardEntry, ...], shard_id: int, num_shards: int) -> list[Piece]:
     """The pieces of shards holding rank `shard_id`'s share of the samples."""
     total = sum(s.images for s in shards)
     start, end = total * shard_id // num_shards, total * (shard_id + 1) // num_shards
@@ -147,8 +145,6 @@ def cut_index(text: str, piece: Piece, where: str) -> str:
     if not version.startswith("v1.") or not count.isdigit() or int(count) != len(lines):
         raise DataError(f"{where}: not a DALI index of {len(lines)} samples ({header!r})")
     if len(lines) != piece.shard.images:
-        raise DataError(
-            f"{where}: {len(lines)} samples, the manifest says {piece.shard.images}"
-        )
+        raise DataError(f"{where}: {len(lines)} samples, the manifest says {piece.shard.images}")
     kept = lines[piece.first : piece.stop]
     return f"{version} {len(kept)}\n" + "".join(line + "\n" for line in kept)
