@@ -157,8 +157,10 @@ def main() -> None:
                     ips[name] += result["images_per_second"][1:]
                     print(f"round {round_ + 1} {name}: {result}", file=sys.stderr, flush=True)
                 for name in ("disk", "bucket"):
-                    storage = runs[name][0].replace("/runs", "/notice") if name == "bucket" else (
-                        f"{tmp}/notice-{round_}"
+                    storage = (
+                        runs[name][0].replace("/runs", "/notice")
+                        if name == "bucket"
+                        else (f"{tmp}/notice-{round_}")
                     )
                     work = Path(tmp) / f"notice-{name}-{round_}"
                     latency[name].append(

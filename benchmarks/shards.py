@@ -123,8 +123,11 @@ def read_decode(scratch: Path, images: int, shard_size: int, args) -> dict:
         _decode_epoch(split.reader(0, 1), args.batch, args.threads, steps)  # warm-up (staging)
         first = time.perf_counter() - started
         best = min(
-            _timed(lambda e=e, s=split: _decode_epoch(s.reader(e, e + 1), args.batch,
-                                                      args.threads, steps))  # fmt: skip
+            _timed(
+                lambda e=e, s=split: _decode_epoch(
+                    s.reader(e, e + 1), args.batch, args.threads, steps
+                )
+            )  # fmt: skip
             for e in range(1, args.repeats + 1)
         )
         figures[name] = {"img_s": steps * args.batch / best, "first_epoch_s": first}

@@ -4,6 +4,11 @@ Nothing here reads or writes the user's home folder: the Ray auth token every te
 embedded Ray of `submit`, `ray start`, the Jobs client, `ray list`) is made in a temporary folder
 and passed by `RAY_AUTH_TOKEN_PATH`, and `test_the_suite_left_the_users_ray_folder_alone` (run
 last) fails the run if `~/.ray` changed while it ran.
+
+The suite has a temp folder of its own (`TMPDIR`, inherited by every process it starts: the
+CLI, Ray and its workers), so that what it leaves there can be told from what other programs on
+the machine leave: `test_the_suite_left_nothing_in_the_temp_folder` (run last) lists it, and
+the folder is removed after a session that passed.
 """
 
 from __future__ import annotations
@@ -38,6 +43,12 @@ def ray_folder_state(folder: Path = USER_RAY_DIR) -> dict[str, str] | None:
 def pytest_configure(config: pytest.Config) -> None:
     # Taken before any test (or fixture) runs; compared by the last test of the session.
     config.stash[_HOME_RAY] = ray_folder_state()
+    # Short, under /tmp: Ray's Unix sockets live below it and their paths must stay short.
+    temp = Path(tempfile.mkdtemp(prefix="rsuite-", dir="/tmp"))
+    config.stash[_SAVED_TMPDIR] = os.environ.get("TMPDIR")
+    config.stash[_SUITE_TMPDIR] = temp
+    os.environ["TMPDIR"] = str(temp)
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
     # A token of the suite's own for every Ray it starts or talks to: set before any fixture
     # (also module- and session-scoped ones) and inherited by every subprocess.
     folder = Path(tempfile.mkdtemp(prefix="resnetctl-ray-token-"))
@@ -49,6 +60,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[_PASSED] = exitstatus == 0
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     for name, value in config.stash.get(_SAVED_ENV, {}).items():
         if value is None:
@@ -58,6 +73,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     folder = config.stash.get(_TOKEN_DIR, None)
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
+    temp = config.stash.get(_SUITE_TMPDIR, None)
+    if temp is not None:
+        saved = config.stash.get(_SAVED_TMPDIR, None)
+        if saved is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved
+        tempfile.tempdir = None
+        if config.stash.get(_PASSED, False):
+            shutil.rmtree(temp, ignore_errors=True)
+        else:  # kept for a look at the failed tests' files (pytest's tmp_path is in it)
+            print(f"\nthe suite's temp folder is kept: {temp}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -68,6 +95,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 _HOME_RAY = pytest.StashKey[dict[str, str] | None]()
 _TOKEN_DIR = pytest.StashKey[Path]()
 _SAVED_ENV = pytest.StashKey[dict[str, str | None]]()
+_SUITE_TMPDIR = pytest.StashKey[Path]()
+_SAVED_TMPDIR = pytest.StashKey[str | None]()
+_PASSED = pytest.StashKey[bool]()
+
+
+def suite_temp_folder(config: pytest.Config) -> Path:
+    """The temp folder of this session (`TMPDIR` of every process it starts)."""
+    return config.stash[_SUITE_TMPDIR]
 
 
 @pytest.fixture(scope="session")

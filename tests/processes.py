@@ -7,6 +7,7 @@ descendants that left the group included) and never anything it did not start.""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -50,9 +51,13 @@ def http_up(url: str) -> bool:
 
 def kill_group(process: subprocess.Popen[Any]) -> None:
     """SIGKILL the process group of `process` (started with `start_new_session=True`) and any
-    descendant that left it, then reap them."""
+    descendant that left it, then reap them, and remove the `pymp-*` folders they listened in
+    (a Ray head's dashboard keeps one, which only a normal exit removes)."""
+    from resnetctl.launch.embedded import multiprocessing_folders
+
     if process.poll() is not None:
         return
+    folders = multiprocessing_folders(process.pid)
     try:
         descendants = psutil.Process(process.pid).children(recursive=True)
     except psutil.NoSuchProcess:
@@ -68,6 +73,8 @@ def kill_group(process: subprocess.Popen[Any]) -> None:
             pass
     process.wait(timeout=60)
     psutil.wait_procs(descendants, timeout=30)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def command_lines(processes: list[psutil.Process]) -> list[tuple[psutil.Process, str]]:

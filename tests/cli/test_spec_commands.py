@@ -160,3 +160,13 @@ def test_validate_accepts_the_tune_files_that_tune_accepts(cli, tmp_path: Path) 
     outcome = cli("validate", str(bad))
     assert outcome.code == 2
     assert f"{bad}:7: search.train.base_lr: unknown search kind 'logarithmic'" in outcome.stderr
+
+
+def test_the_cli_prints_the_deprecation_as_a_warning_line(cli, tmp_path: Path) -> None:
+    job = tmp_path / "job.yaml"
+    quickstart = (JOBS / "quickstart.yaml").read_text()
+    job.write_text(quickstart.replace("val_top1_error_pct", "val_top1_error"))
+    outcome = cli("validate", str(job), str(job))
+    assert outcome.code == 0
+    lines = [line for line in outcome.stderr.splitlines() if "old name" in line]
+    assert len(lines) == 2 and all(line.startswith(f"warning: {job}:") for line in lines)

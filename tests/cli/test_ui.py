@@ -93,3 +93,15 @@ def test_an_experiment_of_resnetctl_opens_with_its_runs_table_view(
     client.set_experiment_tag(experiment, "mlflow.sharedViewState.resnetctl", "{}")
     ensure_experiment(client, "jobs")
     assert client.get_experiment(experiment).tags["mlflow.sharedViewState.resnetctl"] == "{}"
+
+
+def test_a_taken_port_is_one_line_before_any_server_starts(cli) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        outcome = cli("ui", "--port", str(port), "--json")
+    assert outcome.code == 2 and outcome.stdout == ""
+    assert f"port {port} on 127.0.0.1 is taken" in outcome.stderr and "--port N" in outcome.stderr

@@ -19,8 +19,8 @@ COMMAND = ("cluster", "watch-preemption")
 def test_the_help_shows_examples_that_parse(cli) -> None:
     outcome = cli(*COMMAND, "--help")
     assert outcome.code == 0
-    examples = re.findall(r"Example: (resnetctl [^\n]+)", outcome.stdout)
-    assert len(examples) == 2
+    examples = re.findall(r"^\s*(resnetctl cluster watch-preemption [^#\n]+)", outcome.stdout, re.M)
+    assert len(examples) == 2, outcome.stdout
     command = typer.main.get_command(app).get_command(None, "cluster")
     watch = command.get_command(None, "watch-preemption")
     for example in examples:

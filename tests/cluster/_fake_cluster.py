@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -81,6 +82,16 @@ class FakeCluster:
     dashboard_port: int
     token_file: Path
     session_ids: set[int] = field(default_factory=set)
+    #: `pymp-*` folders its processes listened in (a Ray head's dashboard keeps one), noted
+    #: while they run and removed by `kill_all`.
+    folders: set[Path] = field(default_factory=set)
+
+    def note_folders(self) -> None:
+        """Note the `pymp-*` folders the cluster's live processes listen in."""
+        from resnetctl.launch.embedded import multiprocessing_folders
+
+        for proc in self.processes():
+            self.folders |= multiprocessing_folders(proc.pid)
 
     def alive_nodes(self) -> list[dict[str, Any]]:
         """The ALIVE nodes, from the dashboard's state API (raises until the dashboard is up)."""
@@ -114,7 +125,9 @@ class FakeCluster:
         return found
 
     def kill_all(self, grace: float = 10.0) -> list[psutil.Process]:
-        """SIGTERM, then SIGKILL, every process of the cluster; returns survivors (none)."""
+        """SIGTERM, then SIGKILL, every process of the cluster, and remove the `pymp-*` folders
+        they listened in; returns survivors (none)."""
+        self.note_folders()
         procs = self.processes()
         for proc in procs:
             with contextlib.suppress(psutil.Error):
@@ -127,6 +140,8 @@ class FakeCluster:
         deadline = time.monotonic() + grace
         while (left := self.processes()) and time.monotonic() < deadline:
             time.sleep(0.2)
+        for folder in self.folders:
+            shutil.rmtree(folder, ignore_errors=True)
         return left
 
     def keep_logs(self, logs: Path) -> None:

@@ -78,7 +78,10 @@ def test_the_guides_fake_cluster_scales_up_for_a_job_and_down_when_idle(tmp_path
     assert CONFIG["provider"]["gcs_address"] == f"127.0.0.1:{gcs_port}"  # file and guide agree
     for port in (gcs_port, DASHBOARD_PORT):
         assert port_is_free(port), f"port {port} is taken: the guide's cluster needs it"
-    assert not temp_dir.exists(), f"{temp_dir} exists: another run of the guide's cluster?"
+    # A cluster of the guide that runs is a reason to stop; a folder an earlier one left is not.
+    running = FakeCluster(temp_dir, DASHBOARD_PORT, tmp_path / "no-token").processes()
+    assert not running, f"the guide's cluster runs on this machine: {running}"
+    shutil.rmtree(temp_dir, ignore_errors=True)
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir()
     work.mkdir()
@@ -155,6 +158,7 @@ def test_the_guides_fake_cluster_scales_up_for_a_job_and_down_when_idle(tmp_path
             time.sleep(1)
         (tmp_path / "timeline.json").write_text(json.dumps(timeline, indent=1))
 
+        cluster.note_folders()  # removed by kill_all below, whatever the stop command leaves
         assert run(guide.stop, timeout=60).returncode == 0
         # Ray's worker processes lead process groups of their own; they end by themselves
         # within seconds of their raylet, which the stop command ended.
@@ -163,6 +167,7 @@ def test_the_guides_fake_cluster_scales_up_for_a_job_and_down_when_idle(tmp_path
             time.sleep(0.5)
         assert not left, f"the guide's stop command left processes behind: {left}"
         assert not (work / "head.pid").exists()
+        assert not temp_dir.exists(), "the guide's stop step left the head's temp folder"
     finally:
         survivors = cluster.kill_all()
         cluster.keep_logs(tmp_path)

@@ -209,3 +209,31 @@ def test_up_on_a_machine_without_the_ray_token_says_how_to_make_it(
     (line,) = outcome.stderr.strip().splitlines()
     assert "~/.ray/auth_token" in line and "`ray get-auth-token --generate`" in line
     assert calls(tmp_path, "ray") == []
+
+
+def test_json_records_each_launcher_command_and_its_outcome(
+    cli, fake_ray, tmp_path, monkeypatch
+) -> None:
+    import json
+
+    ray = fake_ray("print('Node status: 1 node'); sys.exit(0)")
+    monkeypatch.setattr(launcher, "preflight", lambda config, action: None)
+    path = CLUSTER / "aws.yaml"
+    planned = json.loads(cli("down", str(path), "--dry-run", "--json").stdout)
+    assert planned == {
+        "cluster": "resnetctl",
+        "file": str(path),
+        "action": "down",
+        "dry_run": True,
+        "commands": [f"{ray} down -y {path}"],
+    }
+    shown = cli("status", str(path), "--json")
+    assert shown.code == 0, shown.stderr
+    report = json.loads(shown.stdout)  # the launcher's output inside the JSON, not around it
+    assert report["ok"] and [c["returncode"] for c in report["commands"]] == [0, 0]
+    assert report["commands"][1]["output"] == "Node status: 1 node\n"
+    fake_ray("sys.exit(3)")
+    failed = cli("up", str(path), "--yes", "--json")
+    assert failed.code == 1
+    assert json.loads(failed.stdout)["ok"] is False
+    assert json.loads(failed.stdout)["commands"][0]["returncode"] == 3

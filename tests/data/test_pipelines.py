@@ -179,12 +179,40 @@ def test_validation_is_a_centre_crop_of_the_resized_image(shapes_layout) -> None
         assert abs(dy) <= 1 and abs(dx) <= 1 and err < 4.0, (k, dy, dx, err)
 
 
-def test_ten_crop_views_corners_centre_and_mirrors(shapes_layout) -> None:
+def _resized_shorter(files: list[Path], shorter: int) -> list[torch.Tensor]:
+    """Each image with its shorter side resized to `shorter` by DALI's own resize (as the
+    pipelines do), uncropped, as float CHW tensors: where the crops are is left to the test."""
+    from nvidia.dali import fn, pipeline_def
+
+    pixels = [np.asarray(Image.open(file).convert("RGB")) for file in files]
+
+    @pipeline_def(batch_size=len(pixels), num_threads=1, device_id=None)
+    def resize():  # noqa: ANN202 - a DALI graph
+        images = fn.external_source(source=lambda: pixels, batch=True, layout="HWC")
+        return fn.resize(images, resize_shorter=float(shorter), antialias=True)
+
+    pipe = resize()
+    pipe.build()
+    (out,) = pipe.run()
+    resized = [np.array(out.at(i)) for i in range(len(pixels))]
+    return [torch.from_numpy(image).permute(2, 0, 1).float() for image in resized]
+
+
+def test_ten_crop_views_are_the_corners_and_centre_and_their_mirrors(shapes_layout) -> None:
+    from torchvision.transforms.v2.functional import five_crop
+
     _, layout = shapes_layout
     spec = imagenet_spec(layout.root, val_resize=32, val_crop=24, **IDENTITY)
     images, labels = next(iter(build_ten_crop_loader(spec, layout, batch_size=len(SHAPES))))
     assert images.shape == (len(SHAPES), 10, 3, 24, 24) and labels.shape == (len(SHAPES),)
-    torch.testing.assert_close(images[:, 5:], images[:, :5].flip(-1))
+    files = [layout.val_dir / "a" / f"{k}.png" for k in range(len(SHAPES))]
+    for k, resized in enumerate(_resized_shorter(files, 32)):
+        assert min(resized.shape[1:]) == 32
+        # torchvision's five crops of the same resized image, pixel for pixel: top left, top
+        # right, bottom left, bottom right, centre (offsets (H - 24) / 2, (W - 24) / 2).
+        for view, crop in enumerate(five_crop(resized, [24, 24])):
+            torch.testing.assert_close(images[k, view], crop, rtol=0, atol=0, msg=f"{k}/{view}")
+            torch.testing.assert_close(images[k, 5 + view], crop.flip(-1), rtol=0, atol=0)
     # Landscape 48x72 resized to 32x48: the left corners differ from the right ones.
     assert not torch.allclose(images[0, 0], images[0, 1])
 

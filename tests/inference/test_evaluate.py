@@ -52,14 +52,14 @@ def test_multi_scale_averages_scales(colour_run: tuple[Path, Path]) -> None:
     model = loaded.model
 
     def spy(images: torch.Tensor) -> torch.Tensor:
-        seen.append(tuple(images.shape[-2:]))
+        seen.append(tuple(images.shape))
         return model(images)
 
     loaded.model = spy  # type: ignore[assignment]
     module.evaluate(loaded, ["multi_scale"], batch_size=8)
     sizes = multi_scale_sizes(loaded.spec.pipeline)  # type: ignore[union-attr]
-    # Each scale twice (the image and its mirror), whole images of that shorter side.
-    assert sorted(seen) == sorted((s, s) for s in sizes for _ in range(2))
+    # The 8 images of one shape at each scale in one forward with their 8 mirror images.
+    assert sorted(seen) == sorted((16, 3, s, s) for s in sizes)
 
 
 def test_imagenet_protocols_use_the_specs_geometry_and_mirrors() -> None:
@@ -106,5 +106,7 @@ def test_imagenet_protocols_use_the_specs_geometry_and_mirrors() -> None:
     assert ten_crop.views == "10 crops of 32, resized to 36"
     assert seen[0] == (60, 3, 32, 32)  # 6 images x 10 views
     # Whole 40x48 images at shorter sides 32..91 (and mirrors): width follows the aspect ratio.
+    # One forward per scale: the 6 images, all of one shape, and their mirror images.
     shapes = {shape[2:] for shape in seen[1:]}
-    assert (32, 38) in shapes and (91, 109) in shapes and len(seen[1:]) == 10
+    assert (32, 38) in shapes and (91, 109) in shapes and len(seen[1:]) == 5
+    assert {shape[0] for shape in seen[1:]} == {12}

@@ -67,7 +67,10 @@ def test_per_step_metrics_go_to_mlflow_in_batches_and_a_step_trained_again_is_lo
     control.flush()
     history = client.get_metric_history(run_id, "step_train_loss")
     assert sorted((m.step, m.value) for m in history) == [
-        (1, 1.0), (2, 0.5), (3, 0.25), (3, 1.0 / 3)
+        (1, 1.0),
+        (2, 0.5),
+        (3, 0.25),
+        (3, 1.0 / 3),
     ]
     # The redone step's second value is logged later: the one a reader takes as the last.
     last = max((m for m in history if m.step == 3), key=lambda m: m.timestamp)

@@ -209,6 +209,12 @@ def test_two_worker_run_is_tracked_and_resumes_at_the_next_epoch(
     # The run keeps one log: the resumed job's lines follow the first job's.
     log = log_file.read_text()
     assert log.count("===== resnetctl: a job of this run started") == 2
+    # ... each job's line about the registry's decision among them; and the run keeps one
+    # registered version (its first, or one that replaced it with a better epoch).
+    assert log.count("model registry: tiny version ") == 2, log[-3000:]
+    versions = client.search_model_versions("name = 'tiny'")
+    assert [v.run_id for v in versions] == [run.info.run_id]
+    assert resumed["registered_model"] == "models:/tiny@best" and resumed["registry_decision"]
     assert "resumed from" in log and "continuing with epoch 4" in log
     assert foreign.running and foreign.nodes_and_jobs() == (1, 0)  # no node lost, no job of ours
     assert foreign.address_file.read_text() == foreign_address

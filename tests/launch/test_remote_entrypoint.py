@@ -73,7 +73,9 @@ def test_a_stopped_job_has_time_to_checkpoint_before_ray_kills_it(
         monkeypatch.delenv("RAY_JOB_STOP_WAIT_TIME_S", raising=False)
     else:
         monkeypatch.setenv("RAY_JOB_STOP_WAIT_TIME_S", set_here)
-    text = TINY_JOB.replace("tracking: {experiment: e2e}", "tracking: {uri: 'http://127.0.0.1:5000'}")
+    text = TINY_JOB.replace(
+        "tracking: {experiment: e2e}", "tracking: {uri: 'http://127.0.0.1:5000'}"
+    )
     spec = load_spec_text(text, "job.yaml")
     remote.submit(spec, "http://127.0.0.1:8265")
     (job,) = jobs.submitted

@@ -24,7 +24,7 @@ def test_degradation_defaults_to_plain_and_resnet_20_and_56_on_digits() -> None:
     # FIFO: an early-stopping scheduler would cut the deep plain nets whose failure is the point
     assert request.scheduler == "fifo" and request.samples == 1
     assert request.depths == "20,56" and request.variants == "plain,residual"
-    assert request.shortcuts is None and request.metric == "val_top1_error"
+    assert request.shortcuts is None and request.metric == "val_top1_error_pct"
 
 
 def test_the_digits_recipe_is_the_papers_cifar_recipe_scaled() -> None:

@@ -33,7 +33,7 @@ data:
   threads: 1
 train: {epochs: 3, global_batch_size: 8, base_lr: 0.1, lr_reference_batch: 8}
 resources: {workers: 1, cpus_per_worker: 1}
-checkpoint: {every_n_epochs: 1, keep: 1, metric: val_top1_error}
+checkpoint: {every_n_epochs: 1, keep: 1, metric: val_top1_error_pct}
 tracking: {experiment: reproduce, uri: URI}
 """
 

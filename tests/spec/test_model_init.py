@@ -63,3 +63,23 @@ def test_a_run_name_or_relative_path_becomes_absolute(
     ):
         spec = load_spec(write(tmp_path, with_init(f"    source: {source}\n")))
         assert spec.model.init is not None and spec.model.init.source == str(expected)
+
+
+@pytest.mark.parametrize("source", ["models:/quickstart@best", "runs:/0123abcd/model"])
+def test_an_mlflow_model_is_refused_as_fine_tuning_source(tmp_path: Path, source: str) -> None:
+    # Fine-tuning reads weights only (checkpoints and state dicts with weights_only): an MLflow
+    # model, which may be a pickle, is refused when the spec is read, not on the workers.
+    from typer.testing import CliRunner
+
+    from resnetctl.cli.app import app
+
+    file = write(tmp_path, with_init(f"    source: {source}\n"))
+    with pytest.raises(SpecError) as exc:
+        load_spec(file)
+    found = issues(exc)
+    assert any(
+        "job.yaml:" in issue and "model.init.source" in issue and "pickle" in issue
+        for issue in found
+    ), found
+    result = CliRunner().invoke(app, ["validate", str(file)], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "pickle" in result.stderr, result.stderr

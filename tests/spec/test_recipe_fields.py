@@ -50,7 +50,7 @@ def test_bad_values_name_file_line_and_field(tmp_path: Path, line: str, field: s
 
 
 def test_ranking_by_an_ema_metric_needs_the_ema(tmp_path: Path) -> None:
-    text = GOOD + "checkpoint:\n  metric: val_top1_error_ema\n"
+    text = GOOD + "checkpoint:\n  metric: val_top1_error_ema_pct\n"
     path = write(tmp_path, text)
     with pytest.raises(SpecError) as exc:
         load_spec(path)

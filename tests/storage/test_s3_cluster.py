@@ -152,6 +152,11 @@ def test_a_run_in_the_bucket_survives_a_killed_worker_and_a_lost_node(
         filter_string=f"tags.`resnetctl.run_name` = '{run_name}'",
     )
     assert run.info.status == "FINISHED"
+    # `--json` of a cluster job carries the run summary a local `submit --json` prints.
+    assert result["succeeded"] and result["run_name"] == run_name
+    assert result["mlflow_run_id"] == run.info.run_id and result["epochs_completed"] == EPOCHS
+    assert result["startup_seconds"] > 0 and "best_val_top1_error_pct" in result["metrics"]
+    assert result["storage_path"] == f"{storage}/{run_name}"
 
     # Both restarts: from the bucket's checkpoint of the last logged epoch, at the next epoch.
     log = s3_cluster.s3.read(bucket, f"runs/{run_name}/resnetctl.log")  # kept in the bucket

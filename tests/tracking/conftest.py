@@ -1,3 +1,3 @@
 """Fixtures shared by the tracking tests."""
 
-from tests.analysis.conftest import mlflow_template  # noqa: F401  (a fixture, shared)
+from tests.analysis.conftest import mlflow_template, sqlite_store  # noqa: F401  (fixtures, shared)

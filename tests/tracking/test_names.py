@@ -75,7 +75,11 @@ def test_a_run_logged_with_the_old_names_is_still_read(
         def get_metric_history(self, run_id: str, key: str) -> list:
             return client.get_metric_history(run_id, key)
 
-    assert aliased_score(Registry(), "m", "val_top1_error", "min") == ("1", 30.0)
+        def get_run(self, run_id: str) -> object:
+            return client.get_run(run_id)
+
+    version, score = aliased_score(Registry(), "m", "val_top1_error", "min")
+    assert (version, score.metric, score.value) == ("1", "val_top1_error", 30.0)
     # A new run is read under its new names; a run with neither gives nothing.
     client2, new = _run_with(mlflow_template, tmp_path / "new", {"val_top1_error_pct": [10.0]})
     assert [m.value for m in history(client2, new, "val_top1_error")] == [10.0]

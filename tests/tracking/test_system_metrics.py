@@ -62,3 +62,45 @@ def test_an_error_in_the_second_workers_block_carries_no_lock_error_as_context()
         except RuntimeError as error:
             assert error.__context__ is None
     assert not list(Path(tempfile.gettempdir()).glob(f"resnetctl-system-metrics-{run}-*"))
+
+
+def test_the_node_lock_goes_with_a_killed_worker_and_leaves_no_file(tmp_path: Path) -> None:
+    """Ray ends a run's workers with a signal, not a return: no `finally` runs. The lock must
+    still be free for the restarted worker group, and nothing may stay in the temp folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from resnetctl.tracking.system_metrics import first_on_node
+
+    node, run_id = "ab" * 24, "feedc0de" * 4
+    ready = tmp_path / "ready"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from resnetctl.tracking.system_metrics import first_on_node\n"
+            f"with first_on_node({node!r}, {run_id!r}) as held:\n"
+            f"    open({str(ready)!r}, 'w').write(str(held))\n"
+            "    time.sleep(120)\n",
+        ],
+        env={**os.environ},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() or not ready.read_text():
+            assert time.monotonic() < deadline and holder.poll() is None
+            time.sleep(0.1)
+        assert ready.read_text() == "True"
+        with first_on_node(node, run_id) as second:
+            assert not second  # held by the other process
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+        with first_on_node(node, run_id) as after:
+            assert after  # free again: the kernel released it with the process
+        assert not list(Path(tempfile.gettempdir()).glob(f"resnetctl-system-metrics-{run_id}-*"))
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)

@@ -1,4 +1,4 @@
-"""Run a function in N gloo processes on this machine (torch.multiprocessing spawn)."""
+"""Run a function in N gloo (or NCCL) processes on this machine (torch.multiprocessing spawn)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,22 @@ TIMEOUT = timedelta(seconds=60)
 
 
 def _entry(
-    rank: int, world: int, port: int, fn: Callable[..., Any], out: Path, args: tuple[Any, ...]
+    rank: int,
+    world: int,
+    port: int,
+    fn: Callable[..., Any],
+    out: Path,
+    args: tuple[Any, ...],
+    backend: str,
+    timeout: timedelta,
 ) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
-        "gloo",
+        backend,
         init_method=f"tcp://127.0.0.1:{port}",
         rank=rank,
         world_size=world,
-        timeout=TIMEOUT,
+        timeout=timeout,
     )
     try:
         result = fn(rank, world, *args)
@@ -35,9 +42,18 @@ def _entry(
         dist.destroy_process_group()
 
 
-def run_distributed(fn: Callable[..., Any], world: int, out: Path, *args: Any) -> list[Any]:
-    """Call `fn(rank, world, *args)` in `world` processes of one gloo group; return each rank's
-    result (saved with torch.save into `out`). `fn` must be importable (module level)."""
+def run_distributed(
+    fn: Callable[..., Any],
+    world: int,
+    out: Path,
+    *args: Any,
+    backend: str = "gloo",
+    timeout: timedelta = TIMEOUT,
+) -> list[Any]:
+    """Call `fn(rank, world, *args)` in `world` processes of one process group (gloo, or
+    `backend`; a collective waits `timeout` for the other ranks); return each rank's result
+    (saved with torch.save into `out`). `fn` must be importable (module level)."""
     out.mkdir(parents=True, exist_ok=True)
-    mp.spawn(_entry, args=(world, free_port(), fn, out, args), nprocs=world, join=True)
+    spawn_args = (world, free_port(), fn, out, args, backend, timeout)
+    mp.spawn(_entry, args=spawn_args, nprocs=world, join=True)
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(world)]

@@ -73,6 +73,41 @@ def batches(n: int, batch: int = 8, seed: int = 0) -> list[tuple[torch.Tensor, t
     ]
 
 
+NO_COLOUR = {"brightness": 0, "contrast": 0, "saturation": 0, "pca_lighting": 0}
+# The paper's ImageNet input scaled down to 16x16 synthetic images.
+IMAGENET_DATA: dict[str, Any] = {
+    "source": {
+        "kind": "synthetic",
+        "num_classes": NUM_CLASSES,
+        "train_per_class": 8,
+        "val_per_class": 3,
+        "image_size": [16, 16],
+    },
+    "pipeline": {
+        "kind": "imagenet",
+        "crop": 8,
+        "scale_range": [8, 12],
+        "val_resize": 10,
+        "val_crop": 8,
+        "color": NO_COLOUR,
+    },
+    "threads": 1,
+}
+FINAL_EVAL = {"final_eval": {"protocol": "ten_crop"}}
+
+
+def ten_crop_batches(n: int, seed: int = 5) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`n` random batches of 6 images' 10 views (6 x 10 x 3 x 8 x 8) with labels."""
+    gen = torch.Generator().manual_seed(seed)
+    return [
+        (
+            torch.randn(6, 10, 3, IMAGE, IMAGE, generator=gen),
+            torch.randint(0, NUM_CLASSES, (6,), generator=gen),
+        )
+        for _ in range(n)
+    ]
+
+
 class FakeSession:
     """Ray Train's side of the loop, in memory: keeps every report and copies each reported
     checkpoint directory into `storage` (the loop deletes its temporary directory)."""

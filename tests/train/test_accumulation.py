@@ -156,6 +156,46 @@ def test_compile_switch_compiles_the_model_in_place(monkeypatch: pytest.MonkeyPa
     assert "0.weight" in r.state_dict()["model"]  # keys without torch.compile's prefix
 
 
+class Wrapper(nn.Module):
+    """Stands in for DistributedDataParallel: the trained network is its `module`."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+
+def test_compile_compiles_the_ddp_wrapper_not_the_network_inside(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # torch.compile over DDP, as PyTorch documents it: Dynamo then meets DDP's forward and its
+    # DDPOptimizer splits the graph at the gradient buckets. In place, so `unwrap`, the state
+    # dict's keys and the eager deep copies (EMA, final evaluation) stay as they were.
+    compiled: list[Any] = []
+
+    def fake_compile(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        compiled.append(fn)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    network = bn_free_model()
+    r = Runner(
+        job_spec({"epochs": 1, "compile": True, "ema": {"decay": 0.9}}),
+        Placement(wrap_model=Wrapper),
+        model=network,
+        train_loader=batches(1),
+        val_loader=batches(1),
+    )
+    assert isinstance(r.model, Wrapper) and r.model.module is network
+    assert compiled == [r.model._call_impl], compiled
+    assert r.model._compiled_call_impl is not None and network._compiled_call_impl is None
+    assert r.ema is not None and r.ema.module._compiled_call_impl is None
+    r.train_epoch(1)
+    assert set(r.state_dict()["model"]) == set(bn_free_model().state_dict())
+
+
 RECIPE = {"epochs": 1, "base_lr": 0.2, "optimizer": {"momentum": 0.9, "weight_decay": 1e-3}}
 
 

@@ -1,6 +1,7 @@
 """Two gloo processes: DDP keeps replicas identical, the loop checkpoints from rank 0 and resumes
-to the same weights, a non-finite loss on one rank stops every rank (no hang), and validation
-uses rank 0's BN statistics."""
+to the same weights, a non-finite loss on one rank stops every rank (no hang), validation
+uses rank 0's BN statistics, the EMA and the final 10-crop evaluation give what one process
+computes on the same global batches."""
 
 from __future__ import annotations
 
@@ -12,10 +13,20 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from resnetctl.train.checkpoint import unwrap
 from resnetctl.train.loop import run_training
 from resnetctl.train.runner import NonFiniteLossError, Placement, Runner
 from tests.train._dist import run_distributed
-from tests.train._helpers import FakeSession, batches, job_spec, tiny_model
+from tests.train._helpers import (
+    FINAL_EVAL,
+    IMAGENET_DATA,
+    NUM_CLASSES,
+    FakeSession,
+    batches,
+    job_spec,
+    ten_crop_batches,
+    tiny_model,
+)
 
 
 def _params(model: nn.Module) -> list[torch.Tensor]:
@@ -48,6 +59,8 @@ def _scenarios(rank: int, world: int, out: Path) -> dict[str, Any]:
         "nan": _nan_on_rank_1(rank, world),
         "resume": _train_and_resume(rank, world, out),
         "bn": _validate_after_training(rank, world),
+        "ema": _ema_on_two_ranks(rank, world),
+        "final": _final_eval_on_two_ranks(rank, world, out),
     }
 
 
@@ -169,3 +182,139 @@ def test_validation_uses_rank_0_bn_statistics_so_the_metric_is_the_saved_models(
         loss = nn.functional.cross_entropy(model(images), labels).item()
     assert rank0["metrics"]["val_loss"] == pytest.approx(loss, rel=1e-5)
     assert rank1["metrics"]["val_loss"] == rank0["metrics"]["val_loss"]
+
+
+EMA = {"decay": 0.8, "warmup": True}
+EMA_TRAIN = {"epochs": 1, "base_lr": 0.2, "ema": EMA, "optimizer": {"weight_decay": 1e-3}}
+
+
+def _ema_on_two_ranks(rank: int, world: int) -> dict[str, Any]:
+    torch.manual_seed(0)
+    model = tiny_model()
+    runner = Runner(
+        job_spec(train=EMA_TRAIN),
+        Placement.from_process_group(),
+        model=model,
+        train_loader=batches(3, seed=20 + rank),
+        val_loader=batches(1, seed=30 + rank),
+    )
+    assert runner.ema is not None
+    initial = {k: v.clone() for k, v in unwrap(runner.model).state_dict().items()}
+    runner.train_epoch(1)
+    trained = {k: v.clone() for k, v in runner.ema.module.state_dict().items()}
+    metrics = runner.validate()
+    (group,) = runner.optimizer.param_groups
+    return {
+        "initial": initial,
+        "trained": trained,  # this rank's EMA, before validation gave it rank 0's buffers
+        "validated": runner.ema.module.state_dict(),
+        "updates": runner.ema.updates,
+        "sgd": {k: group[k] for k in ("lr", "momentum", "weight_decay", "nesterov")},
+        "val_loss_ema": metrics["val_loss_ema"],
+    }
+
+
+def _reference_ema(initial: dict[str, torch.Tensor], sgd: dict[str, Any]) -> dict[str, Any]:
+    """The EMA of one process fed both ranks' batches of each step: the gradient is the mean of
+    the two halves' (DDP's average), each half normalised by its own batch statistics, BN's
+    running statistics those of rank 0's half (DDP broadcasts rank 0's buffers before every
+    forward), and ema = d * ema + (1 - d) * weights after each step, with the warm-up decay."""
+    model = tiny_model()
+    model.load_state_dict(initial)
+    optimizer = torch.optim.SGD(model.parameters(), **sgd)
+    ema = {k: v.clone() for k, v in initial.items()}
+    model.train()
+    shards = [batches(3, seed=20 + rank) for rank in (0, 1)]
+    for update, ((x0, y0), (x1, y1)) in enumerate(zip(*shards, strict=True)):
+        buffers = {k: v.clone() for k, v in model.named_buffers()}
+        (nn.functional.cross_entropy(model(x1), y1) / 2).backward()
+        with torch.no_grad():
+            for key, value in model.named_buffers():
+                value.copy_(buffers[key])
+        (nn.functional.cross_entropy(model(x0), y0) / 2).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        decay = min(EMA["decay"], (1 + update) / (10 + update))
+        for key, value in model.state_dict().items():
+            if value.is_floating_point():
+                ema[key] = decay * ema[key] + (1 - decay) * value.detach()
+            else:
+                ema[key] = value.clone()
+    return ema
+
+
+def test_ema_weights_are_the_same_on_both_ranks_and_those_of_one_process(ddp: Any) -> None:
+    rank0, rank1 = (r["ema"] for r in ddp[0])
+    assert rank0["updates"] == rank1["updates"] == 3
+    # Parameters agree on the ranks from the start (DDP averages gradients); BN statistics
+    # drift apart, each rank's own batches, until validation hands out rank 0's.
+    trained0, trained1 = rank0["trained"], rank1["trained"]
+    drifted = [k for k in trained0 if not torch.equal(trained0[k], trained1[k])]
+    assert drifted and all("running" in k for k in drifted), drifted
+    for key, value in rank0["validated"].items():
+        assert torch.equal(value, rank1["validated"][key]), key
+    expected = _reference_ema(rank0["initial"], rank0["sgd"])
+    for key, value in rank0["validated"].items():
+        torch.testing.assert_close(value, expected[key], rtol=1e-5, atol=1e-6, msg=key)
+    # The reported EMA metric is that of those weights on both ranks' validation batches.
+    model = tiny_model()
+    model.load_state_dict(expected)
+    model.eval()
+    shards = [*batches(1, seed=30), *batches(1, seed=31)]
+    images, labels = (torch.cat(t) for t in zip(*shards, strict=True))
+    with torch.no_grad():
+        loss = nn.functional.cross_entropy(model(images), labels).item()
+    assert rank0["val_loss_ema"] == rank1["val_loss_ema"] == pytest.approx(loss, rel=1e-5)
+
+
+def _final_eval_on_two_ranks(rank: int, world: int, out: Path) -> dict[str, Any]:
+    spec = job_spec(
+        train={"epochs": 3, "base_lr": 0.5, **FINAL_EVAL},
+        data=IMAGENET_DATA,
+        checkpoint={"every_n_epochs": 1},
+    )
+    torch.manual_seed(0)
+    runner = Runner(
+        spec,
+        Placement.from_process_group(),
+        model=tiny_model(),
+        train_loader=batches(3, seed=rank),
+        val_loader=batches(2, seed=50 + rank),
+        # Shards of unequal length, as the last images of a data set leave them.
+        final_eval_loader=ten_crop_batches(2 - rank, seed=40 + rank),
+    )
+    session = FakeSession(out / f"final{rank}")
+    (out / f"final{rank}").mkdir()
+    run_training(spec, Placement.from_process_group(), session, runner=runner)
+    return {
+        "reports": [m for m, _, _ in session.reports],
+        "checkpoints": [str(path) for path in session.checkpoints],
+    }
+
+
+def test_the_final_ten_crop_evaluation_sharded_over_ranks_is_one_processs(ddp: Any) -> None:
+    rank0, rank1 = (r["final"] for r in ddp[0])
+    last0, last1 = rank0["reports"][-1], rank1["reports"][-1]
+    keys = ("val_loss_10crop", "val_top1_error_10crop", "val_top5_error_10crop", "final_eval_epoch")
+    assert {k: last0[k] for k in keys} == {k: last1[k] for k in keys}
+    errors = [m["val_top1_error"] for m in rank0["reports"]]
+    epoch = errors.index(min(errors)) + 1
+    assert last0["final_eval_epoch"] == epoch
+    # One process: the best checkpoint's weights on both shards' images, each image's 10 views'
+    # probabilities averaged.
+    model = tiny_model()
+    model.load_state_dict(torch.load(Path(rank0["checkpoints"][epoch - 1]) / "state.pt")["model"])
+    model.eval()
+    data = [*ten_crop_batches(2, seed=40), *ten_crop_batches(1, seed=41)]
+    images = torch.cat([x for x, _ in data])
+    labels = torch.cat([y for _, y in data])
+    with torch.no_grad():
+        probs = model(images.flatten(0, 1)).softmax(-1).view(len(labels), 10, NUM_CLASSES).mean(1)
+    ranked = probs.argsort(dim=1, descending=True)
+    top1 = 100.0 * float((ranked[:, 0] != labels).float().mean())
+    top5 = 100.0 * float((ranked[:, :5] != labels[:, None]).all(dim=1).float().mean())
+    loss = float(nn.functional.nll_loss(probs.clamp_min(1e-12).log(), labels))
+    assert len(labels) == 18
+    assert last0["val_top1_error_10crop"] == pytest.approx(top1)
+    assert last0["val_top5_error_10crop"] == pytest.approx(top5)
+    assert last0["val_loss_10crop"] == pytest.approx(loss, rel=1e-5)

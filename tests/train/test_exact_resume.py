@@ -126,9 +126,7 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_undisturbed_runs_losses_and_weig
 def test_injected_loaders_are_replayed_up_to_the_checkpoint(tmp_path: Path) -> None:
     from tests.train._helpers import batches, tiny_model
 
-    spec = job_spec(
-        train={"epochs": 2, "log_every_n_steps": 1}, checkpoint={"every_n_steps": 2}
-    )
+    spec = job_spec(train={"epochs": 2, "log_every_n_steps": 1}, checkpoint={"every_n_steps": 2})
 
     def train(tmp: Path, resume_from: Path | None = None, stop: StopAt | None = None) -> Any:
         torch.manual_seed(0)

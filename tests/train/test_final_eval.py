@@ -16,45 +16,21 @@ from resnetctl.train.checkpoint import load_checkpoint, read_meta
 from resnetctl.train.final_eval import BestWeights
 from resnetctl.train.loop import run_training
 from resnetctl.train.runner import Placement, Runner
-from tests.train._helpers import IMAGE, NUM_CLASSES, FakeSession, batches, job_spec, tiny_model
-
-NO_COLOUR = {"brightness": 0, "contrast": 0, "saturation": 0, "pca_lighting": 0}
-# The paper's ImageNet input scaled down to 16x16 synthetic images.
-IMAGENET_DATA: dict[str, Any] = {
-    "source": {
-        "kind": "synthetic",
-        "num_classes": NUM_CLASSES,
-        "train_per_class": 8,
-        "val_per_class": 3,
-        "image_size": [16, 16],
-    },
-    "pipeline": {
-        "kind": "imagenet",
-        "crop": 8,
-        "scale_range": [8, 12],
-        "val_resize": 10,
-        "val_crop": 8,
-        "color": NO_COLOUR,
-    },
-    "threads": 1,
-}
-FINAL = {"final_eval": {"protocol": "ten_crop"}}
-
-
-def _ten_crop_batches(n: int, seed: int = 5) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    gen = torch.Generator().manual_seed(seed)
-    return [
-        (
-            torch.randn(6, 10, 3, IMAGE, IMAGE, generator=gen),
-            torch.randint(0, NUM_CLASSES, (6,), generator=gen),
-        )
-        for _ in range(n)
-    ]
+from tests.train._helpers import (
+    FINAL_EVAL,
+    IMAGENET_DATA,
+    NUM_CLASSES,
+    FakeSession,
+    batches,
+    job_spec,
+    ten_crop_batches,
+    tiny_model,
+)
 
 
 def _run(tmp: Path, epochs: int = 4, resume_from: Path | None = None, **train: Any) -> FakeSession:
     spec = job_spec(
-        train={"epochs": epochs, "base_lr": 0.5, **FINAL, **train},
+        train={"epochs": epochs, "base_lr": 0.5, **FINAL_EVAL, **train},
         data=IMAGENET_DATA,
         checkpoint={"every_n_epochs": 1},
     )
@@ -63,7 +39,7 @@ def _run(tmp: Path, epochs: int = 4, resume_from: Path | None = None, **train: A
         model=tiny_model(),
         train_loader=batches(3),
         val_loader=batches(2, seed=9),
-        final_eval_loader=_ten_crop_batches(2),
+        final_eval_loader=ten_crop_batches(2),
     )
     session = FakeSession(tmp, resume_from=resume_from)
     run_training(spec, Placement(), session, runner=runner)
@@ -97,7 +73,7 @@ def test_the_best_checkpoint_is_evaluated_with_ten_crops_and_reported_with_the_l
     best_epoch = errors.index(min(errors)) + 1  # the first of equals, like Ray's ranking
     assert last["final_eval_epoch"] == best_epoch
     best_weights = load_checkpoint(session.checkpoints[best_epoch - 1])[0]["model"]
-    expected = _ten_crop_top1_error(best_weights, _ten_crop_batches(2))
+    expected = _ten_crop_top1_error(best_weights, ten_crop_batches(2))
     assert last["val_top1_error_10crop"] == pytest.approx(expected)
     assert read_meta(session.checkpoints[-1])["metrics"]["val_top1_error_10crop"] == (
         pytest.approx(expected)
@@ -112,7 +88,7 @@ def test_a_resumed_run_evaluates_the_best_of_the_whole_run(tmp_path: Path) -> No
 
 
 def test_best_weights_travel_in_a_later_checkpoint_and_only_once() -> None:
-    spec = job_spec(train=FINAL, data=IMAGENET_DATA)
+    spec = job_spec(train=FINAL_EVAL, data=IMAGENET_DATA)
     best = BestWeights(spec)
     good, worse = tiny_model(), tiny_model()
     assert best.offer(1, {"val_top1_error": 10.0}, good)
@@ -145,7 +121,7 @@ def test_ten_crop_final_eval_on_tiny_synthetic_images_through_dali(tmp_path: Pat
     source = {**IMAGENET_DATA["source"], "cache_dir": str(tmp_path / "cache")}
     data = {**IMAGENET_DATA, "source": source}
     spec = job_spec(
-        train={"epochs": 1, "batch_size_per_worker": 4, **FINAL},
+        train={"epochs": 1, "batch_size_per_worker": 4, **FINAL_EVAL},
         data=data,
         model={"name": "cifar_resnet8"},
     )

@@ -6,17 +6,20 @@ resume with a meta device, and its CUDA test runs where there is a GPU."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
+from resnetctl.models import create_model
 from resnetctl.train import build as build_module
-from resnetctl.train.checkpoint import load_checkpoint, save_checkpoint
+from resnetctl.train.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from resnetctl.train.loop import _load
 from resnetctl.train.metrics import EpochMeter
 from resnetctl.train.runner import Placement, Runner
+from tests.train._dist import run_distributed
 from tests.train._helpers import batches, job_spec, tiny_model
 
 GPU = {"resources": {"use_gpu": True}}
@@ -91,6 +94,84 @@ def test_sync_bn_converts_on_gpu_placements_and_falls_back_on_cpu() -> None:
     assert any(isinstance(m, nn.SyncBatchNorm) for m in converted.modules())
     kept = build_module.maybe_sync_bn(spec, Placement(world_size=2), tiny_model())
     assert not any(isinstance(m, nn.SyncBatchNorm) for m in kept.modules())
+
+
+def _frozen_init_spec(tmp_path: Any, freeze: list[str]) -> Any:
+    """A SyncBN job fine-tuning cifar_resnet8 from a checkpoint with `freeze` frozen."""
+    source = create_model("cifar_resnet8", num_classes=4)
+    save_checkpoint(tmp_path / "source", {"model": source.state_dict()}, {})
+    init = {"source": str(tmp_path / "source"), "freeze": freeze}
+    model = {"name": "cifar_resnet8", "num_classes": 4, "init": init}
+    return job_spec(train={"sync_bn": True}, model=model, **GPU)
+
+
+def test_sync_bn_conversion_keeps_the_freezing_of_fine_tuned_layers(tmp_path: Any) -> None:
+    # The network a GPU worker builds (converted to SyncBN because the placement is on CUDA),
+    # trained here on the CPU: a frozen SyncBN layer is in eval mode, where torch takes plain
+    # BN's path (no collective, no GPU), while the trained ones normalise by the batch.
+    spec = _frozen_init_spec(tmp_path, ["stem", "layer1"])
+    cuda = Placement(world_size=2, device=torch.device("cuda", 0))
+    model = build_module.network(spec, cuda, None, num_classes=4)
+    sync = {name for name, m in model.named_modules() if isinstance(m, nn.SyncBatchNorm)}
+    assert not any(type(m) is nn.BatchNorm2d for m in model.modules()), (
+        "every BN layer is converted"
+    )
+    frozen = {name for name in sync if name == "bn1" or name.startswith("layer1.")}
+    assert frozen and sync - frozen
+    modes: dict[str, bool] = {}
+    for name, module in model.named_modules():
+        if name in sync:
+            module.register_forward_hook(
+                lambda m, args, out, name=name: modes.__setitem__(name, m.training)
+            )
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-3)
+    model.train()
+    for _ in range(2):
+        loss = model(torch.randn(8, 3, 16, 16) * 3 + 1).logsumexp(1).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    after = model.state_dict()
+    moved = [
+        key
+        for key in before
+        if key.rsplit(".", 1)[0] in frozen and not torch.equal(before[key], after[key])
+    ]
+    assert not moved, f"frozen SyncBN tensors changed in a training step: {moved}"
+    # They ran in eval mode, the trained ones in training mode.
+    assert {name for name, training in modes.items() if not training} == frozen
+    # ... while the layers left to train did learn and track their batches.
+    assert not torch.equal(before["layer2.0.bn1.weight"], after["layer2.0.bn1.weight"])
+    assert not torch.equal(before["layer2.0.bn1.running_mean"], after["layer2.0.bn1.running_mean"])
+
+
+def _sync_bn_frozen_on_gpus(rank: int, world: int, source: Path) -> dict[str, Any]:
+    spec = _frozen_init_spec(source, ["stem", "layer1"])
+    place = Placement.from_process_group(use_gpu=True)
+    torch.cuda.set_device(place.device)
+    runner = Runner(spec, place, train_loader=batches(2, seed=rank), val_loader=batches(1))
+    before = {k: v.cpu().clone() for k, v in unwrap(runner.model).state_dict().items()}
+    runner.train_epoch(1)
+    after = {k: v.cpu() for k, v in unwrap(runner.model).state_dict().items()}
+    return {"before": before, "after": after}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_sync_bn_under_nccl_keeps_the_freezing_of_fine_tuned_layers(tmp_path: Path) -> None:
+    ranks = run_distributed(_sync_bn_frozen_on_gpus, 2, tmp_path / "out", tmp_path, backend="nccl")
+    for result in ranks:
+        before, after = result["before"], result["after"]
+        frozen = [k for k in before if k.startswith(("bn1.", "conv1.", "layer1."))]
+        assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+        key = "layer2.0.bn1.running_mean"
+        assert not torch.equal(before[key], after[key])
+    # Synchronised statistics: the trained layers' running means agree across the ranks.
+    torch.testing.assert_close(
+        ranks[0]["after"]["layer2.0.bn1.running_mean"],
+        ranks[1]["after"]["layer2.0.bn1.running_mean"],
+    )
 
 
 def test_a_sync_bn_model_trains_validates_and_checkpoints_like_plain_bn(tmp_path: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -11,10 +12,11 @@ import torch
 from resnetctl.models import create_model
 from resnetctl.spec import JobSpec
 from resnetctl.spec.model import ModelInit
+from resnetctl.train.checkpoint import save_checkpoint
 from resnetctl.train.init import InitError, initialise
 from resnetctl.train.loop import run_training
 from resnetctl.train.runner import Placement, Runner
-from tests.train._helpers import FakeSession
+from tests.train._helpers import FakeSession, job_spec
 
 
 def test_torchvision_weights_load_with_a_new_head(tmp_path: Path) -> None:
@@ -114,3 +116,51 @@ def test_fine_tuning_a_digits_net_on_two_classes(tmp_path: Path) -> None:
     assert not torch.equal(weights["layer3.0.conv1.weight"], base_weights["layer3.0.conv1.weight"])
     # 72 validation scans of 3 and 8 after one epoch of 9 steps: chance is 50 %.
     assert metrics["val_top1_error"] < 15.0, metrics
+
+
+def _ema_ranked_run(folder: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """A run ranked by `val_top1_error_ema`: two checkpoints, each with its own raw and EMA
+    weights; epoch 1 is the better by the raw metric, epoch 2 by the EMA metric (the run's).
+    Returns each checkpoint's weights by name ("1/model", "2/ema", ...)."""
+    spec = job_spec(
+        train={"ema": {"decay": 0.9}},
+        checkpoint={"metric": "val_top1_error_ema", "every_n_epochs": 1},
+    )
+    weights: dict[str, dict[str, torch.Tensor]] = {}
+    for epoch, raw_error, ema_error in ((1, 10.0, 30.0), (2, 20.0, 5.0)):
+        torch.manual_seed(epoch)
+        raw, ema = (create_model("cifar_resnet8", num_classes=4).state_dict() for _ in "ab")
+        weights[f"{epoch}/model"], weights[f"{epoch}/ema"] = raw, ema
+        meta = {
+            "epoch": epoch,
+            "metrics": {"val_top1_error": raw_error, "val_top1_error_ema": ema_error},
+            "model": "cifar_resnet8",
+            "spec": spec.model_dump(mode="json"),
+        }
+        state = {"model": raw, "ema": {"module": ema, "updates": 4 * epoch}}
+        save_checkpoint(folder / f"epoch_{epoch:04d}", state, meta)
+    return weights
+
+
+def _same(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> bool:
+    return all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+
+
+def test_fine_tuning_from_a_run_ranked_by_an_ema_metric_takes_its_best_ema_weights(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As eval, export and predict do (`ranked_weights`): the weights that won the ranking.
+    weights = _ema_ranked_run(tmp_path / "run")
+    with caplog.at_level(logging.INFO, logger="resnetctl.train.init"):
+        model = initialise(
+            create_model("cifar_resnet8", num_classes=4), ModelInit(source=str(tmp_path / "run"))
+        )
+    taken = [k for k, w in weights.items() if _same(model, w)]
+    assert taken == ["2/ema"], f"fine-tuning started from {taken or 'other weights'}"
+    assert "EMA weights" in caplog.text and "epoch_0002" in caplog.text, caplog.text
+    # A checkpoint named directly: its own EMA weights, since its run ranks by them.
+    model = initialise(
+        create_model("cifar_resnet8", num_classes=4),
+        ModelInit(source=str(tmp_path / "run" / "epoch_0001")),
+    )
+    assert _same(model, weights["1/ema"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -73,7 +75,8 @@ def test_switch_prob_chooses_cutmix_or_mixup() -> None:
 
 def test_runner_trains_on_smoothed_soft_targets() -> None:
     spec = job_spec({"epochs": 1, "label_smoothing": 0.1, "mix": {"prob": 1.0}})
-    r = Runner(spec, model=tiny_model(), train_loader=batches(2), val_loader=batches(1))
+    model = tiny_model()
+    r = Runner(spec, model=model, train_loader=batches(1), val_loader=batches(1))
     torch.manual_seed(0)
     x, y = batches(1)[0]
     mixed, targets = r.mixer(x, y)
@@ -83,5 +86,19 @@ def test_runner_trains_on_smoothed_soft_targets() -> None:
     smoothed = targets * 0.9 + 0.1 / CLASSES
     manual = -(smoothed * logits.log_softmax(dim=1)).sum(dim=1).mean()
     torch.testing.assert_close(r.criterion(logits, targets), manual)
+
+    # The step's loss is that of the mixed batch against the smoothed mixture (the same draws
+    # from the same seed), while the train error counts the unmixed labels.
+    before = copy.deepcopy(model).train()
+    torch.manual_seed(1)
     metrics = r.train_epoch(1)
-    assert metrics["train_loss"] == metrics["train_loss"]  # finite, with soft targets
+    torch.manual_seed(1)
+    mixed, targets = r.mixer(x, y)
+    assert not torch.equal(mixed, x)
+    with torch.no_grad():
+        logits = before(mixed)
+    smoothed = targets * 0.9 + 0.1 / CLASSES
+    expected = -(smoothed * logits.log_softmax(dim=1)).sum(dim=1).mean()
+    assert metrics["train_loss"] == pytest.approx(float(expected), rel=1e-5)
+    error = 100.0 * float((logits.argmax(dim=1) != y).float().mean())
+    assert metrics["train_top1_error"] == pytest.approx(error)

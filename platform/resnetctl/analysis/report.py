@@ -8,7 +8,7 @@ import io
 import math
 import re
 import statistics
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,15 +128,17 @@ def measure(
     batches: Iterable[Any] | None = None,
     max_images: int | None = None,
     batch_size: int = 128,
+    on_images: Callable[[int], None] | None = None,
 ) -> RunResponses:
-    """The layer responses of a trained network on its run's validation split (or `batches`)."""
+    """The layer responses of a trained network on its run's validation split (or `batches`);
+    `on_images(n)` follows each batch of n images."""
     if batches is None:
         if trained.spec is None:
             raise AnalysisError(
                 f"{trained.label}: no spec to find its validation data; pass --spec"
             )
         batches = validation_batches(trained.spec, batch_size)
-    responses = layer_responses(trained.model, batches, max_images=max_images)
+    responses = layer_responses(trained.model, batches, max_images=max_images, on_images=on_images)
     return RunResponses(
         label=trained.label,
         responses=responses,

@@ -16,7 +16,7 @@ is refused instead of being measured at the wrong place.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -172,12 +172,13 @@ def layer_responses(
     *,
     max_images: int | None = None,
     device: str | torch.device = "cpu",
+    on_images: Callable[[int], None] | None = None,
 ) -> list[LayerResponse]:
     """The std of every 3x3 layer's response (after BN, before ReLU or the addition) over the
     images of `batches`, in forward order, with BN in inference mode.
 
     `batches` yields images or `(images, labels)`; `max_images` stops early (the last batch is
-    cut so that exactly that many images count).
+    cut so that exactly that many images count); `on_images(n)` follows each batch of n.
     """
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images must be at least 1, got {max_images}")
@@ -202,6 +203,8 @@ def layer_responses(
             with _eval_mode(model):
                 model(images)
             seen += images.shape[0]
+            if on_images is not None:
+                on_images(images.shape[0])
             if max_images is not None and seen >= max_images:
                 break
     finally:

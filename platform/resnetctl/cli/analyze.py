@@ -20,6 +20,7 @@ from resnetctl.cli.common import (
     spec_errors,
     use_storage,
 )
+from resnetctl.cli.image_progress import ImageBars
 
 RunsArgument = Annotated[
     list[str],
@@ -37,6 +38,7 @@ TrackingUriOption = Annotated[
     typer.Option(
         "--tracking-uri",
         envvar="MLFLOW_TRACKING_URI",
+        metavar="URI",
         help="MLflow store of the runs (default: sqlite:///./mlflow.db).",
     ),
 ]
@@ -53,7 +55,9 @@ SpecOption = Annotated[
 
 MaxImagesOption = Annotated[
     int | None,
-    typer.Option("--max-images", min=1, help="Measure on at most this many validation images."),
+    typer.Option(
+        "--max-images", min=1, metavar="N", help="Measure on at most N validation images."
+    ),
 ]
 
 OutOption = Annotated[
@@ -61,7 +65,7 @@ OutOption = Annotated[
     typer.Option(
         "--out",
         metavar="DIR",
-        help="Where to write CSV and PNG files (default: ./layer-responses-<UTC time>).",
+        help="Where to write CSV and PNG files (default: ./layer-responses-TIME, in UTC).",
     ),
 ]
 
@@ -75,26 +79,31 @@ def analyze(
     tracking_uri: TrackingUriOption = None,
     spec_file: SpecOption = None,
     max_images: MaxImagesOption = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 128,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, metavar="N", help="Images per forward pass.")
+    ] = 128,
     out_dir: OutOption = None,
     log: LogOption = True,
     storage: StorageOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Std of each 3x3 layer's response (after BN, before ReLU or the shortcut's addition) on the
-    run's validation split, in layer order and sorted (the paper's Fig. 7); one CSV and PNG per
-    run and, for several runs, an overlay — written to --out and logged to each MLflow run under
-    `analysis/`.
+    """Fig. 7 of trained runs: the std of each 3x3 layer's response.
+
+    The response is measured after BN and before ReLU (or the shortcut's addition) on the run's
+    validation split, in layer order and sorted; one CSV and PNG per run and, for several runs,
+    an overlay, written to --out and logged to each MLflow run under `analysis/`.
 
     Examples:
 
-      resnetctl analyze 3f2a9c…
+      resnetctl analyze quickstart-20261203-075655  # needs: a run
 
-      resnetctl analyze RUN_PLAIN20 RUN_PLAIN56 RUN_RESNET20 RUN_RESNET56 --out fig7
+      resnetctl analyze RUN_PLAIN20 RUN_PLAIN56 RUN_RESNET20 RUN_RESNET56 --out fig7  # needs: runs
 
-      resnetctl analyze .resnetctl/runs/quickstart-20261122-075751
+      resnetctl analyze .resnetctl/runs/quickstart-20261203-075655  # needs: a run
 
-      resnetctl analyze quickstart-20261122-075751 --storage s3://bucket/runs
+      resnetctl analyze quickstart-20261203-075655 --storage s3://bucket/runs  # needs: a bucket
+
+    Exit codes: 0 measured, 2 an unknown run, spec or option.
     """
     use_storage(storage)
     from resnetctl.analysis import AnalysisError, load_trained, measure, write_report
@@ -109,14 +118,22 @@ def analyze(
     folder = out_dir or Path(f"layer-responses-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}")
     results = []
     try:
-        for target in runs:
-            trained = load_trained(target, tracking_uri=tracking_uri, spec=spec)
-            err.print(
-                f"{escape(target)}: {escape(trained.label)} from {escape(str(trained.checkpoint))}"
-                + (f" (epoch {trained.epoch})" if trained.epoch is not None else ""),
-                highlight=False,
-            )
-            results.append(measure(trained, max_images=max_images, batch_size=batch_size))
+        # A bar per run, on a terminal only (none with --json, as `eval`).
+        with ImageBars(err, enabled=not json_) as bars:
+            for target in runs:
+                trained = load_trained(target, tracking_uri=tracking_uri, spec=spec)
+                err.print(
+                    f"{escape(target)}: {escape(trained.label)} from "
+                    f"{escape(str(trained.checkpoint))}"
+                    + (f" (epoch {trained.epoch})" if trained.epoch is not None else ""),
+                    highlight=False,
+                )
+                advance = bars.counter(trained.label, _images(trained.spec, max_images))
+                results.append(
+                    measure(
+                        trained, max_images=max_images, batch_size=batch_size, on_images=advance
+                    )
+                )
     except AnalysisError as exc:
         fail(str(exc))
     files = write_report(results, folder, log=log, title="std of 3x3 layer responses")
@@ -128,6 +145,20 @@ def analyze(
         if log and not result.logged:
             err.print(f"{escape(result.label)}: no MLflow run, files written only", highlight=False)
     err.print(f"wrote {len(files)} files to {escape(str(folder))}", highlight=False)
+
+
+def _images(spec, max_images: int | None) -> int | None:  # type: ignore[no-untyped-def]
+    """How many images a run's measurement reads: its validation split (a cached scan), at
+    most `--max-images`; None when unknown (the bar then counts without a total)."""
+    from resnetctl.data import DataError, prepare_dataset
+
+    try:
+        total = prepare_dataset(spec.data).val_files if spec is not None else None
+    except (DataError, OSError):
+        total = None
+    if max_images is not None:
+        return min(total, max_images) if total is not None else max_images
+    return total
 
 
 def _as_json(results: list, files: list[Path]) -> dict:

@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from resnetctl.spec import JobSpec
 
 app = typer.Typer(
-    help="Cluster configs (cluster/*.yaml): validate them, plan a job's placement, and start, "
-    "inspect or stop clusters with Ray's cluster launcher (or kubectl for KubeRay).",
+    help="Check cluster configs, plan nodes, start and stop clusters.\n\n"
+    "Cluster configs are cluster/*.yaml; clusters start and stop with Ray's cluster launcher "
+    "(or kubectl for KubeRay).",
     no_args_is_help=True,
 )
 
@@ -67,7 +68,7 @@ StorageOption = Annotated[
 
 @app.callback()
 def _cluster() -> None:
-    """Cluster configs (cluster/*.yaml): validate, plan placement, up/down/status."""
+    """Check cluster configs, plan nodes, start and stop clusters."""
 
 
 @app.command("validate")
@@ -79,11 +80,19 @@ def validate(
     storage: StorageOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Check cluster configs with Ray's own schema (launcher YAML) or KubeRay checks, plus
-    resnetctl's: node types, worker limits, GPU declarations, a private dashboard, and with
-    --job that the cluster can supply the job. Exit 0 when all pass, 2 otherwise.
+    """Check cluster configs: Ray's schema, resnetctl's rules.
 
-    Example: resnetctl cluster validate cluster/*.yaml --job jobs/r50.yaml
+    Launcher YAML against Ray's own schema, KubeRay manifests with resnetctl's checks, then node
+    types, worker limits, GPU declarations, a private dashboard, and with --job that the cluster
+    can supply the job.
+
+    Examples:
+
+      resnetctl cluster validate cluster/*.yaml
+
+      resnetctl cluster validate cluster/aws.yaml --job jobs/r50.yaml
+
+    Exit codes: 0 all pass (warnings aside, unless --strict), 2 otherwise.
     """
     from resnetctl.cluster import check_config, plan_placement
 
@@ -145,10 +154,13 @@ def plan(
     storage: StorageOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Show which node types and how many nodes a job needs on a cluster, and whether the
-    config can supply them (exit 0) or why not (exit 2). Starts nothing.
+    """Which nodes of a cluster config a job needs; starts none.
+
+    Which node types, how many nodes, and whether the config can supply them or why not.
 
     Example: resnetctl cluster plan jobs/r50.yaml cluster/aws.yaml
+
+    Exit codes: 0 it fits, 2 it does not, or a bad spec or config.
     """
     from resnetctl.cluster import format_placement, plan_placement
 
@@ -165,37 +177,75 @@ def plan(
 
 
 @app.command("up")
-def up(config_file: ConfigFile, yes: YesOption = False, dry_run: DryRunOption = False) -> None:
-    """Start or update the cluster: `ray up -y FILE` (KubeRay: `kubectl apply -f FILE`).
+def up(
+    config_file: ConfigFile,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    json_: JsonOption = False,
+) -> None:
+    """Start or update a cluster (ray up, or kubectl apply).
 
-    Validates first; creates machines that cost money, so asks unless --yes.
+    Runs `ray up -y FILE`, or for a KubeRay manifest `kubectl apply -f FILE`.
+
+    Validates first; creates machines that cost money, so asks unless --yes. The launcher's
+    output streams to stderr; --json prints the commands and how each ended on stdout.
+
+    Example: resnetctl cluster up cluster/aws.yaml --yes  # needs: cloud
+
+    Exit codes: 0 done, 1 the launcher failed, 2 a bad config, a missing tool or credential, or
+    no --yes without a terminal.
     """
     from resnetctl.cluster import launcher
 
     config = _load_config(config_file)
     commands = _commands(lambda: launcher.up_commands(config))
-    _run_all(config, "up", commands, yes=yes, dry_run=dry_run, confirm="Start or update")
+    _run_all(
+        config, "up", commands, yes=yes, dry_run=dry_run, confirm="Start or update", json_=json_
+    )
 
 
 @app.command("down")
-def down(config_file: ConfigFile, yes: YesOption = False, dry_run: DryRunOption = False) -> None:
-    """Tear the cluster down: `ray down -y FILE` (KubeRay: `kubectl delete -f FILE`)."""
+def down(
+    config_file: ConfigFile,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    json_: JsonOption = False,
+) -> None:
+    """Tear a cluster down (ray down, or kubectl delete).
+
+    Runs `ray down -y FILE`, or for a KubeRay manifest `kubectl delete -f FILE`.
+
+    Example: resnetctl cluster down cluster/aws.yaml --yes  # needs: cloud
+
+    Exit codes: 0 done, 1 the launcher failed, 2 a bad config, a missing tool or credential, or
+    no --yes without a terminal.
+    """
     from resnetctl.cluster import launcher
 
     config = _load_config(config_file)
     commands = _commands(lambda: launcher.down_commands(config))
-    _run_all(config, "down", commands, yes=yes, dry_run=dry_run, confirm="Tear down")
+    _run_all(config, "down", commands, yes=yes, dry_run=dry_run, confirm="Tear down", json_=json_)
 
 
 @app.command("status")
-def status(config_file: ConfigFile, dry_run: DryRunOption = False) -> None:
-    """Show the running cluster: head IP and `ray status` (nodes, pending demands) from the
-    head; a local fake cluster's `ray status`; or the RayCluster object for KubeRay."""
+def status(
+    config_file: ConfigFile, dry_run: DryRunOption = False, json_: JsonOption = False
+) -> None:
+    """Show a running cluster's nodes and pending demands.
+
+    A launcher cluster: the head's IP, then `ray status` run on the head; the local fake
+    cluster: `ray status` here; KubeRay: the RayCluster object (`kubectl get raycluster`).
+
+    Example: resnetctl cluster status cluster/local.yaml --json  # needs: a running cluster
+
+    Exit codes: 0 shown, 1 the command failed (no cluster running), 2 a bad config, a missing
+    tool or credential.
+    """
     from resnetctl.cluster import launcher
 
     config = _load_config(config_file)
     commands = _commands(lambda: launcher.status_commands(config))
-    _run_all(config, "status", commands, yes=True, dry_run=dry_run, confirm="")
+    _run_all(config, "status", commands, yes=True, dry_run=dry_run, confirm="", json_=json_)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,10 +300,17 @@ def _run_all(
     yes: bool,
     dry_run: bool,
     confirm: str,
+    json_: bool = False,
 ) -> None:
+    """Run the launcher's commands in order, stopping at the first that fails; with `json_`,
+    a record of them (command, exit code, and for `status` its output) on stdout."""
     from resnetctl.cluster import launcher
 
+    report: dict = {"cluster": config.name, "file": str(config.path), "action": action}
     if dry_run:
+        if json_:
+            print_json({**report, "dry_run": True, "commands": [str(c) for c in commands]})
+            return
         for command in commands:
             out.print(escape(str(command)), highlight=False)
         return
@@ -267,20 +324,29 @@ def _run_all(
         typer.confirm(f"{confirm} cluster {config.name} ({config.path})?", abort=True)
     # Status output is short and scanned for credential errors; up/down stream as they go.
     capture = action == "status"
+    ran: list[dict] = []
+    report.update(dry_run=False, commands=ran)
     for command in commands:
         err.print(f"$ {escape(str(command))}", highlight=False)
         try:
             result = launcher.run(command, capture=capture)
         except launcher.LauncherError as exc:
             fail(str(exc))
+        ran.append({"command": str(command), "returncode": result.returncode})
         if capture:
-            sys.stdout.write(result.stdout or "")
+            ran[-1]["output"] = result.stdout or ""
+            if not json_:
+                sys.stdout.write(result.stdout or "")
         if result.returncode != 0:
             output = (result.stdout or "") + (result.stderr or "") if capture else ""
             if capture and result.stderr:
                 sys.stderr.write(result.stderr)
             hint = launcher.explain_failure(config, output)
+            if json_:
+                print_json({**report, "ok": False, "error": hint})
             fail(hint or f"{command.args[0]} exited with {result.returncode}", EXIT_JOB_FAILED)
+    if json_:
+        print_json({**report, "ok": True})
 
 
 # The watcher runs on the cluster's nodes rather than on the machine that manages the configs;

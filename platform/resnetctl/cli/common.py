@@ -102,6 +102,26 @@ def ray_output_on_stderr() -> Iterator[None]:
         yield
 
 
+def show_deprecations() -> None:
+    """Print resnetctl's own deprecation warnings (a metric named by its old name, ...) as
+    `warning:` lines on stderr, every time, instead of Python's file-and-line form."""
+    import warnings
+
+    warnings.filterwarnings("always", category=FutureWarning, module=r"resnetctl\.")
+    previous = warnings.showwarning
+    if getattr(previous, "resnetctl", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if issubclass(category, FutureWarning) and category.__module__.startswith("resnetctl."):
+            err.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    show.resnetctl = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
 def print_json(payload: Any) -> None:
     """Write JSON on stdout (no rich markup or wrapping)."""
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")

@@ -75,18 +75,23 @@ def inspect_command(
     path: Annotated[
         str,
         typer.Argument(
-            help="Data root (with train/ and val/) or a split: a folder or s3://bucket/prefix."
+            metavar="PATH",
+            help="Data root (with train/ and val/) or a split: a folder or s3://bucket/prefix.",
+            show_default=False,
         ),
     ],
     json_output: JsonOption = False,
     sample: Annotated[
-        int, typer.Option(min=0, help="Images whose size is read for the size summary.")
+        int,
+        typer.Option(min=0, metavar="N", help="Images whose size is read for the size summary."),
     ] = 200,
 ) -> None:
     """Classes, images per split and class, image sizes, unreadable files.
 
-    Exit status: 0 if the folder can be trained on, 1 if it has problems (listed), 2 if PATH
-    does not exist.
+    Example: resnetctl data inspect /data/imagenet --json  # needs: a data set
+
+    Exit codes: 0 the folder can be trained on, 1 it has problems (listed), 2 PATH does not
+    exist.
     """
     from resnetctl.data.imagefolder import DataError
     from resnetctl.data.inspect import inspect_dataset
@@ -108,7 +113,8 @@ def pack_command(
     src: Annotated[
         str,
         typer.Argument(
-            help="Image folder in ImageNet's layout (train/<class>/*, val/<class>/*): a folder "
+            metavar="SRC",
+            help="Image folder in ImageNet's layout (train/CLASS/*, val/CLASS/*): a folder "
             "or s3://bucket/prefix.",
             show_default=False,
         ),
@@ -116,22 +122,32 @@ def pack_command(
     dst: Annotated[
         str,
         typer.Argument(
+            metavar="DST",
             help="Where the shards and manifest.json go: an empty folder or s3://bucket/prefix "
             "(or one an interrupted pack left, to resume it).",
             show_default=False,
         ),
     ],
     shard_size: Annotated[
-        str, typer.Option(help="Target size of a shard (256MiB, 64MB, or bytes).")
+        str,
+        typer.Option(metavar="SIZE", help="Target size of a shard (256MiB, 64MB, or bytes)."),
     ] = "256MiB",
     seed: Annotated[
-        int, typer.Option(min=0, help="Seed of the shuffle that mixes classes across shards.")
+        int,
+        typer.Option(
+            min=0, metavar="N", help="Seed of the shuffle that mixes classes across shards."
+        ),
     ] = 0,
-    train_dir: Annotated[str, typer.Option(help="Training sub-folder of SRC.")] = "train",
-    val_dir: Annotated[str, typer.Option(help="Validation sub-folder of SRC.")] = "val",
+    train_dir: Annotated[
+        str, typer.Option(metavar="DIR", help="Training sub-folder of SRC.")
+    ] = "train",
+    val_dir: Annotated[
+        str, typer.Option(metavar="DIR", help="Validation sub-folder of SRC.")
+    ] = "val",
     address: Annotated[
         str | None,
         typer.Option(
+            metavar="ADDRESS",
             help="Pack on a Ray cluster, one task per shard: its GCS address (HEAD:6379), or "
             "`local` for a Ray of this machine's cores. SRC and DST must then be reachable "
             "from every node (buckets, or a shared mount). Default: in this process.",
@@ -139,15 +155,17 @@ def pack_command(
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Pack an image folder into WebDataset tar shards, DALI index files and a manifest,
-    for `data.source.kind: shards`.
+    """Pack an image folder into WebDataset shards for `kind: shards`.
 
-    Every image is decoded once: corrupt and non-image files are named and left out. Run the
-    same command again to resume an interrupted pack (finished shards are kept).
+    Writes WebDataset tar shards, DALI index files beside them and a manifest. Every image is
+    decoded once: corrupt and non-image files are named and left out. Run the same command
+    again to resume an interrupted pack (finished shards are kept).
 
-    Exit status: 0 packed (or already packed), 1 a shard failed, 2 bad input, 130 interrupted.
+    Exit codes: 0 packed (or already packed), 1 a shard failed, 2 bad input, 130 interrupted.
 
-    Example: resnetctl data pack /data/imagenet s3://my-team-resnet/imagenet-shards
+    Example:
+
+      resnetctl data pack /data/imagenet s3://my-team-resnet/imagenet-shards  # needs: imagenet
     """
     from resnetctl.data.imagefolder import DataError
     from resnetctl.data.shards.pack import PackOptions, default_source, pack

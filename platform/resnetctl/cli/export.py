@@ -8,18 +8,21 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from resnetctl.cli._model_arg import ModelArg, TrackingOption, load
+from resnetctl.cli._model_arg import AllowPickleOption, ModelArg, TrackingOption, load
 from resnetctl.cli.common import JsonOption, err, fail, print_json
 
 
 def export(
     model: ModelArg,
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="torchscript, onnx or pt2.")
+        str,
+        typer.Option("--format", "-f", metavar="[torchscript|onnx|pt2]", help="Output format."),
     ] = "torchscript",
     output: Annotated[
         Path | None,
-        typer.Option("--out", "-o", metavar="FILE", help="Default: ./model.<pt|onnx|pt2>."),
+        typer.Option(
+            "--out", "-o", metavar="FILE", help="Default: model.pt, model.onnx or model.pt2."
+        ),
     ] = None,
     check: Annotated[
         bool,
@@ -29,14 +32,19 @@ def export(
         ),
     ] = True,
     tracking_uri: TrackingOption = None,
+    allow_pickle: AllowPickleOption = False,
     json_: JsonOption = False,
 ) -> None:
-    """Write the trained network as TorchScript, ONNX (needs `pip install 'resnetctl[export]'`)
-    or a torch.export program, with a dynamic batch dimension.
+    """Write a network as TorchScript, ONNX or a torch.export program.
+
+    The export has a dynamic batch dimension. ONNX needs `pip install 'resnetctl[export]'`
+    (onnx, onnxruntime).
 
     Examples:
 
-      resnetctl export quickstart-20261202-183000 --format onnx -o quickstart.onnx
+      resnetctl export quickstart-20261203-075655 --format onnx -o quickstart.onnx  # needs: a run
+
+    Exit codes: 0 written (and checked), 2 an unknown model or format, or a failed export.
     """
     from resnetctl.inference.export import (
         EXAMPLE_BATCH,
@@ -51,7 +59,7 @@ def export(
 
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    loaded = load(model, tracking_uri)
+    loaded = load(model, tracking_uri, allow_pickle)
     if loaded.spec is None:
         fail(f"{model}: no spec found, so the input size is unknown")
     size = test_crop(loaded.spec.pipeline)

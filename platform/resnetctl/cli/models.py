@@ -12,13 +12,24 @@ from resnetctl.units import human
 
 
 def models(
-    family: Annotated[str | None, typer.Option(help="Only this family: imagenet or cifar.")] = None,
+    family: Annotated[
+        str | None,
+        typer.Option(metavar="[imagenet|cifar]", help="Only the models of this family."),
+    ] = None,
     json_: JsonOption = False,
 ) -> None:
-    """List the model registry: family, depth, block, shortcut, parameters and multiply-adds
-    at the family's input size (224x224 for imagenet, 32x32 for cifar).
+    """List the models: family, depth, block, shortcut and size.
 
-    Example: resnetctl models --family cifar --json
+    Parameters and multiply-adds at the family's input size (224x224 for imagenet, 32x32 for
+    cifar).
+
+    Examples:
+
+      resnetctl models
+
+      resnetctl models --family cifar --json
+
+    Exit codes: 0 listed, 2 an unknown family.
     """
     from resnetctl.models import describe, list_models
 

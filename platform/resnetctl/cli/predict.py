@@ -9,8 +9,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from resnetctl.cli._model_arg import ModelArg, TrackingOption, load
-from resnetctl.cli.common import JsonOption, fail, out, print_json
+from resnetctl.cli._model_arg import AllowPickleOption, ModelArg, TrackingOption, load
+from resnetctl.cli.common import JsonOption, err, fail, out, print_json
+from resnetctl.cli.image_progress import ImageBars
 
 
 def predict(
@@ -19,26 +20,37 @@ def predict(
         list[Path],
         typer.Argument(metavar="IMAGE...", help="JPEG or PNG files.", show_default=False),
     ],
-    top: Annotated[int, typer.Option("--top", "-k", min=1, help="Classes per image.")] = 5,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    top: Annotated[
+        int, typer.Option("--top", "-k", min=1, metavar="K", help="Classes per image.")
+    ] = 5,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, metavar="N", help="Images per forward pass.")
+    ] = 32,
     tracking_uri: TrackingOption = None,
+    allow_pickle: AllowPickleOption = False,
     json_: JsonOption = False,
 ) -> None:
-    """The most probable classes of each image, named by the class folders the model was
-    trained on, through the model's validation preprocessing.
+    """Name the most probable classes of image files.
+
+    Classes are named by the class folders the model was trained on; the images go through the
+    model's validation preprocessing.
 
     Examples:
 
-      resnetctl predict quickstart-20261202-183000 scan1.png scan2.png
+      resnetctl predict quickstart-20261203-075655 scan1.png scan2.png  # needs: a run
+
+    Exit codes: 0 predicted, 2 an unknown model or an image that cannot be read.
     """
     from resnetctl.inference.predict import predict as run
 
     missing = [str(p) for p in images if not p.is_file()]
     if missing:
         fail(f"no such image file: {', '.join(missing[:5])}")
-    loaded = load(model, tracking_uri)
+    loaded = load(model, tracking_uri, allow_pickle)
     try:
-        results = run(loaded, list(images), top=top, batch_size=batch_size)
+        with ImageBars(err, enabled=not json_) as bars:
+            advance = bars.counter("predict", len(images))
+            results = run(loaded, list(images), top=top, batch_size=batch_size, on_images=advance)
     except (ValueError, RuntimeError) as exc:
         fail(str(exc).splitlines()[0])
     if json_:

@@ -40,6 +40,7 @@ def watch_preemption(
         typer.Option(
             "--provider",
             "-p",
+            metavar="[" + "|".join(provider_names()) + "]",
             help="Where the notice comes from: aws (spot interruption notice and rebalance "
             "recommendation, IMDSv2), gcp (instance/preempted on the metadata server), "
             "kubernetes (run as the Ray container's preStop hook: the pod is being deleted).",
@@ -126,17 +127,21 @@ def watch_preemption(
         ),
     ] = False,
 ) -> None:
-    """Watch this node's cloud for a reclaim notice and drain this Ray node when it comes:
-    `ray drain-node --reason DRAIN_NODE_REASON_PREEMPTION --deadline-remaining-seconds N`
-    with the cloud's deadline, which Ray Train passes on to the training loop. Runs on each
-    worker node (cluster/aws.yaml and cluster/gcp.yaml start it after `ray start`; the KubeRay
-    manifest runs it as the preStop hook). Network errors are logged and retried; it ends once
-    it has drained the node (exit 0; 1 if the drain failed until the deadline) or when Ray stops
-    on the node (0).
+    """Drain this Ray node when its cloud announces a reclaim.
 
-    Example: resnetctl cluster watch-preemption --provider aws --check
+    Watches the cloud for a reclaim notice and drains this node as `ray drain-node --reason
+    DRAIN_NODE_REASON_PREEMPTION --deadline-remaining-seconds N` does, with the cloud's
+    deadline, which Ray Train passes on to the training loop. Runs on each worker node
+    (cluster/aws.yaml and cluster/gcp.yaml start it after `ray start`; the KubeRay manifest runs
+    it as the preStop hook). Network errors are logged and retried; it ends once it has drained
+    the node (exit 0; 1 if the drain failed until the deadline) or when Ray stops on the node
+    (0). Exit codes: 0 drained or Ray stopped here, 1 the drain failed, 2 bad input.
 
-    Example: resnetctl cluster watch-preemption --provider gcp --log-file watch.log
+    Examples:
+
+      resnetctl cluster watch-preemption --provider aws --check  # needs: cloud
+
+      resnetctl cluster watch-preemption --provider gcp --log-file watch.log  # needs: cloud
     """
     started_at = _process_start()
     name = provider.value
@@ -160,9 +165,7 @@ def watch_preemption(
     node = _find_node(log, address, temp_dir, node_id)
     if node is None:
         raise typer.Exit(EXIT_JOB_FAILED)
-    watcher = Watcher(
-        source, node, wait_s=interval_s, drain_advisories=drain_on_rebalance, log=log
-    )
+    watcher = Watcher(source, node, wait_s=interval_s, drain_advisories=drain_on_rebalance, log=log)
     try:
         status = watcher.run()
     except KeyboardInterrupt:  # by hand: Ctrl-C ends the watch, as a shell reports SIGINT

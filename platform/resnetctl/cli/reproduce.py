@@ -10,20 +10,26 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from resnetctl.cli._sweep import (
+    MaxConcurrentOption,
+    NameOption,
+    announce,
+    continue_with,
+    resumed_sweep,
+    run_stoppable,
+)
 from resnetctl.cli.common import (
     EXIT_JOB_FAILED,
     JsonOption,
     SetOption,
     err,
-    fail,
     print_json,
-    ray_output_on_stderr,
     spec_errors,
 )
 
 app = typer.Typer(
     name="reproduce",
-    help="Reproduce the paper's experiments: Fig. 6 (degradation) and Table 3 (shortcuts).",
+    help="Reproduce the paper's Fig. 6 and Table 3.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -34,7 +40,7 @@ DataOption = Annotated[
     typer.Option(
         "--data",
         metavar="PATH",
-        help="CIFAR-10 as image folders (train/<class>/*, val/<class>/*): the paper's CIFAR "
+        help="CIFAR-10 as image folders (train/CLASS/*, val/CLASS/*): the paper's CIFAR "
         "recipe (64k iterations, batch 128). Default: the bundled digits, 20 epochs on CPU.",
     ),
 ]
@@ -43,15 +49,9 @@ EpochsOption = Annotated[
     typer.Option(
         "--epochs",
         min=1,
+        metavar="N",
         help="Training length of every net; the lr drops at 50% and 75% of it, as the paper's.",
     ),
-]
-NameOption = Annotated[
-    str | None, typer.Option("--name", help="Sweep name (default: <base>-tune-<UTC time>).")
-]
-MaxConcurrentOption = Annotated[
-    int | None,
-    typer.Option("--max-concurrent", min=1, help="Nets trained at once (default: as CPUs hold)."),
 ]
 OutOption = Annotated[
     Path | None,
@@ -97,16 +97,21 @@ def degradation(
     resume: ResumeOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Fig. 6: plain nets and ResNets (option A) of each depth, trained with one recipe and one
-    budget; training error (dashed) and test error (solid) per epoch, and the final errors.
+    """Fig. 6: plain nets degrade with depth, ResNets do not.
+
+    Plain nets and ResNets (option A) of each depth, trained with one recipe and one budget;
+    training error (dashed) and test error (solid) per epoch, and the final errors.
 
     Examples:
 
-      resnetctl reproduce degradation
+      resnetctl reproduce degradation  # trains, about 16 min on 2 cores
 
-      resnetctl reproduce degradation --depths 20,56,110 --epochs 30
+      resnetctl reproduce degradation --depths 20,56,110 --epochs 30  # trains, hours
 
-      resnetctl reproduce degradation --data /data/cifar10 --depths 20,32,44,56
+      resnetctl reproduce degradation --data /data/cifar10 --depths 20,32,44,56  # needs: gpu
+
+    Exit codes: 0 every net trained, 1 some did not (the table is partial), 2 a bad option,
+    130/143 stopped by Ctrl-C/SIGTERM (`--resume NAME` continues it).
     """
     from resnetctl.reproduce import experiments
 
@@ -126,7 +131,7 @@ def degradation(
 @app.command("shortcuts")
 def shortcuts(
     data: DataOption = None,
-    depth: Annotated[int, typer.Option("--depth", help="CIFAR depth (6n+2).")] = 20,
+    depth: Annotated[int, typer.Option("--depth", metavar="N", help="CIFAR depth (6n+2).")] = 20,
     epochs: EpochsOption = None,
     overrides: SetOption = None,
     name: NameOption = None,
@@ -136,14 +141,19 @@ def shortcuts(
     resume: ResumeOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Table 3 at one depth: shortcut options A (zero-padding), B (projections where the shape
-    changes) and C (projections everywhere), and the plain net, with one recipe and budget.
+    """Table 3: shortcut options A, B and C against the plain net.
+
+    A zero-pads, B projects where the shape changes, C projects everywhere; every net with one
+    recipe and budget.
 
     Examples:
 
-      resnetctl reproduce shortcuts
+      resnetctl reproduce shortcuts  # trains, about 15 min on 2 cores
 
-      resnetctl reproduce shortcuts --depth 32 --epochs 30
+      resnetctl reproduce shortcuts --depth 32 --epochs 30  # trains, hours
+
+    Exit codes: 0 every net trained, 1 some did not (the table is partial), 2 a bad option,
+    130/143 stopped by Ctrl-C/SIGTERM (`--resume NAME` continues it).
     """
     from resnetctl.reproduce import experiments
 
@@ -163,36 +173,30 @@ def _run(
     experiment: Any, out_dir: Path | None, analyze: bool, json_: bool, resume: str | None
 ) -> None:
     from resnetctl.reproduce import plan, run_experiment
-    from resnetctl.tune import SweepError, load_sweep
 
     if resume:
-        try:
-            record = load_sweep(resume)
-        except SweepError as exc:
-            fail(str(exc))
+        record = resumed_sweep(resume)
     else:
         with spec_errors():
             record = plan(experiment)
-    for note in record.notes:
-        err.print(f"[bold]note:[/] {escape(note)}", highlight=False)
-    trials = record.space.size(record.samples)
-    err.print(
-        f"{experiment.kind}: sweep [bold]{escape(record.name)}[/], {trials} nets, "
-        f"up to {record.max_concurrent or 'auto'} at once",
-        highlight=False,
+    announce(record, lead=f"{experiment.kind}: ", trials="nets")
+    command = f"reproduce {experiment.kind}"
+    report, exit_code = run_stoppable(
+        lambda: run_experiment(
+            experiment, record, out_dir=out_dir, analyze=analyze, resume=bool(resume)
+        ),
+        command,
+        record.name,
     )
-    try:
-        with ray_output_on_stderr():
-            report = run_experiment(
-                experiment, record, out_dir=out_dir, analyze=analyze, resume=bool(resume)
-            )
-    except SweepError as exc:
-        fail(str(exc))
     if json_:
         print_json(report.as_dict())
     else:
         _render(report)
-    if report.interrupted or any(net.status == "error" for net in report.nets):
+    if report.interrupted:
+        # The table holds what finished; --resume trains the rest and writes it again.
+        continue_with(command, record.name)
+        raise typer.Exit(exit_code)
+    if any(net.status == "error" for net in report.nets):
         err.print(
             "[bold red]error:[/] some nets did not finish; the table is partial", highlight=False
         )

@@ -13,6 +13,7 @@ from resnetctl.cli.common import (
     JsonOption,
     SetOption,
     err,
+    fail,
     out,
     print_json,
     report_issues,
@@ -24,12 +25,18 @@ def validate(
     overrides: SetOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Validate job specs; exit 0 when all are valid, 2 otherwise, naming file:line: field.
+    """Check job specs; each error names file:line: field.
 
     An unset `${VAR}` (a data path only the cluster has) is a warning, not an error: the spec
     is checked all the same, and `submit` refuses it until the variable or a --set gives it.
 
-    Example: resnetctl validate jobs/*.yaml --set train.epochs=1
+    Examples:
+
+      resnetctl validate jobs/*.yaml
+
+      resnetctl validate jobs/quickstart.yaml --set train.epochs=1 --json
+
+    Exit codes: 0 all valid, 2 any invalid or unreadable.
     """
     from resnetctl.spec import SpecError, SpecIssue, load_spec
 
@@ -65,21 +72,34 @@ def validate(
 
 def schema(
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Write to FILE, not stdout."),
     ] = None,
     markdown: Annotated[
         bool, typer.Option("--markdown", help="The field reference (docs/job-spec.md) instead.")
     ] = False,
 ) -> None:
-    """Print the job spec's JSON schema, generated from the models (or its Markdown reference).
+    """Print the job spec's JSON schema (or its field reference).
 
-    Example: resnetctl schema -o docs/job-spec.schema.json
+    Both are generated from the spec's models; docs/job-spec.schema.json and docs/job-spec.md
+    are their output.
+
+    Examples:
+
+      resnetctl schema -o job-spec.schema.json
+
+      resnetctl schema --markdown -o job-spec.md
+
+    Exit codes: 0 written, 2 the output file cannot be written.
     """
     from resnetctl.spec.schema import json_schema_text, markdown_reference
 
     text = markdown_reference() if markdown else json_schema_text()
     if output is None:
         typer.echo(text, nl=False)
-    else:
+        return
+    try:
         output.write_text(text, encoding="utf-8")
-        err.print(f"wrote {output}", highlight=False)
+    except OSError as exc:
+        fail(f"--output {output}: {exc.strerror or exc}")
+    err.print(f"wrote {output}", highlight=False)

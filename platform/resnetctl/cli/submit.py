@@ -38,7 +38,9 @@ AddressOption = Annotated[
     typer.Option(
         "--address",
         envvar="RAY_ADDRESS",
-        help="Ray cluster to submit to (http://HEAD:8265); default: an embedded local Ray.",
+        metavar="URL",
+        help="Ray cluster to submit to (http://HEAD:8265, its Jobs API; or HOST:6379 to join it "
+        "as the driver); default: an embedded local Ray.",
     ),
 ]
 
@@ -56,6 +58,7 @@ ClusterOption = Annotated[
     Path | None,
     typer.Option(
         "--cluster",
+        metavar="FILE",
         help="With --dry-run: which node types and how many nodes of this cluster config "
         "the job needs, and whether the config can supply them.",
     ),
@@ -70,6 +73,7 @@ SubmitStorageOption = Annotated[
     str | None,
     typer.Option(
         "--storage",
+        metavar="PATH|URI",
         help="Where run records and checkpoints go: a path or a bucket URI "
         "(s3://bucket/runs). Default: $RESNETCTL_STORAGE, else .resnetctl/runs; with "
         "--address the cluster nodes' $RESNETCTL_STORAGE, else ~/resnetctl/runs there. "
@@ -83,7 +87,7 @@ SmokeOption = Annotated[
         "--smoke",
         help="Try the job end to end on this machine in a minute or two: synthetic images "
         "at its input size, 2 epochs of 2 steps, workers and devices scaled to this "
-        "machine, same model, pipeline, checkpoints and MLflow; named <name>-smoke.",
+        "machine, same model, pipeline, checkpoints and MLflow; named NAME-smoke.",
     ),
 ]
 
@@ -122,21 +126,32 @@ def submit(
     verbose: VerboseOption = False,
     json_: JsonOption = False,
 ) -> None:
-    """Run a training job described by FILE.
+    """Train the job a spec FILE describes, here or on a Ray cluster.
+
+    Without --address the job runs on an embedded Ray sized to this machine; --dry-run runs
+    every check the job would (the spec, this machine's CPUs and GPUs, the data, the storage
+    location, the resume target, the tracking store) and prints the plan. With --address it is
+    sent to the cluster through the Ray Jobs API (--dry-run then checks what this machine can:
+    the spec, the tracking server, the storage location); --cluster FILE --dry-run says which
+    nodes of that cluster config the job needs.
 
     Examples:
 
-      resnetctl submit jobs/quickstart.yaml
+      resnetctl submit jobs/quickstart.yaml --dry-run
 
-      resnetctl submit jobs/r50.yaml --dry-run --set data.source.root=/data/imagenet
+      resnetctl submit jobs/r50.yaml --dry-run --cluster cluster/aws.yaml
 
-      resnetctl submit jobs/cifar-r56.yaml --set train.epochs=1 --json
+      resnetctl submit jobs/quickstart.yaml --set train.epochs=2 --json  # trains, 1-2 min
 
-      resnetctl submit jobs/r50.yaml --address http://127.0.0.1:8265 --no-wait
+      resnetctl submit jobs/quickstart.yaml --resume latest --set train.epochs=4  # needs: a run
 
-      resnetctl submit jobs/r152.yaml --smoke
+      resnetctl submit jobs/r152.yaml --smoke  # trains, 1-2 min
 
-      resnetctl submit jobs/quickstart.yaml --storage s3://bucket/runs
+      resnetctl submit jobs/r50.yaml --address http://127.0.0.1:8265 --no-wait  # needs: cluster
+
+    Exit codes: 0 the job succeeded (or the dry run found nothing wrong), 1 it failed,
+    2 a bad spec, option, data, storage or resume target, or a cluster that cannot take it,
+    130/143 stopped by Ctrl-C/SIGTERM (the run is marked KILLED; --resume continues it).
     """
     from resnetctl.spec import dump_spec
 
@@ -144,8 +159,12 @@ def submit(
         fail("--smoke-size shrinks a smoke run: use it with --smoke")
     if smoke and (address or cluster is not None or resume):
         fail("--smoke is a fresh run on this machine: drop --address, --cluster and --resume")
+    remote = bool(address and address.startswith(("http://", "https://")))
     extra = list(overrides or []) + ([f"checkpoint.resume_from={resume}"] if resume else [])
-    spec = _load(file, extra, smoke=smoke, smoke_size=smoke_size, local=not address, plan=cluster)
+    # A job planned for a cluster may read a variable (its data's root) that only the cluster
+    # sets: that is a warning there, not an error.
+    lenient = cluster is not None or (remote and dry_run)
+    spec = _load(file, extra, smoke=smoke, smoke_size=smoke_size, local=not address, plan=lenient)
     if spec.search is not None:
         err.print(
             f"note: {escape(str(file))} has a `search:` section, which `resnetctl tune` runs; "
@@ -157,11 +176,13 @@ def submit(
             fail("--cluster plans placement: use it with --dry-run")
         _print_placement(spec, cluster, json_)
         return
-    if dry_run:
-        _print_plan(spec, dump_spec(spec), json_)
-        return
-    if address and address.startswith(("http://", "https://")):
-        _submit_remote(spec, address, os.fspath(file), no_wait, storage, json_)
+    if remote:
+        assert address is not None
+        _check_remote(spec, storage)
+        if dry_run:
+            _print_plan(spec, dump_spec(spec), json_, data=False)
+        else:
+            _submit_remote(spec, address, os.fspath(file), no_wait, storage, json_)
         return
     if address:  # a GCS address (host:port, auto): join that cluster as its driver
         _check_gcs(address)
@@ -169,8 +190,15 @@ def submit(
     if storage:
         os.environ["RESNETCTL_STORAGE"] = storage  # the storage layer, and every Ray worker
     from resnetctl.cli.interrupt import stop_on_signals
-    from resnetctl.launch.local import LaunchError, run_local
+    from resnetctl.launch.local import LaunchError, check_before_start, run_local
 
+    if dry_run:
+        try:
+            check_before_start(spec)
+        except LaunchError as exc:
+            fail(str(exc))
+        _print_plan(spec, dump_spec(spec), json_)
+        return
     with stop_on_signals() as interruption:
         try:
             with ray_output_on_stderr():
@@ -188,12 +216,41 @@ def submit(
                 highlight=False,
             )
             raise typer.Exit(interruption.exit_code) from None
+    _keep_summary(summary)
     if json_:
         print_json(summary.as_dict())
     else:
         summary.render(out)
     if not summary.succeeded:
         raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def _check_remote(spec: JobSpec, storage: str | None) -> None:
+    """What `submit --address` checks on this machine before the job is sent: a tracking store
+    the cluster can reach, and a storage location pyarrow can open (its contents are the
+    cluster's to read)."""
+    from resnetctl.launch.remote import RemoteError, check_cluster_tracking
+    from resnetctl.storage import StorageError, check_scheme
+
+    try:
+        check_cluster_tracking(spec)
+        if storage:
+            check_scheme(storage)
+    except RemoteError as exc:
+        fail(str(exc))
+    except StorageError as exc:
+        fail(f"--storage: {exc}")
+
+
+def _keep_summary(summary) -> None:  # type: ignore[no-untyped-def]
+    """Keep the summary in the run's folder, where `status RUN` reads it (a warning if the
+    storage refuses: the run itself is complete)."""
+    from resnetctl.storage import StorageError, StoragePath
+
+    try:
+        summary.save(StoragePath.of(summary.storage_path))
+    except (StorageError, OSError) as exc:
+        err.print(f"[yellow]warning:[/] the summary was not kept: {escape(str(exc))}")
 
 
 def _load(
@@ -203,9 +260,9 @@ def _load(
     smoke: bool,
     smoke_size: int | None,
     local: bool,
-    plan: Path | None,
+    plan: bool,
 ) -> JobSpec:
-    """The spec `submit` runs: a smoke variant, one to plan on a cluster config (whose data path
+    """The spec `submit` runs: a smoke variant, one to plan for a cluster (whose data path
     may exist on the cluster alone), or the job as written, checked against this machine when it
     runs here."""
     from resnetctl.spec import load_spec
@@ -214,11 +271,11 @@ def _load(
     with spec_errors():
         if smoke:
             spec = _load_smoke(file, extra, smoke_size)
-        elif plan is not None:
+        elif plan:
             spec = load_spec_to_plan(file, extra)
         else:
             spec = load_spec(file, extra)
-        if local and plan is None:
+        if local and not plan:
             check_local(spec)
     return spec
 
@@ -275,46 +332,64 @@ def _print_placement(spec, config: Path, json_: bool) -> None:  # type: ignore[n
         raise typer.Exit(EXIT_USAGE)
 
 
-def _print_plan(spec, resolved_yaml: str, json_: bool) -> None:  # type: ignore[no-untyped-def]
+def _print_plan(spec: JobSpec, resolved_yaml: str, json_: bool, *, data: bool = True) -> None:
+    """The resolved spec and the plan. With `data`, the data set is prepared and checked
+    against the spec (sizes, counts); without, the figures that need it say where it is."""
     from resnetctl.data import DataError, prepare_dataset
     from resnetctl.launch.plan import make_plan
     from resnetctl.spec.local_checks import check_data_counts, check_image_size
     from resnetctl.units import human
 
     try:
-        plan = make_plan(spec)
-        layout = prepare_dataset(spec.data)  # a cache hit: make_plan just prepared it
+        plan = make_plan(spec, data=data)
+        layout = prepare_dataset(spec.data) if data else None  # a cache hit: just prepared
     except DataError as exc:
         fail(f"{spec.where('data', 'source')}: data.source: {exc}")
-    with spec_errors():
-        check_data_counts(spec, layout.train_files, layout.val_files, len(layout.classes))
-        size = _first_image_size(layout)
-        if size is not None:
-            check_image_size(spec, size)
+    if layout is not None:
+        with spec_errors():
+            check_data_counts(spec, layout.train_files, layout.val_files, len(layout.classes))
+            size = _first_image_size(layout)
+            if size is not None:
+                check_image_size(spec, size)
     if json_:
         print_json({"spec": spec.model_dump(mode="json"), "plan": plan.as_dict()})
         return
     err.print("[bold]resolved spec[/]")
     typer.echo(resolved_yaml)
+    elsewhere = "counted where the job runs (its data is not read here)"
     table = Table(title=f"plan: {plan.name}", show_header=False)
-    rows = [
-        ("model", plan.model),
-        ("parameters", f"{plan.params:,} ({human(plan.params)})"),
-        (
-            "multiply-adds / image",
-            f"{plan.macs_per_image:,} ({human(plan.macs_per_image)}) at "
-            f"{plan.input_size}x{plan.input_size}",
-        ),
-        ("classes", str(plan.num_classes)),
+    rows = [("model", plan.model)]
+    if plan.params is not None and plan.macs_per_image is not None:
+        rows += [
+            ("parameters", f"{plan.params:,} ({human(plan.params)})"),
+            (
+                "multiply-adds / image",
+                f"{plan.macs_per_image:,} ({human(plan.macs_per_image)}) at "
+                f"{plan.input_size}x{plan.input_size}",
+            ),
+            ("classes", str(plan.num_classes)),
+        ]
+    else:
+        rows.append(("parameters, classes", elsewhere))
+    rows += [
         ("workers", f"{plan.workers} x {plan.device}"),
         ("batch", f"{plan.per_worker_batch} per worker, {plan.global_batch} global"),
         ("peak learning rate", f"{plan.peak_lr:g}"),
-        ("images", f"{plan.train_images:,} train, {plan.val_images:,} val"),
-        ("steps per epoch", f"{plan.steps_per_epoch:,}"),
-        ("epochs", f"{plan.epochs:g}"),
-        ("total steps", f"{plan.total_steps:,}"),
-        ("training FLOPs", f"{plan.training_flops:.3e} ({human(plan.training_flops)})"),
     ]
+    if plan.steps_per_epoch is not None and plan.total_steps is not None:
+        rows += [
+            ("images", f"{plan.train_images:,} train, {plan.val_images:,} val"),
+            ("steps per epoch", f"{plan.steps_per_epoch:,}"),
+            ("epochs", f"{plan.epochs:g}"),
+            ("total steps", f"{plan.total_steps:,}"),
+        ]
+        if plan.training_flops is not None:
+            flops = plan.training_flops
+            rows.append(("training FLOPs", f"{flops:.3e} ({human(flops)})"))
+    else:
+        if plan.epochs is not None:
+            rows.append(("epochs", f"{plan.epochs:g}"))
+        rows.append(("images, steps, FLOPs", elsewhere))
     for key, value in rows:
         table.add_row(key, value)
     out.print(table)
@@ -342,8 +417,9 @@ def _first_image_size(layout) -> tuple[int, int] | None:  # type: ignore[no-unty
 def _submit_remote(
     spec, address: str, spec_file: str, no_wait: bool, storage: str | None, json_: bool
 ) -> None:  # type: ignore[no-untyped-def]
-    from resnetctl.cli.jobs import exit_for_state
+    from resnetctl.cli.jobs import exit_for_state, job_report, null_summary
     from resnetctl.launch import remote
+    from resnetctl.launch.outcome import RunSummary
 
     try:
         job_id = remote.submit(spec, address, storage=storage, spec_file=spec_file)
@@ -362,10 +438,20 @@ def _submit_remote(
         else:
             out.print(job_id, highlight=False)
         return
-    remote.logs(address, job_id, follow=True, out=sys.stderr)
-    job = remote.info(address, job_id)
+    try:
+        remote.logs(address, job_id, follow=True, out=sys.stderr)
+        report = job_report(address, job_id)
+    except remote.RemoteError as exc:
+        fail(str(exc))
+    job, summary = report["job"], report["summary"]
     if json_:
-        print_json(job.as_dict())
+        # The run summary a local `submit --json` prints, and the job's record beside it.
+        print_json({**(summary or null_summary(job_id)), **job})
+    elif summary:
+        headline = RunSummary.from_dict(summary).headline()
+        out.print(f"{job_id}: {job['state']} ({headline})", highlight=False, markup=False)
     else:
-        out.print(f"{job.job_id}: {job.state}", highlight=False)
-    exit_for_state(job.state)
+        out.print(f"{job_id}: {job['state']}", highlight=False, markup=False)
+    if job["state"] == "FAILED" and report["message"] != job["message"]:
+        err.print(f"[bold red]error:[/] {escape(report['message'])}", highlight=False)
+    exit_for_state(job["state"])

@@ -10,22 +10,28 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from resnetctl.cli._sweep import (
+    MaxConcurrentOption,
+    NameOption,
+    announce,
+    continue_with,
+    resumed_sweep,
+    run_stoppable,
+)
 from resnetctl.cli.common import (
     EXIT_JOB_FAILED,
     JsonOption,
     SetOption,
     StorageOption,
     err,
-    fail,
     out,
     print_json,
-    ray_output_on_stderr,
     spec_errors,
     use_storage,
 )
 
 if TYPE_CHECKING:
-    from resnetctl.tune import SweepOutcome, SweepRecord
+    from resnetctl.tune import SweepOutcome
 
 
 FileArgument = Annotated[
@@ -61,15 +67,11 @@ VariantsOption = Annotated[
 
 SamplesOption = Annotated[
     int,
-    typer.Option("--samples", min=1, help="Trials per grid point (random domains are re-drawn)."),
-]
-
-MaxConcurrentOption = Annotated[
-    int | None,
     typer.Option(
-        "--max-concurrent",
+        "--samples",
         min=1,
-        help="Trials running at once; default: as many as the CPUs (GPUs) hold.",
+        metavar="N",
+        help="Trials per grid point (random domains are re-drawn).",
     ),
 ]
 
@@ -81,7 +83,12 @@ SchedulerOption = Annotated[
 ]
 
 MetricOption = Annotated[
-    str, typer.Option("--metric", help="Epoch metric that ranks trials (errors in percent).")
+    str,
+    typer.Option(
+        "--metric",
+        metavar="METRIC",
+        help="Epoch metric that ranks trials, as MLflow names it (errors in percent).",
+    ),
 ]
 
 ModeOption = Annotated[
@@ -90,20 +97,19 @@ ModeOption = Annotated[
 ]
 
 GracePeriodOption = Annotated[
-    int, typer.Option("--grace-period", help="ASHA: epochs every trial runs before a stop.")
+    int,
+    typer.Option(
+        "--grace-period", metavar="EPOCHS", help="ASHA: epochs every trial runs before a stop."
+    ),
 ]
 
 ReductionFactorOption = Annotated[
     float,
     typer.Option(
         "--reduction-factor",
+        metavar="F",
         help="ASHA: keep the best 1/F of trials at each rung (2 suits sweeps of a few trials).",
     ),
-]
-
-NameOption = Annotated[
-    str | None,
-    typer.Option("--name", help="Sweep name (default: <job>-tune-<UTC time>)."),
 ]
 
 ResumeOption = Annotated[
@@ -132,7 +138,7 @@ def tune(
     samples: SamplesOption = 1,
     max_concurrent: MaxConcurrentOption = None,
     scheduler: SchedulerOption = "asha",
-    metric: MetricOption = "val_top1_error",
+    metric: MetricOption = "val_top1_error_pct",
     mode: ModeOption = None,
     grace_period: GracePeriodOption = 1,
     reduction_factor: ReductionFactorOption = 2.0,
@@ -142,10 +148,10 @@ def tune(
     storage: StorageOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Compare networks of the paper with Ray Tune: one Ray Train run per trial, an MLflow
-    parent run with one child per trial, a ranked table at the end.
+    """Compare networks in a Ray Tune sweep, a training run per trial.
 
-    A `search` section in FILE searches any spec field by dotted path, e.g.
+    One Ray Train run and one MLflow child run per trial, under an MLflow parent run; a ranked
+    table at the end. A `search` section in FILE searches any spec field by dotted path, e.g.
 
       search:
         train.base_lr: {loguniform: [0.01, 0.3]}
@@ -155,24 +161,27 @@ def tune(
 
     Examples:
 
-      resnetctl tune --depths 18,34,50
+      resnetctl tune --depths 18,34,50  # trains, about 5 min on 2 cores
 
-      resnetctl tune --depths 20,56 --variants residual,plain --set train.epochs=4
+      resnetctl tune --depths 20,56 --variants residual,plain --set train.epochs=4  # trains
 
-      resnetctl tune jobs/cifar-r20.yaml --shortcuts A,B,C --scheduler fifo --json
+      resnetctl tune --shortcuts A,B,C --scheduler fifo --json  # trains
 
-      resnetctl tune --resume tune-digits-tune-20260101-120000
+      resnetctl tune --resume tune-digits-tune-20261203-120000  # needs: a stopped sweep
 
-      resnetctl tune --depths 20,56 --storage s3://bucket/sweeps
+      resnetctl tune --depths 20,56 --storage s3://bucket/sweeps  # needs: a bucket
+
+    Exit codes: 0 the sweep ran, 1 no trial reported the metric, 2 a bad spec, option or
+    sweep name, 130/143 stopped by Ctrl-C/SIGTERM (--resume NAME continues it).
     """
-    from resnetctl.tune import SweepRequest, plan_sweep
+    from resnetctl.tune import SweepRequest, plan_sweep, run_sweep
     from resnetctl.tune.results import best_spec_yaml
 
     use_storage(storage)
     if resume:
         given = {"FILE": file, "--depths": depths, "--shortcuts": shortcuts,
                  "--variants": variants, "--set": overrides, "--name": name}  # fmt: skip
-        record = _resumed(resume, [flag for flag, value in given.items() if value])
+        record = resumed_sweep(resume, [flag for flag, value in given.items() if value])
     else:
         request = SweepRequest(
             file=file,
@@ -191,8 +200,12 @@ def tune(
         )
         with spec_errors():
             record = plan_sweep(request)
-    _announce(record)
-    outcome, exit_code = _run(record, resume=bool(resume))
+    from resnetctl.spec.metrics import public_name
+
+    announce(record, record.scheduler, f"{public_name(record.metric)} ({record.mode})")
+    outcome, exit_code = run_stoppable(
+        lambda: run_sweep(record, resume=bool(resume)), "tune", record.name
+    )
     if export_best is not None and outcome.best is not None:
         export_best.parent.mkdir(parents=True, exist_ok=True)
         export_best.write_text(best_spec_yaml(outcome.record, outcome.best), encoding="utf-8")
@@ -204,59 +217,10 @@ def tune(
     _conclude(outcome, exit_code, exported=export_best is not None)
 
 
-def _resumed(name: str, given: list[str]) -> SweepRecord:
-    """The record of the sweep to continue; flags that would change it are refused."""
-    from resnetctl.tune import SweepError, load_sweep
-
-    if given:
-        fail(f"--resume continues a sweep as it was launched; drop {', '.join(given)}")
-    try:
-        return load_sweep(name)
-    except SweepError as exc:
-        fail(str(exc))
-
-
-def _announce(record: SweepRecord) -> None:
-    for note in record.notes:
-        err.print(f"[bold]note:[/] {escape(note)}", highlight=False)
-    trials = record.space.size(record.samples)
-    err.print(
-        f"sweep [bold]{escape(record.name)}[/]: {trials} trial(s), {record.scheduler}, "
-        f"{record.metric} ({record.mode}), up to {record.max_concurrent or 'auto'} at once",
-        highlight=False,
-    )
-
-
-def _run(record: SweepRecord, *, resume: bool) -> tuple[SweepOutcome, int]:
-    """Run the sweep with SIGINT/SIGTERM turned into a clean stop; the outcome and the exit
-    code a stop calls for."""
-    from resnetctl.cli.interrupt import stop_on_signals
-    from resnetctl.tune import SweepError, run_sweep
-
-    with stop_on_signals() as interruption:
-        try:
-            with ray_output_on_stderr():
-                outcome = run_sweep(record, resume=resume)
-        except SweepError as exc:
-            fail(str(exc))
-        except KeyboardInterrupt:
-            # A second signal, or one outside Tune's run: run_sweep marked the parent KILLED.
-            _continue_with(record.name)
-            raise typer.Exit(interruption.exit_code) from None
-    return outcome, interruption.exit_code
-
-
-def _continue_with(name: str) -> None:
-    err.print(
-        f"[bold yellow]interrupted:[/] continue with `resnetctl tune --resume {escape(name)}`",
-        highlight=False,
-    )
-
-
 def _conclude(outcome: SweepOutcome, exit_code: int, *, exported: bool) -> None:
     """Exit as the outcome says: stopped (continue with --resume), failed, or a hint."""
     if outcome.interrupted:
-        _continue_with(outcome.record.name)
+        continue_with("tune", outcome.record.name)
         raise typer.Exit(exit_code)
     if outcome.best is None:
         err.print("[bold red]error:[/] no trial reported the metric", highlight=False)
@@ -269,11 +233,13 @@ def _conclude(outcome: SweepOutcome, exit_code: int, *, exported: bool) -> None:
 
 
 def _render(outcome: SweepOutcome) -> None:
+    from resnetctl.spec.metrics import public_name
     from resnetctl.tune.view import format_metric
 
     record = outcome.record
     params = list(record.space.domains)
-    table = Table(title=f"sweep {record.name}: ranked by {record.metric} ({record.mode})")
+    metric = public_name(record.metric)
+    table = Table(title=f"sweep {record.name}: ranked by {metric} ({record.mode})")
     for column in (
         "#",
         "trial",
@@ -283,7 +249,7 @@ def _render(outcome: SweepOutcome) -> None:
         "variant",
         *params,
         "epochs",
-        record.metric,
+        metric,
         "best",
         "seconds",
     ):

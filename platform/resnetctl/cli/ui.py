@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from resnetctl.cli.common import err, fail
+from resnetctl.cli.common import err, fail, print_json
 
 #: Environment that makes `mlflow server` serve the review and nothing else.
 LIGHT_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -86,35 +86,78 @@ def ui_url(port: int, experiment: tuple[str, bool] | None) -> str:
 
 
 def ui(
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 5000,
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, metavar="PORT", help="Port on 127.0.0.1.")
+    ] = 5000,
     uri: Annotated[
         str | None,
         typer.Option(
             "--uri",
             envvar="MLFLOW_TRACKING_URI",
+            metavar="URI",
             help="Tracking store; default: the sqlite store `resnetctl submit` writes here.",
         ),
     ] = None,
+    json_: Annotated[
+        bool,
+        typer.Option(
+            "--json", help='Print {"url": ..., "store": ..., "port": ...} on stdout, then serve.'
+        ),
+    ] = False,
 ) -> None:
-    """Serve the MLflow UI for this directory's runs on http://127.0.0.1:PORT and print the
-    URL of the last run's experiment.
+    """Serve the MLflow UI of this folder's runs on 127.0.0.1.
 
-    It listens on loopback only: reach it from elsewhere through an SSH tunnel
+    It opens at the last run's experiment, and prints that URL (on stdout, for a script), then
+    serves until Ctrl-C. It listens on loopback only: reach it from elsewhere through an SSH tunnel
     (ssh -L 5000:127.0.0.1:5000 host), never by binding a public address.
 
-    Example: resnetctl ui --port 5001
+    Example: resnetctl ui --port 5001  # serves until Ctrl-C
+
+    Exit codes: 0 stopped with Ctrl-C, 2 the store is a server already, or the port is taken;
+    the server's own exit code otherwise.
     """
     from resnetctl.tracking.store import default_store_uri
 
     store = uri or default_store_uri()
+    _check_scheme(store)
     if store.startswith(("http://", "https://")):
         fail(f"{store} is already a tracking server: open it in a browser")
+    if not _port_free(port):
+        fail(f"port {port} on 127.0.0.1 is taken (another `resnetctl ui`?): pass --port N")
     url = ui_url(port, last_experiment(store))
     err.print(f"MLflow UI for {store} (Ctrl-C stops it)", highlight=False)
     # On stdout alone, so that a script can take the address.
-    print(url, flush=True)
+    if json_:
+        print_json({"url": url, "store": store, "port": port})
+    else:
+        print(url, flush=True)
     try:
         code = subprocess.call(server_command(store, port), env={**os.environ, **LIGHT_SERVER_ENV})
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(code)
+
+
+def _check_scheme(store: str) -> None:
+    """Exit 2 for a store URI of a kind MLflow cannot serve, as a spec's tracking.uri would."""
+    from pydantic import ValidationError
+
+    from resnetctl.spec.tracking import TrackingSpec
+
+    try:
+        TrackingSpec(uri=store)
+    except ValidationError as exc:
+        fail(f"--uri: {exc.errors()[0]['msg'].removeprefix('Value error, ')}")
+
+
+def _port_free(port: int) -> bool:
+    """Whether 127.0.0.1:`port` can be listened on now (as a server binds it)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -22,7 +22,7 @@ from resnetctl.cluster.config import (
 from resnetctl.cluster.kuberay import parse_raycluster
 from resnetctl.cluster.launcher_config import parse_launcher
 from resnetctl.cluster.placeholders import placeholder_issues
-from resnetctl.spec.yaml_lines import YamlSyntaxError, read_document
+from resnetctl.spec.yaml_lines import UnreadableFile, YamlSyntaxError, read_document, read_text
 
 
 def parse_config(path: str | os.PathLike[str]) -> ConfigReport:
@@ -55,11 +55,10 @@ def load_config(path: str | os.PathLike[str]) -> ClusterConfig:
 
 def read_yaml(file: Path) -> tuple[dict[str, Any], dict[FieldPath, int]]:
     """The YAML mapping in `file` and the line of every key in it."""
-    if not file.is_file():
-        what = "is a directory, not a file" if file.is_dir() else "no such file"
-        raise ClusterConfigError([ConfigIssue(str(file), "<file>", what)])
     try:
-        document = read_document(file.read_text(encoding="utf-8"))
+        document = read_document(read_text(file))
+    except UnreadableFile as exc:
+        raise ClusterConfigError([ConfigIssue(str(file), "<file>", str(exc))]) from None
     except YamlSyntaxError as exc:
         raise ClusterConfigError(
             [ConfigIssue(str(file), "<file>", f"YAML syntax error: {exc.problem}", line=exc.line)]

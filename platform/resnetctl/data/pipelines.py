@@ -12,7 +12,9 @@ placed on a GPU, so a CPU pipeline builds and runs on machines without CUDA.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 import nvidia.dali.math as dmath
@@ -137,7 +139,7 @@ def decode_region(
     return images, fn.stack(y0, x0, size_y, size_x)
 
 
-@pipeline_def(enable_conditionals=True)
+@pipeline_def
 def imagenet_train(
     *,
     reader: Reader,
@@ -238,7 +240,7 @@ def imagenet_ten_crop(
     return fn.stack(*views, axis=0, axis_name="V"), labels
 
 
-@pipeline_def(enable_conditionals=True)
+@pipeline_def
 def cifar_train(
     *,
     reader: Reader,
@@ -333,6 +335,7 @@ def build_pipeline(
         raise ValueError(f"device must be 'cpu' or 'gpu', not {device!r}")
     if device == "gpu" and device_id is None:
         raise ValueError("device='gpu' needs device_id (the local GPU index)")
+    conditionals = needs_conditionals(cfg, mode)
     pipe = definition(
         reader=reader,
         cfg=cfg,
@@ -343,10 +346,37 @@ def build_pipeline(
         device_id=device_id if device == "gpu" else None,
         seed=seed,
         prefetch_queue_depth=prefetch,
+        enable_conditionals=conditionals,
         **options,
     )
+    if conditionals:
+        remove_generated_sources()
     pipe.build()
     return pipe
+
+
+def needs_conditionals(cfg: ImageNetPipeline | CifarPipeline, mode: Mode) -> bool:
+    """Whether the pipeline chooses operators per sample (`if` on a DataNode): the policy
+    augmentations and random erasing of training. Only then is it built with DALI's
+    conditionals, whose conversion of the definition writes generated code to files."""
+    return mode == "train" and (cfg.auto_augment is not None or cfg.random_erasing > 0)
+
+
+#: The module names DALI's AutoGraph gives the code it generates, each in a file of its own.
+_GENERATED = "__autograph_generated_file"
+
+
+def remove_generated_sources() -> None:
+    """Delete the files of the code DALI's AutoGraph generated in this process, once loaded.
+
+    It writes them to the temp folder and removes them at interpreter exit, which a Ray worker
+    never reaches (it is ended, not exited): every run would leave its files behind. The
+    modules stay loaded; only their source files go.
+    """
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if name.startswith(_GENERATED) and path:
+            Path(path).unlink(missing_ok=True)
 
 
 def pipeline_devices(pipe: Pipeline) -> set[str]:

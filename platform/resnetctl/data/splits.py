@@ -11,9 +11,6 @@ in which order, and through which DALI reader. A prepared data set names its kin
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import weakref
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +18,7 @@ import numpy as np
 
 from resnetctl.data.imagefolder import Split
 from resnetctl.data.readers import ReaderFactory, file_reader
+from resnetctl.data.scratch import ScratchFile
 from resnetctl.data.shards.reading import ShardSplit
 
 
@@ -64,7 +62,7 @@ class FolderSplit:
         self.seed = seed
         self.batch_size = batch_size
         self._lines: list[bytes] | None = None
-        self._tmpdir: Path | None = None
+        self._list_file: ScratchFile | None = None
 
     def reader(self, epoch: int, reader_seed: int) -> ReaderFactory:
         """`fn.readers.file` over this epoch's file list, sharded by rank."""
@@ -84,13 +82,10 @@ class FolderSplit:
             return self.layout.split_list(self.split)
         if self._lines is None:
             self._lines = self.layout.split_list(self.split).read_bytes().splitlines(keepends=True)
-            self._tmpdir = Path(tempfile.mkdtemp(prefix="resnetctl-loader-"))
-            weakref.finalize(self, shutil.rmtree, self._tmpdir, True)
-        assert self._tmpdir is not None
+            self._list_file = ScratchFile("resnetctl-epoch-list")
+        assert self._list_file is not None
         order = np.random.default_rng([self.seed % 2**63, epoch]).permutation(len(self._lines))
-        path = self._tmpdir / "epoch.txt"
-        path.write_bytes(b"".join(self._lines[i] for i in order[: self.keep]))
-        return path
+        return self._list_file.write(b"".join(self._lines[i] for i in order[: self.keep]))
 
 
 #: `layout.reader` -> the split reader class. A new kind of prepared data set registers here.

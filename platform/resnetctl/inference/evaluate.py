@@ -1,4 +1,4 @@
-"""The paper's test protocols on a trained network (single process, DALI on the CPU).
+"""The paper's test protocols on a trained network, on one shard of the validation data.
 
 - `center`: the run's own validation input. ImageNet: the shorter side resized to val_resize,
   the centre val_crop crop. CIFAR: the whole image (the paper's CIFAR test). It reproduces the
@@ -14,25 +14,29 @@ Networks whose test crop is not 224 (CIFAR-style inputs) get the same geometry s
 crop / 224: a 32-pixel net is tested 10-crop on images resized to 37, and multi-scale at shorter
 sides {32, 37, 55, 69, 91}. A network trained without flips (`pipeline.flip: false`, e.g. the
 digits) is not tested on mirror images: 10-crop is then the 5 crops, multi-scale the 5 scales.
+
+Every protocol runs on a shard of the validation split (`Shard`; DALI's readers cover every
+image exactly once over the shards) and yields `Counts`, which add up over shards: the eval job
+(`launch.evaluation`) runs one shard per Ray worker, `evaluate` runs the only shard in this
+process. `multi_scale` batches the views of equal shape across images (`inference.multiscale`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from resnetctl.data.imagefolder import DataError, DatasetLayout
 from resnetctl.inference.preprocess import PAPER_RESIZE, as_imagenet, scaled, test_crop
 from resnetctl.inference.source import LoadedModel
-from resnetctl.spec.data import DataSpec, ImageNetPipeline
-from resnetctl.train.metrics import EpochMeter
+from resnetctl.spec import JobSpec
+from resnetctl.spec.data import ImageNetPipeline
 
 PROTOCOLS: tuple[str, ...] = ("center", "ten_crop", "multi_scale")
 #: Table 4's shorter sides, for a 224-pixel test crop.
@@ -93,125 +97,223 @@ def label_map(data_classes: tuple[str, ...], model_classes: tuple[str, ...] | No
     return torch.tensor([index[name] for name in data_classes])
 
 
-def _measure(
-    model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], mapping: torch.Tensor
-) -> tuple[dict[str, float], int]:
-    """Top-1/top-5 error and NLL of batches of (averaged probabilities, data labels)."""
-    meter = EpochMeter("cpu")
-    criterion = nn.NLLLoss()
+@dataclass(frozen=True)
+class Counts:
+    """What one shard of a protocol adds up to: images, top-1/top-5 hits and the summed NLL.
+    Counts of shards add up to the whole set's (the job's all-reduce is this `+`)."""
+
+    images: int = 0
+    top1: int = 0
+    top5: int = 0
+    loss_sum: float = 0.0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.images + other.images,
+            self.top1 + other.top1,
+            self.top5 + other.top5,
+            self.loss_sum + other.loss_sum,
+        )
+
+    def metrics(self) -> tuple[float, float, float]:
+        """(top-1 error %, top-5 error %, mean loss); NaN without images."""
+        if self.images == 0:
+            nan = float("nan")
+            return nan, nan, nan
+        return (
+            100.0 * (1.0 - self.top1 / self.images),
+            100.0 * (1.0 - self.top5 / self.images),
+            self.loss_sum / self.images,
+        )
+
+
+def count(
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    mapping: torch.Tensor,
+    on_images: Callable[[int], None] | None = None,
+) -> Counts:
+    """Counts of batches of (averaged probabilities, data labels); `on_images(n)` after each
+    batch of n images."""
+    from resnetctl.train.metrics import topk_correct
+
+    images = top1 = top5 = 0
+    loss_sum = 0.0
     for probs, labels in batches:
-        targets = mapping[labels.view(-1).long()]
+        # The scores' device: multi-scale's labels come from the CPU whatever the model's is.
+        targets = mapping.to(probs.device)[labels.to(probs.device).view(-1).long()]
         log_probs = probs.float().clamp_min(1e-12).log()
-        meter.update(criterion(log_probs, targets), log_probs, targets)
-    metrics = meter.compute("val")
-    return metrics, int(meter.global_samples)
+        hits = topk_correct(log_probs, targets).tolist()
+        loss_sum += float(nn.functional.nll_loss(log_probs, targets, reduction="sum"))
+        images += int(targets.shape[0])
+        top1 += int(hits[0])
+        top5 += int(hits[1])
+        if on_images is not None:
+            on_images(int(targets.shape[0]))
+    return Counts(images, top1, top5, loss_sum)
 
 
-def _center(model: nn.Module, data: DataSpec, layout: DatasetLayout, batch: int) -> Iterator[Any]:
+@dataclass(frozen=True)
+class Shard:
+    """Which part of the validation split a worker evaluates, and where: shard `index` of
+    `count` (DALI's reader shards cover every image exactly once), DALI and the model on
+    `device` ("cpu", or "gpu" with the local GPU `device_id`)."""
+
+    index: int = 0
+    count: int = 1
+    device: str = "cpu"
+    device_id: int | None = None
+
+
+def protocol_batches(
+    protocol: str,
+    model: Any,
+    spec: JobSpec,
+    layout: DatasetLayout,
+    batch_size: int,
+    shard: Shard = Shard(),
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(averaged probabilities, data labels) batches of `protocol` on one shard."""
+    check_protocols([protocol])
+    return _BATCHES[protocol](model, spec, layout, batch_size, shard)
+
+
+def _center(model: Any, spec: JobSpec, layout: DatasetLayout, batch: int, shard: Shard):
     from resnetctl.data import build_loader
 
-    loader = build_loader(data, layout, "val", batch_size=batch, device="cpu")
+    loader = build_loader(
+        spec.data,
+        layout,
+        "val",
+        batch_size=batch,
+        shard_id=shard.index,
+        num_shards=shard.count,
+        device=shard.device,  # type: ignore[arg-type]
+        device_id=shard.device_id,
+    )
     for images, labels in loader:
         yield model(images).float().softmax(dim=-1), labels
 
 
-def _ten_crop(
-    model: nn.Module, data: DataSpec, layout: DatasetLayout, batch: int, mirrors: bool
-) -> Iterator[Any]:
+def _ten_crop(model: Any, spec: JobSpec, layout: DatasetLayout, batch: int, shard: Shard):
     from resnetctl.data import build_ten_crop_loader, ten_crop_scores
 
-    loader = build_ten_crop_loader(data, layout, batch_size=batch, device="cpu")
+    cfg = as_imagenet(spec.pipeline, ten_crop_resize(spec.pipeline))
+    data = spec.data.model_copy(update={"pipeline": cfg})
+    loader = build_ten_crop_loader(
+        data,
+        layout,
+        batch_size=batch,
+        shard_id=shard.index,
+        num_shards=shard.count,
+        device=shard.device,  # type: ignore[arg-type]
+        device_id=shard.device_id,
+    )
+    mirrors = spec.pipeline.flip
     for images, labels in loader:
         # The pipeline's views are the 5 crops, then their mirrors.
         yield ten_crop_scores(model, images if mirrors else images[:, :5]), labels
 
 
-def _multi_scale_pipeline(cfg: ImageNetPipeline, scales: list[int], mirrors: bool, **kwargs: Any):
-    from nvidia.dali import fn, pipeline_def, types
+def _multi_scale(model: Any, spec: JobSpec, layout: DatasetLayout, batch: int, shard: Shard):
+    from resnetctl.inference.multiscale import multi_scale_batches
 
-    @pipeline_def
-    def full_images(reader: dict[str, Any]) -> tuple[Any, ...]:
-        jpegs, labels = fn.readers.file(name="Reader", **reader)
-        images = fn.decoders.image(jpegs, device="cpu", output_type=types.RGB)
-        views = []
-        for scale in scales:
-            resized = fn.resize(images, resize_shorter=float(scale), antialias=True)
-            for mirror in (0, 1) if mirrors else (0,):
-                views.append(
-                    fn.crop_mirror_normalize(
-                        resized,
-                        dtype=types.FLOAT,
-                        output_layout="CHW",
-                        mean=list(cfg.mean),
-                        std=list(cfg.std),
-                        mirror=mirror,
-                    )
-                )
-        return (*views, labels)
-
-    return full_images(**kwargs)
-
-
-def _multi_scale(
-    model: nn.Module,
-    cfg: ImageNetPipeline,
-    layout: DatasetLayout,
-    batch: int,
-    scales: list[int],
-    mirrors: bool,
-    threads: int,
-) -> Iterator[Any]:
-    reader = {
-        "file_root": str(layout.val_dir),
-        "file_list": str(layout.val_list),
-        "random_shuffle": False,
-        "pad_last_batch": True,
-    }
-    total = layout.val_files
-    batch = min(batch, total)
-    pipe = _multi_scale_pipeline(
-        cfg,
-        scales,
-        mirrors,
-        reader=reader,
+    sizes = multi_scale_sizes(spec.pipeline)
+    for _, scores, labels in multi_scale_batches(
+        model,
+        as_imagenet(spec.pipeline, sizes[0]),
+        layout,
         batch_size=batch,
-        num_threads=threads,
-        device_id=None,
-        seed=0,
-    )
-    pipe.build()
-    try:
-        for index in range(math.ceil(total / batch)):
-            *views, labels = pipe.run()
-            valid = min(batch, total - index * batch)
-            scores = None
-            for view in views:
-                probs = _view_scores(model, [np.asarray(view.at(i)) for i in range(valid)])
-                scores = probs if scores is None else scores + probs
-            assert scores is not None
-            label_tensor = torch.from_numpy(np.array(labels.as_tensor()).reshape(-1)[:valid])
-            yield scores / len(views), label_tensor
-    finally:
-        del pipe
+        scales=sizes,
+        mirrors=spec.pipeline.flip,
+        threads=spec.data.threads,
+        shard_id=shard.index,
+        num_shards=shard.count,
+        device=shard.device,
+        device_id=shard.device_id,
+    ):
+        yield scores, labels
 
 
-def _view_scores(model: nn.Module, arrays: list[np.ndarray]) -> torch.Tensor:
-    """Softmax scores of images that may differ in size: one forward per distinct shape."""
-    out: list[torch.Tensor | None] = [None] * len(arrays)
-    by_shape: dict[tuple[int, ...], list[int]] = {}
-    for i, array in enumerate(arrays):
-        by_shape.setdefault(array.shape, []).append(i)
-    for indices in by_shape.values():
-        images = torch.from_numpy(np.stack([arrays[i] for i in indices]))
-        probs = model(images).float().softmax(dim=-1)
-        for row, i in enumerate(indices):
-            out[i] = probs[row]
-    return torch.stack(out)  # type: ignore[arg-type]
+_BATCHES: dict[str, Callable[..., Iterator[tuple[torch.Tensor, torch.Tensor]]]] = {
+    "center": _center,
+    "ten_crop": _ten_crop,
+    "multi_scale": _multi_scale,
+}
+
+
+def ten_crop_resize(cfg: Any) -> int:
+    """The shorter side 10-crop testing resizes to: val_resize (ImageNet), else the paper's 256
+    scaled to the crop."""
+    resize = cfg.val_resize if isinstance(cfg, ImageNetPipeline) else None
+    return resize or scaled(PAPER_RESIZE, cfg)
 
 
 def multi_scale_sizes(cfg: Any) -> list[int]:
     """Table 4's shorter sides scaled to the network's test crop (see the module docstring)."""
     return list(dict.fromkeys(scaled(s, cfg) for s in PAPER_SCALES))
+
+
+def views(protocol: str, cfg: Any) -> str:
+    """What one image becomes under `protocol`, as the results table says it."""
+    mirrors = cfg.flip
+    if protocol == "center":
+        return "1 (centre crop)" if isinstance(cfg, ImageNetPipeline) else "1 (image)"
+    if protocol == "ten_crop":
+        crop = test_crop(cfg)
+        return f"{10 if mirrors else 5} crops of {crop}, resized to {ten_crop_resize(cfg)}"
+    flips = " and mirrors" if mirrors else ""
+    return f"shorter side {'/'.join(map(str, multi_scale_sizes(cfg)))}{flips}"
+
+
+def result(protocol: str, counts: Counts, cfg: Any) -> ProtocolResult:
+    """The table row of `protocol` from the counts of every shard, added up."""
+    top1, top5, loss = counts.metrics()
+    return ProtocolResult(protocol, top1, top5, loss, counts.images, views(protocol, cfg))
+
+
+def check_protocols(protocols: list[str]) -> None:
+    """Raise ValueError naming the first unknown protocol."""
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        raise ValueError(f"unknown protocol {unknown[0]!r}; use {', '.join(PROTOCOLS)}")
+
+
+def eval_layout(spec: JobSpec, data_path: Path | None) -> DatasetLayout:
+    """The data a protocol runs on: `--data PATH`, else the run's own validation split."""
+    from resnetctl.data import prepare_dataset
+
+    return folder_layout(data_path) if data_path is not None else prepare_dataset(spec.data)
+
+
+def evaluate_shard(
+    model: Any,
+    spec: JobSpec,
+    layout: DatasetLayout,
+    mapping: torch.Tensor,
+    protocol: str,
+    *,
+    batch_size: int,
+    shard: Shard = Shard(),
+    on_images: Callable[[int], None] | None = None,
+) -> Counts:
+    """The counts of `protocol` on one shard of the validation split (what a worker of the
+    eval job computes)."""
+    with torch.no_grad():
+        batches = protocol_batches(protocol, model, spec, layout, batch_size, shard)
+        return count(batches, mapping, on_images)
+
+
+def eval_inputs(
+    loaded: LoadedModel, protocols: list[str], data_path: Path | None = None
+) -> tuple[JobSpec, DatasetLayout, torch.Tensor]:
+    """The spec, the data and the label mapping an evaluation of `loaded` runs on; raises
+    ValueError (no spec, unknown protocol) or DataError (the data) before anything runs."""
+    spec = loaded.spec
+    if spec is None:
+        raise ValueError(f"{loaded.origin}: no spec found, so its test input is unknown")
+    check_protocols(protocols)
+    layout = eval_layout(spec, data_path)
+    return spec, layout, label_map(tuple(layout.classes), loaded.classes)
 
 
 def evaluate(
@@ -222,52 +324,15 @@ def evaluate(
     batch_size: int = 32,
 ) -> tuple[list[ProtocolResult], DatasetLayout]:
     """Each protocol's top-1/top-5 error of `loaded` on `data_path` (default: the run's own
-    validation data)."""
-    from resnetctl.data import prepare_dataset
-
-    spec = loaded.spec
-    if spec is None:
-        raise ValueError(f"{loaded.origin}: no spec found, so its test input is unknown")
-    unknown = [p for p in protocols if p not in PROTOCOLS]
-    if unknown:
-        raise ValueError(f"unknown protocol {unknown[0]!r}; use {', '.join(PROTOCOLS)}")
-    layout = folder_layout(data_path) if data_path is not None else prepare_dataset(spec.data)
-    mapping = label_map(tuple(layout.classes), loaded.classes)
-    cfg = spec.pipeline
-    mirrors = cfg.flip
-    model = loaded.model
-    crop = test_crop(cfg)
+    validation data), in this process: one shard of one (the eval job's workers each run
+    `evaluate_shard` on a shard of their own)."""
+    spec, layout, mapping = eval_inputs(loaded, protocols, data_path)
     results = []
-    with torch.no_grad():
-        for protocol in protocols:
-            if protocol == "center":
-                batches = _center(model, spec.data, layout, batch_size)
-                views = "1 (centre crop)" if isinstance(cfg, ImageNetPipeline) else "1 (image)"
-            elif protocol == "ten_crop":
-                resize = cfg.val_resize if isinstance(cfg, ImageNetPipeline) else None
-                resize = resize or scaled(PAPER_RESIZE, cfg)
-                data = spec.data.model_copy(update={"pipeline": as_imagenet(cfg, resize)})
-                batches = _ten_crop(model, data, layout, batch_size, mirrors)
-                views = f"{10 if mirrors else 5} crops of {crop}, resized to {resize}"
-            else:
-                sizes = multi_scale_sizes(cfg)
-                imagenet = as_imagenet(cfg, sizes[0])
-                batches = _multi_scale(
-                    model, imagenet, layout, batch_size, sizes, mirrors, spec.data.threads
-                )
-                flips = " and mirrors" if mirrors else ""
-                views = f"shorter side {'/'.join(map(str, sizes))}{flips}"
-            metrics, images = _measure(model, batches, mapping)
-            results.append(
-                ProtocolResult(
-                    protocol=protocol,
-                    top1_error=metrics["val_top1_error"],
-                    top5_error=metrics["val_top5_error"],
-                    loss=metrics["val_loss"],
-                    images=images,
-                    views=views,
-                )
-            )
+    for protocol in protocols:
+        counts = evaluate_shard(
+            loaded.model, spec, layout, mapping, protocol, batch_size=batch_size
+        )
+        results.append(result(protocol, counts, spec.pipeline))
     return results, layout
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +35,15 @@ class Prediction:
 
 
 def predict(
-    loaded: LoadedModel, files: list[Path], *, top: int = 5, batch_size: int = 32
+    loaded: LoadedModel,
+    files: list[Path],
+    *,
+    top: int = 5,
+    batch_size: int = 32,
+    on_images: Callable[[int], None] | None = None,
 ) -> list[Prediction]:
-    """The `top` most probable classes of each file, in the order given."""
+    """The `top` most probable classes of each file, in the order given; `on_images(n)` follows
+    each batch of n."""
     if loaded.spec is None:
         raise ValueError(
             f"{loaded.origin}: no spec found, so its input size and normalisation are unknown"
@@ -47,6 +54,8 @@ def predict(
     with torch.no_grad():
         for images in file_batches(files, cfg, batch_size, threads=loaded.spec.data.threads):
             probs = loaded.model(images).float().softmax(dim=-1)
+            if on_images is not None:
+                on_images(images.shape[0])
             k = min(top, probs.shape[1])
             values, indices = probs.topk(k, dim=1)
             for row_values, row_indices in zip(values.tolist(), indices.tolist(), strict=True):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,14 +188,20 @@ def locate_checkpoint(
 
 
 def load_model(
-    target: str, *, tracking_uri: str | None = None, storage: Path | None = None
+    target: str,
+    *,
+    tracking_uri: str | None = None,
+    storage: Path | None = None,
+    allow_pickle: bool = False,
 ) -> LoadedModel:
-    """Resolve MODEL (see the module docstring) to its network in eval mode.
+    """Resolve MODEL (see the module docstring) to its network in eval mode. An MLflow model
+    in pickle format (or a pt2 archive holding pickled records) is refused unless
+    `allow_pickle`: unpickling runs whatever code the file names.
 
     Raises ModelSourceError naming what is missing.
     """
     if target.startswith(("models:/", "runs:/")):
-        return _from_mlflow_model(target, tracking_uri or default_tracking_uri())
+        return _from_mlflow_model(target, tracking_uri or default_tracking_uri(), allow_pickle)
     checkpoint, record = locate_checkpoint(target, storage)
     uri = (record.mlflow_uri if record is not None else None) or tracking_uri
     run_id = record.mlflow_run_id if record is not None else None
@@ -252,21 +259,41 @@ def as_module(loaded: Any) -> nn.Module:
     raise ModelSourceError(f"the logged model is a {type(loaded).__name__}, not a torch module")
 
 
-def _from_mlflow_model(target: str, uri: str) -> LoadedModel:
+#: MLflow's own switch: false refuses pickle-format models and checks that a pt2 archive holds
+#: no pickled record before `torch.export.load` reads it (MLflow's default is true).
+ALLOW_PICKLE_VARIABLE = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+
+
+def _from_mlflow_model(target: str, uri: str, allow_pickle: bool = False) -> LoadedModel:
     import mlflow
+    import mlflow.artifacts
     import mlflow.pytorch
     from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
 
     previous = os.environ.get("MLFLOW_TRACKING_URI")
+    previous_pickle = os.environ.get(ALLOW_PICKLE_VARIABLE)
     mlflow.set_tracking_uri(uri)
+    os.environ[ALLOW_PICKLE_VARIABLE] = "true" if allow_pickle else "false"
     try:
-        try:
-            loaded = mlflow.pytorch.load_model(target, map_location="cpu")
-            run_id = mlflow.models.get_model_info(target).run_id
-        except (MlflowException, OSError) as exc:
-            raise ModelSourceError(f"{target}: {str(exc).splitlines()[0]}") from None
+        # Into a folder of our own: MLflow otherwise downloads a copy of the model (and of its
+        # MLmodel file again for the run id) into temp folders it never removes.
+        with tempfile.TemporaryDirectory(prefix="resnetctl-model-") as tmp:
+            try:
+                local = mlflow.artifacts.download_artifacts(artifact_uri=target, dst_path=tmp)
+                loaded = mlflow.pytorch.load_model(local, map_location="cpu")
+                run_id = Model.load(local).run_id
+            except (MlflowException, OSError) as exc:
+                first = str(exc).splitlines()[0]
+                if not allow_pickle and "pickle" in first.lower():
+                    raise ModelSourceError(_pickle_refusal(target, first)) from None
+                raise ModelSourceError(f"{target}: {first}") from None
     finally:
         mlflow.set_tracking_uri(previous)
+        if previous_pickle is None:
+            os.environ.pop(ALLOW_PICKLE_VARIABLE, None)
+        else:
+            os.environ[ALLOW_PICKLE_VARIABLE] = previous_pickle
     module = as_module(loaded)
     spec = _spec_of_run(uri, run_id) if run_id else None
     classes = None
@@ -285,6 +312,21 @@ def _from_mlflow_model(target: str, uri: str) -> LoadedModel:
         origin=target,
         run_id=run_id,
         tracking_uri=uri if run_id else None,
+    )
+
+
+def _pickle_refusal(target: str, mlflow_message: str) -> str:
+    """Why `target` was not loaded, from MLflow's refusal to unpickle it."""
+    record = re.search(r"record '([^']+)'", mlflow_message)
+    what = (
+        f"its pt2 archive holds a pickled record ({record[1]})"
+        if record
+        else "the model is stored with Python's pickle"
+    )
+    return (
+        f"{target}: refused: {what}, and unpickling runs whatever code the file names. "
+        "resnetctl logs its models as pt2 archives without pickle; load this one only if you "
+        "trust its source, with --allow-pickle"
     )
 
 

@@ -87,8 +87,13 @@ class RunControl(Heartbeats):
             if key in metrics
         ]
         client = MlflowClient(self.uri)
-        for start in range(0, len(batch), 1000):  # MLflow's limit per batch
-            client.log_batch(self.run_id, metrics=batch[start : start + 1000])
+        try:
+            for start in range(0, len(batch), 1000):  # MLflow's limit per batch
+                client.log_batch(self.run_id, metrics=batch[start : start + 1000])
+        except Exception:
+            with self._lock:  # kept for the next try (a value logged twice is harmless)
+                self._pending = pending + self._pending
+            raise
         return len(pending)
 
     def _flush_forever(self) -> None:

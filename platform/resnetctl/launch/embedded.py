@@ -36,10 +36,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from resnetctl.host import usable_cpus
@@ -119,11 +122,46 @@ def start(*, env_vars: Mapping[str, str] | None = None, dashboard_port: int | No
 
 
 def stop() -> None:
-    """Shut the embedded Ray down and take `EMBEDDED_ENV` out of this process again."""
+    """Shut the embedded Ray down and take `EMBEDDED_ENV` out of this process again, with
+    the folders Ray's processes made in the temp folder and cannot remove themselves."""
     import ray
 
+    left = multiprocessing_folders()
     ray.shutdown()
+    for folder in left:
+        shutil.rmtree(folder, ignore_errors=True)
     _restore_environment()
+
+
+def multiprocessing_folders(root: int | None = None) -> set[Path]:
+    """The `pymp-*` folders in the temp folder that process `root` (default: this one) or a
+    process under it listens in.
+
+    Ray's dashboard starts its modules through a multiprocessing forkserver, whose socket lives
+    in a `pymp-*` folder that Python removes at a normal exit; Ray ends the dashboard with a
+    signal, so every Ray start would leave one behind. Found by the socket a live process of
+    ours holds, never by name alone: another program's folder is not touched.
+    """
+    import psutil
+
+    temp = Path(tempfile.gettempdir()).resolve()
+    found: set[Path] = set()
+    try:
+        top = psutil.Process(root or os.getpid())
+        processes = [top, *top.children(recursive=True)]
+    except psutil.Error:
+        return found
+    for process in processes:
+        try:
+            sockets = process.net_connections(kind="unix")
+        except psutil.Error:
+            continue
+        for sock in sockets:
+            path = Path(sock.laddr) if isinstance(sock.laddr, str) and sock.laddr else None
+            if path is not None and path.parent.parent == temp:
+                if path.parent.name.startswith("pymp-"):
+                    found.add(path.parent)
+    return found
 
 
 def _init(**options: Any) -> None:

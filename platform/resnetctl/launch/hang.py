@@ -260,4 +260,3 @@ class HangCallback(UserCallback):
             self.progress.put(event, timeout=10)
         except Exception:  # noqa: BLE001 - the terminal line is optional, the restart is not
             pass
-

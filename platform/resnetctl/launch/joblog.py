@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import re
 import sys
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -21,12 +22,26 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from resnetctl.storage import StoragePath
+
 LOG_FILE = "resnetctl.log"
 #: How many of the log's last lines a failed job shows.
 TAIL_LINES = 40
 
 # Colour and cursor codes: Ray colours its "(pid=…)" prefixes even when writing to a file.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+
+
+def log_location(storage: StoragePath, run_name: str) -> tuple[Path, StoragePath | None]:
+    """Where the job's log is written while it runs, and where it is kept when the job ends:
+    the run's folder when that is on this machine. An object in a bucket cannot be appended to
+    line by line, so a run kept in one logs to a local scratch file, moved into the run's
+    folder in the bucket when the job ends."""
+    if storage.is_local:
+        return Path(storage / run_name / LOG_FILE), None
+    local = Path(tempfile.gettempdir()) / "resnetctl-logs" / run_name / LOG_FILE
+    kept = storage / run_name / LOG_FILE
+    return local, kept
 
 
 class _LineStream(io.TextIOBase):

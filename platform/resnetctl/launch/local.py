@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -15,7 +14,8 @@ from typing import Any
 from rich.console import Console
 
 from resnetctl.launch import embedded
-from resnetctl.launch.joblog import LOG_FILE, JobLog
+from resnetctl.launch.driver import mark_driver
+from resnetctl.launch.joblog import JobLog, log_location
 from resnetctl.launch.outcome import RunSummary
 from resnetctl.launch.progress import ProgressView
 from resnetctl.spec import JobSpec, dump_spec
@@ -140,6 +140,23 @@ def _run(
             clear_stale_staging(run_name)
 
 
+def check_before_start(spec: JobSpec) -> None:
+    """What `run_local` checks before it starts Ray, for `submit --dry-run`: the tracking
+    store, the storage location, the resume target and data kept in a bucket. Raises
+    LaunchError naming what is wrong."""
+    from resnetctl.tracking.store import TrackingError
+
+    try:
+        check_reachable(resolve_tracking_uri(spec))
+    except TrackingError as exc:
+        raise LaunchError(str(exc)) from None
+    try:
+        _resume_target(spec, storage_root())
+    except StorageError as exc:
+        raise LaunchError(f"storage: {exc}") from None
+    _list_bucket_data(spec)
+
+
 def _in_background(uri: str) -> threading.Thread:
     """`prepare_store(uri)` in a thread: MLflow's imports and a new store's tables take seconds
     of the startup, and overlap with Ray's processes starting."""
@@ -169,6 +186,7 @@ def _open_run(
     if record is not None and record.mlflow_uri == uri:
         run = JobRun(uri, record.mlflow_run_id)
         run.client.update_run(run.run_id, status="RUNNING")
+        mark_driver(storage / record.run_name)  # for `resnetctl status|stop RUN`
         return run, record.run_name
     run_name = os.environ.get("RESNETCTL_RUN_NAME") or new_run_name(spec.name)
     tags = {"resnetctl.run_name": run_name}
@@ -182,6 +200,7 @@ def _open_run(
         extra_tags=tags,
     )
     RunRecord(run_name, spec.name, uri, run.run_id).save(storage)
+    mark_driver(storage / run_name)  # for `resnetctl status|stop RUN`
     return run, run_name
 
 
@@ -288,7 +307,7 @@ def _fit(
         storage_path=storage,
         loop_config=config,
         callbacks=[
-            EpochMetricsCallback(run.uri, run.run_id, run.logged_epochs(), progress_queue),
+            EpochMetricsCallback(run.uri, run.run_id, progress_queue),
             HangCallback(control, spec.failure.collective_timeout_s, progress_queue),
         ],
     )
@@ -335,15 +354,9 @@ def _flush_step_metrics(control: Any) -> None:
 
 
 def _log_location(storage: StoragePath, run_name: str) -> tuple[Path, StoragePath | None]:
-    """Where the job's log is written while it runs, and where it is kept when the job ends:
-    the run's folder when that is on this machine. An object in a bucket cannot be appended to
-    line by line, so a run kept in one logs to a local scratch file, moved into the run's
-    folder in the bucket when the job ends."""
-    if storage.is_local:
-        return Path(storage / run_name / LOG_FILE), None
-    local = Path(tempfile.gettempdir()) / "resnetctl-logs" / run_name / LOG_FILE
-    kept = storage / run_name / LOG_FILE
-    if not local.exists() and kept.is_file():  # a resumed run keeps one log, on any machine
+    """`joblog.log_location`; a resumed run kept in a bucket first fetches the log it has."""
+    local, kept = log_location(storage, run_name)
+    if kept is not None and not local.exists() and kept.is_file():  # one log per run, anywhere
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_bytes(kept.read_bytes())
     return local, kept
@@ -378,14 +391,17 @@ def _finish(
     if best is not None:
         with best.local() as directory:
             run.log_checkpoint(directory, "best")
-    model_uri = registered = None
+    model_uri = registered = decision = None
     if error is None and best is not None:
         from resnetctl.tracking.model import log_best_model
 
         # The best epoch's network, not the last's: what `checkpoints/best` holds.
         with best.local() as directory:
             handed = log_best_model(spec, run.uri, run.run_id, Path(directory), run_name)
-        model_uri, registered = handed.model_uri, handed.registered
+        model_uri, registered, decision = handed.model_uri, handed.registered, handed.decision
+        if decision:
+            # Into the run's log (the job's log holds stderr while the job runs).
+            print(f"model registry: {decision}", file=sys.stderr)
     seconds = time.monotonic() - started
     summary = summary_metrics(
         run.client, run.run_id, spec, total_seconds=seconds, startup_seconds=startup
@@ -411,6 +427,7 @@ def _finish(
         best_checkpoint=str(best) if best else None,
         model_uri=model_uri,
         registered_model=registered,
+        registry_decision=decision,
         error=_describe(error) if error else None,
         log_file=log.location if log is not None else None,  # the bucket's, for a bucket run
     )

@@ -16,51 +16,60 @@ class JobPlan:
 
     name: str
     model: str
-    params: int
-    macs_per_image: int
+    params: int | None  # None: the classes, and so the head, come from data not read here
+    macs_per_image: int | None
     input_size: int
-    num_classes: int
+    num_classes: int | None
     workers: int
     device: str
     per_worker_batch: int
     global_batch: int
     peak_lr: float
-    train_images: int
-    val_images: int
-    steps_per_epoch: int
-    epochs: float
-    total_steps: int
-    training_flops: float
+    train_images: int | None  # None: the data set is where the job runs (a cluster's)
+    val_images: int | None
+    steps_per_epoch: int | None
+    epochs: float | None
+    total_steps: int | None
+    training_flops: float | None
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready dict."""
         return asdict(self)
 
 
-def make_plan(spec: JobSpec) -> JobPlan:
-    """Compute the plan; prepares (and caches) the data set to count its images."""
+def make_plan(spec: JobSpec, *, data: bool = True) -> JobPlan:
+    """Compute the plan; prepares (and caches) the data set to count its images. Without
+    `data` (a job for a cluster, whose data is there) the figures that need the data set's
+    size, or its classes when the spec does not say, are None."""
     import torch
 
     from resnetctl.data import prepare_dataset
     from resnetctl.models import count_macs, count_parameters, create_model
 
-    layout = prepare_dataset(spec.data)
-    num_classes = spec.model.num_classes or len(layout.classes)
-    with torch.device("meta"):  # shapes only: counting needs no weights or arithmetic
-        model = create_model(spec.model.name, **spec.model.create_options(num_classes))
+    layout = prepare_dataset(spec.data) if data else None
+    num_classes = spec.model.num_classes or (len(layout.classes) if layout else None)
     size = spec.pipeline.crop
-    params = count_parameters(model)
-    macs = count_macs(model, size)
+    params = macs = None
+    if num_classes is not None:
+        with torch.device("meta"):  # shapes only: counting needs no weights or arithmetic
+            model = create_model(spec.model.name, **spec.model.create_options(num_classes))
+        params, macs = count_parameters(model), count_macs(model, size)
     workers = spec.resources.workers
     per_worker = spec.train.per_worker_batch(workers)
     global_batch = spec.train.global_batch(workers)
-    per_epoch = steps_per_epoch(
-        layout.train_files, per_worker, workers, spec.train.accumulation_steps
-    )
+    per_epoch = total = epochs = flops = None
     length, unit = spec.train.length
-    total = total_steps(spec.train, per_epoch)
-    # Forward is 2 FLOPs per multiply-add; backward costs about twice the forward.
-    flops = 3 * 2 * macs * global_batch * total
+    if layout is not None:
+        per_epoch = steps_per_epoch(
+            layout.train_files, per_worker, workers, spec.train.accumulation_steps
+        )
+        total = total_steps(spec.train, per_epoch)
+        epochs = length if unit == "epoch" else total / per_epoch
+        if macs is not None:
+            # Forward is 2 FLOPs per multiply-add; backward costs about twice the forward.
+            flops = float(3 * 2 * macs * global_batch * total)
+    elif unit == "epoch":
+        epochs = length
     return JobPlan(
         name=spec.name,
         model=spec.model.name or "",
@@ -73,10 +82,10 @@ def make_plan(spec: JobSpec) -> JobPlan:
         per_worker_batch=per_worker,
         global_batch=global_batch,
         peak_lr=spec.train.scaled_lr(workers),
-        train_images=layout.train_files,
-        val_images=layout.val_files,
+        train_images=layout.train_files if layout else None,
+        val_images=layout.val_files if layout else None,
         steps_per_epoch=per_epoch,
-        epochs=length if unit == "epoch" else total / per_epoch,
+        epochs=epochs,
         total_steps=total,
-        training_flops=float(flops),
+        training_flops=flops,
     )

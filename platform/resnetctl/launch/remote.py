@@ -9,7 +9,9 @@ directory and resnetctl itself as a `py_modules` entry, so the cluster needs the
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -219,6 +221,54 @@ def logs(address: str, job_id: str, *, follow: bool = False, out: Any = None) ->
 
     asyncio.run(tail())
     return None
+
+
+def log_text(address: str, job_id: str) -> str:
+    """The job's logs so far (its driver's output)."""
+    try:
+        return str(client(address).get_job_logs(job_id))
+    except RemoteError:
+        raise
+    except Exception as exc:
+        raise RemoteError(f"no logs of job {job_id!r} on {address}: {_first_line(exc)}") from None
+
+
+#: The keys every run summary has (`RunSummary.as_dict`).
+_SUMMARY_KEYS = frozenset({"succeeded", "run_name", "mlflow_run_id", "metrics"})
+
+
+def summary_in(text: str) -> dict[str, Any] | None:
+    """The last run summary printed in `text`, a job's logs (a JSON object that starts a line:
+    the entrypoint is `submit --json`, which prints the summary a local `submit --json` prints),
+    or None when the job ended before it had one."""
+    decoder = json.JSONDecoder()
+    for start in reversed([m.start() for m in re.finditer(r"^\{", text, re.MULTILINE)]):
+        try:
+            found, _ = decoder.raw_decode(text, start)
+        except ValueError:
+            continue
+        if isinstance(found, dict) and _SUMMARY_KEYS <= found.keys():
+            return found
+    return None
+
+
+_MISSING_MODULE = re.compile(
+    r"(?:ModuleNotFoundError: No module named|has no module named) '?([A-Za-z_][\w.]*)'?"
+)
+
+
+def missing_dependency(text: str) -> str | None:
+    """One line saying what to do when `text` (a job's logs or message) shows that the cluster's
+    `python` lacks one of resnetctl's dependencies, else None."""
+    found = _MISSING_MODULE.search(text)
+    if found is None:
+        return None
+    return (
+        f"the cluster's `python` has no module {found.group(1)!r}, which resnetctl needs: Ray "
+        "runs a job with the `python` on the head node's PATH, so start the head (`ray start "
+        "--head ...`) from a shell where resnetctl's venv is active (`. .venv/bin/activate`), "
+        "or install resnetctl and its dependencies into that Python"
+    )
 
 
 def _job_info(details: Any) -> JobInfo:

@@ -24,9 +24,9 @@ if TYPE_CHECKING:
         ZeroPadShortcut,
     )
     from resnetctl.models.catalog import CIFAR_DEPTHS, FAMILIES, ModelInfo, UnknownModelError
-    from resnetctl.models.cifar import PreActResNet, cifar_preact_resnet, cifar_resnet
+    from resnetctl.models.cifar import cifar_preact_resnet, cifar_resnet
     from resnetctl.models.complexity import count_macs, count_parameters, describe
-    from resnetctl.models.imagenet import IMAGENET_DEPTHS, ResNet
+    from resnetctl.models.imagenet import IMAGENET_DEPTHS
     from resnetctl.models.registry import (
         attach_builder,
         attach_series,
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         register_model,
         valid_depths,
     )
+    from resnetctl.models.trunk import PreActResNet, ResNet
 
 # Each public name -> the submodule that defines it.
 _HOMES = {
@@ -49,8 +50,8 @@ _HOMES = {
     "ModelInfo": "catalog",
     "PreActBasicBlock": "blocks",
     "PreActBottleneck": "blocks",
-    "PreActResNet": "cifar",
-    "ResNet": "imagenet",
+    "PreActResNet": "trunk",
+    "ResNet": "trunk",
     "UnknownModelError": "catalog",
     "ZeroPadShortcut": "blocks",
     "attach_builder": "registry",

@@ -4,11 +4,7 @@ Mappings in Deep Residual Networks" (ECCV 2016), the pre-activation ResNet-110/1
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
-
-import torch
-from torch import Tensor, nn
 
 from resnetctl.models.blocks import (
     BasicBlock,
@@ -16,9 +12,6 @@ from resnetctl.models.blocks import (
     PreActBasicBlock,
     PreActBottleneck,
     check_choice,
-    check_positive_int,
-    conv1x1,
-    conv3x3,
 )
 from resnetctl.models.catalog import (
     CIFAR_DEPTH_RULE,
@@ -27,8 +20,14 @@ from resnetctl.models.catalog import (
     PREFIXES,
     is_cifar_depth,
 )
-from resnetctl.models.imagenet import ResNet
 from resnetctl.models.registry import attach_builder, attach_series
+
+# Networks pickled before the trunk had a module of its own name their class
+# `resnetctl.models.cifar.PreActResNet`: keep it importable from here.
+from resnetctl.models.trunk import PreActBlock, PreActResNet, ResNet, build_resnet
+
+#: Section 4.2's trunk: a 3x3 stem of 16 filters without pooling, stages of 16, 32 and 64.
+_CIFAR_TRUNK = {"widths": (16, 32, 64), "stem_kernel_size": 3, "stem_stride": 1, "stem_pool": False}
 
 
 def cifar_resnet(
@@ -52,99 +51,19 @@ def cifar_resnet(
     """
     if not is_cifar_depth(depth):
         raise ValueError(f"depth {depth!r} is not allowed: {CIFAR_DEPTH_RULE}")
-    check_choice("plain", plain, (True, False))
-    if plain and shortcut is not None:
-        raise ValueError(f"plain nets have no shortcuts; got shortcut={shortcut!r}")
     n = (depth - 2) // 6
-    return ResNet(
+    return build_resnet(
         BasicBlock,
         [n, n, n],
+        plain=plain,
+        shortcut=shortcut,
+        default_shortcut="A",
         num_classes=num_classes,
         in_channels=in_channels,
-        shortcut=None if plain else ("A" if shortcut is None else shortcut),
         zero_init_residual=zero_init_residual,
         norm_layer=norm_layer,
-        widths=(16, 32, 64),
-        stem_kernel_size=3,
-        stem_stride=1,
-        stem_pool=False,
+        **_CIFAR_TRUNK,
     )
-
-
-PreActBlock = type[PreActBasicBlock] | type[PreActBottleneck]
-
-
-class PreActResNet(nn.Module):
-    """Pre-activation ResNet for CIFAR ("Identity Mappings", section 4 and Table 4).
-
-    Projections (1x1 conv, no norm: the next block's BN-ReLU follows) where the shape changes,
-    identity elsewhere; a final BN-ReLU before pooling because no block ends with one.
-    """
-
-    def __init__(
-        self,
-        block: PreActBlock,
-        layers: Sequence[int],
-        *,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        norm_layer: NormLayer | None = None,
-        widths: Sequence[int] = (16, 32, 64),
-    ) -> None:
-        super().__init__()
-        check_positive_int("num_classes", num_classes)
-        check_positive_int("in_channels", in_channels)
-        self._norm_layer: NormLayer = norm_layer or nn.BatchNorm2d
-        self.inplanes = widths[0]
-        self.conv1 = conv3x3(in_channels, self.inplanes)
-        self._stage_names: list[str] = []
-        for index, (planes, blocks) in enumerate(zip(widths, layers, strict=True)):
-            name = f"layer{index + 1}"
-            stage = self._make_layer(block, planes, blocks, stride=1 if index == 0 else 2)
-            self.add_module(name, stage)
-            self._stage_names.append(name)
-        self.bn = self._norm_layer(self.inplanes)
-        self.relu = nn.ReLU(inplace=True)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(self.inplanes, num_classes)
-
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def _make_layer(
-        self, block: PreActBlock, planes: int, blocks: int, stride: int = 1
-    ) -> nn.Sequential:
-        layers: list[nn.Module] = []
-        for index in range(blocks):
-            block_stride = stride if index == 0 else 1
-            out_planes = planes * block.expansion
-            projects = block_stride != 1 or self.inplanes != out_planes
-            downsample = conv1x1(self.inplanes, out_planes, block_stride) if projects else None
-            # The stem has no BN-ReLU, so the first block shares its own with its shortcut.
-            first_of_net = not self._stage_names and index == 0
-            layers.append(
-                block(
-                    self.inplanes,
-                    planes,
-                    block_stride,
-                    downsample,
-                    self._norm_layer,
-                    preact_shortcut=projects or first_of_net,
-                )
-            )
-            self.inplanes = out_planes
-        return nn.Sequential(*layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.conv1(x)
-        for name in self._stage_names:
-            x = getattr(self, name)(x)
-        x = self.relu(self.bn(x))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
 def cifar_preact_resnet(

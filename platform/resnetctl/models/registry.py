@@ -116,9 +116,10 @@ def register_model(
 
 
 def _attach_the_paper() -> None:
-    # The builder modules attach themselves on import; importing them here (cifar imports
-    # imagenet) makes the registry whole whichever module a caller imported first.
+    # The builder modules attach themselves on import; importing them here makes the registry
+    # whole whichever module a caller imported first.
     import resnetctl.models.cifar  # noqa: F401
+    import resnetctl.models.imagenet  # noqa: F401
 
 
 def _resolve(name: str) -> _Entry:

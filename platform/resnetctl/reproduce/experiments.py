@@ -89,7 +89,7 @@ class Experiment:
             samples=1,
             max_concurrent=self.max_concurrent,
             scheduler="fifo",
-            metric="val_top1_error",
+            metric="val_top1_error_pct",
             mode="min",
             name=self.name,
         )

@@ -16,7 +16,7 @@ from resnetctl.spec.feasibility import (
     image_problems,
     source_image_size,
 )
-from resnetctl.spec.metrics import EMA_METRICS
+from resnetctl.spec.metrics import EMA_METRICS, public_name
 from resnetctl.spec.model import ModelSpec, resolve_identity
 from resnetctl.spec.runtime import CheckpointSpec, FailureSpec, ResourcesSpec
 from resnetctl.spec.search import SearchSection
@@ -97,7 +97,8 @@ class JobSpec(StrictModel):
                 f"resources.workers x train.accumulation_steps ({micro})"
             )
         if self.checkpoint.metric in EMA_METRICS and train.ema is None:
-            raise ValueError(f"checkpoint.metric {self.checkpoint.metric} needs train.ema")
+            metric = public_name(self.checkpoint.metric)
+            raise ValueError(f"checkpoint.metric {metric} needs train.ema")
         if train.precision == "fp16" and not self.resources.use_gpu:
             raise ValueError("train.precision fp16 needs GPUs (resources.use_gpu); use bf16 on CPU")
         if train.sync_bn and not self.resources.use_gpu:

@@ -10,7 +10,6 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -18,8 +17,9 @@ from pydantic import BaseModel, ValidationError
 
 from resnetctl.spec.errors import SpecError, SpecIssue
 from resnetctl.spec.job import JobSpec
+from resnetctl.spec.metrics import warn_old_name
 from resnetctl.spec.paths import parse_path, set_path
-from resnetctl.spec.yaml_lines import YamlSyntaxError, read_document
+from resnetctl.spec.yaml_lines import UnreadableFile, YamlSyntaxError, read_document, read_text
 
 Path_ = tuple[str | int, ...]
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -76,12 +76,11 @@ def load_spec(
     is given: then it is appended there, the field keeps its `${VAR}` text, and only the rest
     of the spec must be valid (what `resnetctl validate` wants of a spec bound for a cluster).
     """
-    file = Path(path)
-    if not file.is_file():
-        what = "is a directory, not a file" if file.is_dir() else "no such file"
-        raise SpecError.single(str(file), what)
-    text = file.read_text(encoding="utf-8")
-    return load_spec_text(text, str(file), overrides, env, warnings=warnings)
+    try:
+        text = read_text(path)
+    except UnreadableFile as exc:
+        raise SpecError.single(os.fspath(path), str(exc)) from None
+    return load_spec_text(text, os.fspath(path), overrides, env, warnings=warnings)
 
 
 def load_spec_text(
@@ -128,7 +127,23 @@ def load_spec_text(
     spec = _validate(data, source, unset)
     if warnings is not None:
         warnings.extend(unset)
+    _warn_old_metric_names(data, source)
     return spec
+
+
+#: The fields that name a metric: the public (`_pct`) name is the one to write.
+METRIC_FIELDS: tuple[Path_, ...] = (("checkpoint", "metric"), ("train", "schedule", "metric"))
+
+
+def _warn_old_metric_names(data: dict[str, Any], source: _Source) -> None:
+    """A deprecation warning, naming file:line or --set, for each metric field written with
+    a metric's old (internal) name."""
+    for path in METRIC_FIELDS:
+        value: Any = data
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, str):
+            warn_old_name(value, f"{source.where(path)}: {'.'.join(path)}")
 
 
 def with_values(spec: JobSpec, values: Mapping[str, Any], name: str = "<spec>") -> JobSpec:

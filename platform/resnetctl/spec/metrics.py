@@ -1,9 +1,18 @@
 """Names of the metrics every epoch reports: one list that the spec, the training loop,
-checkpoint ranking, schedules and tracking all refer to."""
+checkpoint ranking, schedules and tracking all refer to.
+
+A metric has one public name, the one MLflow, `--json`, the summary table, the spec and the
+docs use: a metric in percent ends in `_pct` (`val_top1_error_pct`). The training loop,
+checkpoints (`meta.json`) and Ray Tune keep the internal name (`val_top1_error`), which a spec
+or `tune --metric` still accepts, with a deprecation warning.
+"""
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+import warnings
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 EpochMetricName = Literal[
     "train_loss",
@@ -25,6 +34,7 @@ EmaMetricName = Literal["val_loss_ema", "val_top1_error_ema", "val_top5_error_em
 EMA_METRICS: tuple[str, ...] = get_args(EmaMetricName)
 # What checkpoint ranking and the plateau schedule may watch (EMA ones need `train.ema`).
 MetricName = Literal[EpochMetricName, EmaMetricName]
+RANKED_METRICS: tuple[str, ...] = EPOCH_METRICS + EMA_METRICS
 # Reported once, with the last epoch, when `train.final_eval` asks for the paper's protocol:
 # the 10-crop errors of the best checkpoint, and which epoch that checkpoint is.
 FINAL_EVAL_METRICS: tuple[str, ...] = (
@@ -69,5 +79,68 @@ LOWER_IS_BETTER = frozenset(
 
 
 def default_mode(metric: str) -> Literal["min", "max"]:
-    """The optimisation direction of a metric."""
-    return "min" if metric in LOWER_IS_BETTER else "max"
+    """The optimisation direction of a metric (by its internal or public name)."""
+    return "min" if internal_name(metric) in LOWER_IS_BETTER else "max"
+
+
+#: The suffix of a metric in percent.
+PERCENT_SUFFIX = "_pct"
+#: A name holding one of these words is in percent.
+_PERCENT_WORDS = frozenset({"error", "acc"})
+
+
+def public_name(name: str) -> str:
+    """The public (MLflow) name of a metric: `val_top1_error` -> `val_top1_error_pct`; other
+    names, and names that already carry the suffix, unchanged."""
+    if name.endswith(PERCENT_SUFFIX) or not _PERCENT_WORDS & set(name.split("_")):
+        return name
+    return f"{name}{PERCENT_SUFFIX}"
+
+
+def internal_name(name: str) -> str:
+    """The name the training loop reports a metric under: `val_top1_error_pct` ->
+    `val_top1_error`; an internal or unknown name unchanged."""
+    bare = name.removesuffix(PERCENT_SUFFIX)
+    return bare if bare != name and bare in LOGGED_METRICS else name
+
+
+class MetricNameDeprecation(FutureWarning):
+    """A metric named by its internal name where its public name is the one to write."""
+
+
+def is_old_name(name: str) -> bool:
+    """Whether `name` is the internal name of a metric whose public name differs."""
+    return name in LOGGED_METRICS and public_name(name) != name
+
+
+def warn_old_name(name: str, where: str) -> None:
+    """A `MetricNameDeprecation` warning when `name`, given at `where`, is an old name."""
+    if is_old_name(name):
+        warnings.warn(
+            f"{where}: {name!r} is the old name of {public_name(name)!r}, the name MLflow, "
+            f"--json and the docs use: write {public_name(name)}",
+            MetricNameDeprecation,
+            stacklevel=2,
+        )
+
+
+def _to_internal(value: Any) -> Any:
+    """A ranked metric's internal name; an unknown name is refused with the public names."""
+    if not isinstance(value, str):
+        return value
+    name = internal_name(value)
+    if name not in RANKED_METRICS:
+        known = ", ".join(public_name(m) for m in RANKED_METRICS)
+        raise ValueError(f"unknown metric {value!r}; one of: {known}")
+    return name
+
+
+#: A metric a spec field names (checkpoint ranking, the plateau schedule): written with its
+#: public name (the internal one is accepted), held internally under the loop's name, and
+#: written back (dumps, the schema, MLflow parameters) under the public one.
+RankedMetric = Annotated[
+    MetricName,
+    BeforeValidator(_to_internal),
+    PlainSerializer(public_name, return_type=str),
+    WithJsonSchema({"type": "string", "enum": [public_name(m) for m in RANKED_METRICS]}),
+]

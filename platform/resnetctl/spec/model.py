@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from resnetctl.models.catalog import ModelInfo, model_info, model_name
 from resnetctl.spec.base import StrictModel
@@ -12,6 +19,8 @@ from resnetctl.spec.base import StrictModel
 #: Parts of a ResNet that `model.init.freeze` can freeze: the stem (first conv and its BN) and
 #: the stages, named as the network's modules are.
 FREEZABLE = ("stem", "layer1", "layer2", "layer3", "layer4")
+#: The MLflow model URIs that `eval`, `export` and `predict` take and fine-tuning refuses.
+MLFLOW_SCHEMES = ("models:", "runs:")
 
 
 class ModelInit(StrictModel):
@@ -25,7 +34,9 @@ class ModelInit(StrictModel):
         min_length=1,
         description="A run name under the storage root, a run or checkpoint directory, or "
         "(kind torchvision) a state-dict file saved by `torch.save(model.state_dict())`. No "
-        "download happens at run time: the file must be on every worker's disk.",
+        "download happens at run time: the file must be on every worker's disk. Not an "
+        "MLflow model URI (`models:/`, `runs:/`): fine-tuning reads weights only, never a "
+        "model that may be a pickle.",
     )
     kind: Literal["auto", "run", "checkpoint", "torchvision"] = Field(
         "auto",
@@ -52,6 +63,18 @@ class ModelInit(StrictModel):
 
             return {**data, "source": absolute_source(data["source"])}
         return data
+
+    @field_validator("source")
+    @classmethod
+    def _weights_only(cls, source: str) -> str:
+        if source.startswith(MLFLOW_SCHEMES):
+            raise ValueError(
+                "an MLflow model is not a fine-tuning source. Fine-tuning reads "
+                "weights only (a run's checkpoint, or a state-dict file, with "
+                "torch.load(weights_only=True)), never a model that may be a pickle, whose "
+                "loading runs code: give the run's name or its checkpoint folder"
+            )
+        return source
 
     @model_validator(mode="after")
     def _check_freeze(self) -> ModelInit:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from resnetctl.spec.base import StrictModel
-from resnetctl.spec.metrics import MetricName, default_mode
+from resnetctl.spec.metrics import RankedMetric, default_mode
 
 
 class ResourcesSpec(StrictModel):
@@ -92,7 +92,11 @@ class CheckpointSpec(StrictModel):
         "complete one (which a restart needs, even from the middle of an epoch); null keeps "
         "all.",
     )
-    metric: MetricName = Field("val_top1_error", description="Metric that ranks checkpoints.")
+    metric: RankedMetric = Field(
+        "val_top1_error_pct",
+        validate_default=True,
+        description="Metric that ranks checkpoints, by its MLflow name (`val_top1_error_pct`).",
+    )
     mode: Literal["min", "max"] | None = Field(
         None, description="Whether lower or higher `metric` is better; default: the metric's own."
     )

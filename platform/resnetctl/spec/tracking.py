@@ -29,8 +29,9 @@ class TrackingSpec(StrictModel):
         max_length=128,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
         description="Model Registry name the best checkpoint of every finished run is "
-        "registered under (a new version each run; alias `best` follows the best version by "
-        "`checkpoint.metric`); default: the job name.",
+        "registered under (one version per run; alias `best` moves to a version only when it "
+        "beats the aliased one by `checkpoint.metric` on the same validation data); default: "
+        "the job name.",
     )
 
     system_metrics_interval_s: float = Field(

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from resnetctl.spec.base import StrictModel
-from resnetctl.spec.metrics import EMA_METRICS, MetricName
+from resnetctl.spec.metrics import EMA_METRICS, RankedMetric, public_name
 
 Unit = Literal["epoch", "iteration"]
 
@@ -56,7 +56,11 @@ class PlateauSchedule(StrictModel):
     and stop after the paper's two drops."""
 
     kind: Literal["plateau"] = Field("plateau", description="Selects this variant.")
-    metric: MetricName = Field("val_top1_error", description="Metric watched for a plateau.")
+    metric: RankedMetric = Field(
+        "val_top1_error_pct",
+        validate_default=True,
+        description="Metric watched for a plateau, by its MLflow name.",
+    )
     factor: float = Field(0.1, gt=0.0, lt=1.0, description="Multiplier when a plateau is found.")
     patience: int = Field(5, ge=0, description="Epochs without improvement before dividing.")
     threshold: float = Field(
@@ -119,9 +123,9 @@ class WarmupSpec(StrictModel):
 
 class FinalEvalSpec(StrictModel):
     """After the last epoch, evaluate the best checkpoint (by `checkpoint.metric`) with the
-    paper's test protocol, once, and report it as its own metrics (`val_top1_error_10crop`, ...,
-    in percent like `val_top1_error`): per-epoch validation stays single-crop and cheap, the
-    paper's ImageNet tables are 10-crop."""
+    paper's test protocol, once, and report it as its own metrics (`val_top1_error_10crop_pct`,
+    ..., in percent like `val_top1_error_pct`): per-epoch validation stays single-crop and
+    cheap, the paper's ImageNet tables are 10-crop."""
 
     protocol: Literal["ten_crop"] = Field(
         "ten_crop",
@@ -237,7 +241,7 @@ class TrainSpec(StrictModel):
     ema: EMASpec | None = Field(
         None,
         description="Keep an EMA of the weights, validated every epoch (`val_loss_ema`, "
-        "`val_top1_error_ema`, `val_top5_error_ema`) and saved in checkpoints; "
+        "`val_top1_error_ema_pct`, `val_top5_error_ema_pct`) and saved in checkpoints; "
         "`checkpoint.metric` may rank by those. null: no EMA.",
     )
     mix: MixSpec | None = Field(
@@ -250,8 +254,10 @@ class TrainSpec(StrictModel):
     compile: bool = Field(
         False,
         description="Compile the model's forward and backward with `torch.compile` (TorchInductor) "
-        "on each worker. The first steps pay the compilation (tens of seconds to minutes); see "
-        "docs/benchmarks.md for the measured gain and when it pays off.",
+        "on each worker; with several workers the DDP-wrapped model, so that Dynamo's "
+        "DDPOptimizer cuts the graph at DDP's gradient buckets. The first steps pay the "
+        "compilation (tens of seconds to minutes); see docs/benchmarks.md for the measured gain "
+        "and when it pays off.",
     )
     channels_last: bool = Field(False, description="NHWC memory format (faster on tensor cores).")
     sync_bn: bool = Field(False, description="Synchronise BN statistics across workers.")
@@ -303,7 +309,7 @@ class TrainSpec(StrictModel):
             and self.ema is None
             and schedule.metric in (EMA_METRICS)
         ):
-            raise ValueError(f"schedule.metric {schedule.metric} needs train.ema")
+            raise ValueError(f"schedule.metric {public_name(schedule.metric)} needs train.ema")
         return self
 
     @property

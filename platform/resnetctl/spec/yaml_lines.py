@@ -8,7 +8,9 @@ author fixed further down silently loses to, or wins over, an older one. The nod
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -44,6 +46,28 @@ class YamlSyntaxError(ValueError):
     def __init__(self, problem: str, line: int | None, column: int | None) -> None:
         self.problem, self.line, self.column = problem, line, column
         super().__init__(problem)
+
+
+class UnreadableFile(ValueError):
+    """A file that is not a YAML text file: missing, a folder, unreadable or not UTF-8."""
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """The text of a YAML file; `UnreadableFile` says in a few words why it cannot be had
+    (a binary file is named as such, not decoded into a traceback)."""
+    file = Path(path)
+    if not file.is_file():
+        raise UnreadableFile("is a directory, not a file" if file.is_dir() else "no such file")
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise UnreadableFile(f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(
+            f"is not a YAML text file (byte {exc.start} is not UTF-8 text): name a .yaml file"
+        ) from None
 
 
 def read_document(text: str) -> YamlDocument:

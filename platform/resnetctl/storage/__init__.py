@@ -19,6 +19,7 @@ from resnetctl.storage.location import (
     DEFAULT_STORAGE,
     StorageError,
     StoragePath,
+    check_scheme,
     is_uri,
     storage_root,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "StorageError",
     "StoragePath",
     "best_checkpoint",
+    "check_scheme",
     "checkpoints",
     "is_checkpoint",
     "is_uri",

@@ -279,6 +279,24 @@ class StoragePath:
         return {"storage_path": self.path, "storage_filesystem": self.fs}
 
 
+#: URI schemes of the stores `pyarrow.fs` opens (and so Ray Train's `storage_path`).
+SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+
+
+def check_scheme(location: str | os.PathLike[str]) -> None:
+    """Raise `StorageError` when `location` is a URI of a kind no storage filesystem opens;
+    contacts nothing (a cluster's bucket may answer the cluster alone)."""
+    text = os.fspath(location)
+    if not is_uri(text):
+        return
+    scheme = text.split("://", 1)[0]
+    if scheme not in SCHEMES:
+        raise StorageError(
+            f"{text}: not a storage location pyarrow can open: a path, or a URI of "
+            + ", ".join(f"{s}://" for s in SCHEMES)
+        )
+
+
 def storage_root(override: str | os.PathLike[str] | None = None) -> StoragePath:
     """The storage root: `override` (`--storage`), else `$RESNETCTL_STORAGE`, else
     `.resnetctl/runs` in the working directory. A local path is made absolute."""

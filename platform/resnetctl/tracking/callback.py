@@ -3,6 +3,16 @@
 The controller sees every `ray.train.report` once, after all ranks reported, so it is the one
 writer of per-epoch metrics; workers never hold MLflow credentials or connections. It also tells
 the driver's progress view that an epoch is done, through the job's progress queue.
+
+An epoch is logged when its report arrives. After a restore from an older checkpoint (a worker
+group restarted by Ray Train, `--resume`, a restart in the middle of an epoch) the epochs
+trained again are reported again, and logged again: the values of the weights the run went on
+with replace the discarded attempt's. MLflow keeps every value logged at a step; the later
+timestamp marks the one that counts, and `tracking.names.history`, through which resnetctl
+reads metrics back, keeps only the last value of each step (docs/mlflow.md). Per-step metrics
+(`train.log_every_n_steps`) follow the same rule; they reach MLflow from the run's control actor
+(`launch.control`), not through the reports. Restores and checkpoints taken on a notice are
+counted here (`restarts`, `steps_redone`, `restart_seconds`, `preemptions`).
 """
 
 from __future__ import annotations
@@ -32,22 +42,16 @@ log = logging.getLogger(__name__)
 
 
 class EpochMetricsCallback(UserCallback):
-    """Log rank 0's epoch metrics with the epoch as step, each epoch at most once; and put an
-    epoch event with them into `progress` (a `ray.util.queue.Queue`), if given."""
+    """Log rank 0's epoch metrics with the epoch as step, every time an epoch is reported (a
+    report of an epoch logged before replaces it); and put an epoch event with them into
+    `progress` (a `ray.util.queue.Queue`), if given."""
 
-    def __init__(
-        self,
-        uri: str,
-        run_id: str,
-        logged_epochs: set[int] | None = None,
-        progress: Any = None,
-    ):
+    def __init__(self, uri: str, run_id: str, progress: Any = None):
         self.uri = uri
         self.run_id = run_id
         self.progress = progress
-        # Epochs replayed after a restore from an older checkpoint are not logged twice.
-        self.logged = set(logged_epochs or ())
         self._client: Any = None
+        self._last_time = 0
         # Fault counts, cumulative over the run (read back from MLflow on a `--resume`).
         self._faults: dict[str, float] | None = None
 
@@ -69,13 +73,10 @@ class EpochMetricsCallback(UserCallback):
         if not metrics or "epoch" not in metrics[0]:
             return
         epoch = int(metrics[0]["epoch"])
-        # An epoch trained again after a restore is shown again, but logged once.
         self._announce(epoch, metrics[0])
-        if epoch in self.logged:
-            return
         if self._client is None:
             self._client = MlflowClient(self.uri)
-        now = int(time.time() * 1000)
+        now = self._timestamp()
         # Under their MLflow names, with the unit (`tracking.names`).
         logged = to_mlflow(metrics[0], LOGGED_METRICS)
         batch = [Metric(key, value, now, epoch) for key, value in logged.items()]
@@ -87,7 +88,6 @@ class EpochMetricsCallback(UserCallback):
         nodes = sorted({str(m["node_id"]) for m in metrics if m.get("node_id")})
         tags = [RunTag("ray.worker_nodes", ",".join(nodes))] if nodes else []
         self._client.log_batch(self.run_id, metrics=batch, tags=tags)
-        self.logged.add(epoch)
         if metrics[0].get(DATASET_REPORT_KEY):
             self._log_data(metrics[0][DATASET_REPORT_KEY])
 
@@ -119,7 +119,7 @@ class EpochMetricsCallback(UserCallback):
     def _log_faults(self, step: int, values: dict[str, float], tags: dict[str, str]) -> None:
         from mlflow.entities import Metric, RunTag
 
-        now = int(time.time() * 1000)
+        now = self._timestamp()
         self._client.log_batch(
             self.run_id,
             metrics=[Metric(key, value, now, step) for key, value in values.items()],
@@ -163,6 +163,12 @@ class EpochMetricsCallback(UserCallback):
 
         log.warning("%s", text)
         self._put({"kind": NOTE_EVENT, "line": text})
+
+    def _timestamp(self) -> int:
+        """Milliseconds now, and later than any this callback logged before: a replayed
+        epoch's value must come after the one it replaces even within one millisecond."""
+        self._last_time = max(int(time.time() * 1000), self._last_time + 1)
+        return self._last_time
 
     def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]) -> None:
         """Called by Ray Train when workers failed: the driver says so on the terminal (the

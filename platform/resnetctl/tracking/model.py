@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from importlib import metadata
@@ -77,14 +78,19 @@ def log_pytorch_model(
 
     Not `pickle`: unpickling a module runs whatever code the file names; the `pt2` archive
     holds the graph and raw tensors. The input example is a float32 NCHW batch of two at the
-    crop size, not one: torch.export specialises a batch dimension of size 1 to a constant, and
-    the model would then refuse any other batch size. The signature says -1 for the batch.
+    crop size, not one: torch.export specialises a dimension of size 1 to a constant, and the
+    model would then refuse any other batch size.
+
+    The signature says -1 for the batch, the height and the width (`image_signature`), and
+    MLflow exports every -1 of it as a dynamic `torch.export` dimension (`Dim.AUTO`): the
+    program takes any batch and any image size the network does, which `eval -p multi_scale`
+    (whole images at five sizes) needs. A ResNet ends in global average pooling, so that is
+    every H and W of at least `min_image_side` (BatchNorm in inference mode is per pixel).
     """
     import mlflow
     import mlflow.pytorch
     import numpy as np
     import torch
-    from mlflow.models import infer_signature
 
     from resnetctl.tracking.run import _working_directory
 
@@ -93,7 +99,7 @@ def log_pytorch_model(
     network = network.eval()
     with torch.no_grad():
         logits = network(torch.from_numpy(example)).numpy()
-    signature = infer_signature(example, logits)
+    signature = image_signature(example.shape[1], logits.shape[1])
     # The fluent API needs the global tracking URI, and `set_tracking_uri` also exports it as
     # $MLFLOW_TRACKING_URI, where the next job started in this process would take it as its
     # store: put both back afterwards.
@@ -111,11 +117,60 @@ def log_pytorch_model(
                     signature=signature,
                     input_example=example,
                     pip_requirements=requirements(),
+                    # Shown on the model's page (MLmodel): the least H and W it takes.
+                    metadata={"min_image_side": min_image_side(network)},
                     step=step,
                 )
     finally:
         mlflow.set_tracking_uri(previous)  # None clears the global and the variable
     return LoggedModel(info.model_uri, info.model_id)
+
+
+def image_signature(channels: int, classes: int) -> Any:
+    """float32 N x `channels` x H x W images -> float32 N x `classes` logits, with N, H and W
+    variable (-1)."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, channels, -1, -1))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, classes))]),
+    )
+
+
+def min_image_side(network: Any, probe: int = 256) -> int:
+    """The smallest height and width the logged program of `network` takes: one more than the
+    network's total stride (32 for the ImageNet ResNets, 4 for the CIFAR ones), so that its last
+    stage's feature map is at least 2 x 2. A map of 1 would be a size torch.export specialises
+    (its 0/1 rule), so the exported graph refuses inputs that small."""
+    import torch
+
+    sides: list[int] = []
+    pool = getattr(network, "avgpool", None)
+    if pool is None:
+        raise ValueError("the network has no avgpool layer to measure its stride at")
+    handle = pool.register_forward_pre_hook(lambda _m, args: sides.append(args[0].shape[-1]))
+    try:
+        with torch.no_grad():
+            network.eval()(torch.zeros(1, 3, probe, probe))
+    finally:
+        handle.remove()
+    return probe // sides[0] + 1
+
+
+# A logged model's files lie under `<experiment's artifact root>/models/<model id>/artifacts`.
+_LOGGED_MODEL_SOURCE = re.compile(r"/models/(m-[0-9a-f]+)/artifacts/?$")
+
+
+def _logged_model_id(version: Any) -> str | None:
+    """The id of the logged model a registered version was made from (the sqlite registry of
+    MLflow 3.17 does not keep the version's `model_id`: read it from the version's source)."""
+    found = getattr(version, "model_id", None)
+    if found:
+        return str(found)
+    match = _LOGGED_MODEL_SOURCE.search(str(version.source or ""))
+    return match[1] if match else None
 
 
 @dataclass(frozen=True)
@@ -124,32 +179,47 @@ class HandedOver:
 
     model_uri: str
     epoch: int
-    registered: str | None  # `models:/NAME@best`, or None when registering failed
+    registered: str | None  # `models:/NAME@best`, `models:/NAME/N` when not promoted, or None
     version: str | None
+    decision: str | None = None  # what the registry did about the alias `best`, and why
 
 
 def log_best_model(
     spec: JobSpec, uri: str, run_id: str, checkpoint: Path, run_name: str | None = None
 ) -> HandedOver:
     """Log the network of `checkpoint` (the run's best) linked to its epoch, and register it
-    under `tracking.registered_model` (default: the job name), moving alias `best` to it when
-    it beats the aliased version. A store without a Model Registry logs the model only."""
+    under `tracking.registered_model` (default: the job name) as the run's one version, moving
+    alias `best` to it when it beats the aliased version on the same validation data and
+    metric (`tracking.registry`). A run whose version already holds this checkpoint (resumed
+    with nothing better) logs nothing new. A store without a Model Registry logs the model
+    only."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from resnetctl.tracking.registry import register_best
+    from resnetctl.tracking.registry import kept_version, register_best, run_version
 
     best = best_model(spec, checkpoint)
-    logged = log_pytorch_model(uri, run_id, best.network, spec.pipeline.crop, step=best.epoch)
     name = spec.tracking.registered_model or spec.name
+    # Without registry_uri the client registers in the process's default store
+    # ($MLFLOW_REGISTRY_URI, else ./mlflow.db), not the run's.
+    client = MlflowClient(uri, registry_uri=uri)
+    try:
+        kept = run_version(client, name, run_id)
+    except MlflowException:
+        kept = None
+    if kept is not None and kept_version(kept, best.metric, best.value, best.epoch):
+        model_id = _logged_model_id(kept)
+        model_uri = f"models:/{model_id}" if model_id else kept.source
+    else:
+        crop = spec.pipeline.crop
+        logged = log_pytorch_model(uri, run_id, best.network, crop, step=best.epoch)
+        model_uri, model_id = logged.uri, logged.model_id
     try:
         registration = register_best(
-            # Without registry_uri the client registers in the process's default store
-            # ($MLFLOW_REGISTRY_URI, else ./mlflow.db), not the run's.
-            MlflowClient(uri, registry_uri=uri),
+            client,
             name,
-            logged.uri,
-            model_id=logged.model_id,
+            model_uri,
+            model_id=model_id,
             run_id=run_id,
             metric=best.metric,
             mode=spec.checkpoint.mode or "min",
@@ -159,5 +229,11 @@ def log_best_model(
         )
     except MlflowException as exc:
         log.warning("model not registered as %s: %s", name, str(exc).splitlines()[0])
-        return HandedOver(logged.uri, best.epoch, None, None)
-    return HandedOver(logged.uri, best.epoch, registration.uri, registration.version)
+        return HandedOver(model_uri, best.epoch, None, None)
+    return HandedOver(
+        model_uri,
+        best.epoch,
+        registration.uri,
+        registration.version,
+        f"{name} version {registration.version}: {registration.decision}",
+    )

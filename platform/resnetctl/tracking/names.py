@@ -1,10 +1,11 @@
 """Metric names in MLflow: the training loop's names with their unit, and the old names readers
 still accept.
 
-The training loop, checkpoints (`meta.json`), schedules, `checkpoint.metric` and Ray Tune keep
-the internal names (`val_top1_error`, in percent as in the paper's tables). The unit is added
-once, when a metric is logged to MLflow or printed by `--json`: a metric in percent ends in
-`_pct` (`val_top1_error_pct`, `val_top1_acc_pct`); durations already end in `_seconds`. Runs
+The training loop, checkpoints (`meta.json`), schedules and Ray Tune keep the internal names
+(`val_top1_error`, in percent as in the paper's tables). The unit is added once, when a metric
+is logged to MLflow or printed by `--json`: a metric in percent ends in `_pct`
+(`val_top1_error_pct`, `val_top1_acc_pct`); durations already end in `_seconds`. The spec's
+`checkpoint.metric` and `tune --metric` take the same public names (`spec.metrics`). Runs
 logged before this convention used the bare names; `history` reads either, so `analyze`,
 `reproduce`, sweeps and the registry's ranking still read old runs.
 """
@@ -14,12 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from resnetctl.spec.metrics import LOGGED_METRICS
-
-#: The suffix of a metric in percent.
-PERCENT_SUFFIX = "_pct"
-#: A name holding one of these words is in percent.
-_PERCENT_WORDS = frozenset({"error", "acc"})
+from resnetctl.spec.metrics import LOGGED_METRICS, PERCENT_SUFFIX, public_name
 
 #: Accuracies logged beside the errors they complement (MLflow name -> internal error name),
 #: so the runs table shows the headline number without arithmetic.
@@ -28,10 +24,8 @@ ACCURACIES: dict[str, str] = {"val_top1_acc_pct": "val_top1_error"}
 
 def mlflow_name(name: str) -> str:
     """The MLflow name of a metric: `val_top1_error` -> `val_top1_error_pct`; other names, and
-    names that already carry the suffix, unchanged."""
-    if name.endswith(PERCENT_SUFFIX) or not _PERCENT_WORDS & set(name.split("_")):
-        return name
-    return f"{name}{PERCENT_SUFFIX}"
+    names that already carry the suffix, unchanged (`spec.metrics.public_name`)."""
+    return public_name(name)
 
 
 #: New MLflow name -> the name runs logged before the unit convention used.
@@ -60,9 +54,23 @@ def candidates(name: str) -> tuple[str, ...]:
 
 def history(client: Any, run_id: str, name: str) -> list[Any]:
     """The metric history of `name` (internal or MLflow name) in run `run_id`, under whichever
-    name the run logged it: the MLflow name, else the old one. Empty when neither exists."""
+    name the run logged it: the MLflow name, else the old one; one value per step, ordered by
+    step. Empty when neither exists.
+
+    MLflow keeps every value logged at a step. An epoch trained again after a restore is logged
+    again (`tracking.callback`), and the value logged last (the latest timestamp) is the one
+    of the weights the run went on with: it is the one kept here."""
     for key in candidates(name):
         found = client.get_metric_history(run_id, key)
         if found:
-            return list(found)
+            return last_per_step(found)
     return []
+
+
+def last_per_step(metrics: Any) -> list[Any]:
+    """One metric per step, the one logged last (latest timestamp; on a tie, the later in
+    `metrics`), ordered by step."""
+    last: dict[int, Any] = {}
+    for metric in sorted(metrics, key=lambda m: m.timestamp):  # stable: ties keep their order
+        last[metric.step] = metric
+    return [last[step] for step in sorted(last)]

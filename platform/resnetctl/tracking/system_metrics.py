@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,13 +59,52 @@ def build_monitor(config: dict[str, Any], node_id: str, *, cuda: bool) -> Any:
 @contextlib.contextmanager
 def first_on_node(node_id: str, run_id: str) -> Iterator[bool]:
     """True in exactly one of the run's workers on node `node_id` at a time: the one holding a
-    lock file of the node and run. Not Ray Train's local rank, which groups workers by IP
-    address, so that nodes sharing one (several raylets on a machine) count apart. The lock
-    goes with its process: a restarted worker group takes it again."""
+    lock of the node and run. Not Ray Train's local rank, which groups workers by IP address,
+    so that nodes sharing one (several raylets on a machine) count apart. The lock goes with its
+    process, however that ends (Ray ends its workers without running `finally` blocks): a
+    restarted worker group takes it again, and nothing is left in the temp folder."""
+    name = f"resnetctl-system-metrics-{run_id}-{node_id[:16]}"
+    if sys.platform.startswith("linux"):
+        with _abstract_socket_lock(name) as held:
+            yield held
+    else:
+        with _file_lock(name) as held:
+            yield held
+
+
+@contextlib.contextmanager
+def _abstract_socket_lock(name: str) -> Iterator[bool]:
+    """A lock that is a name in Linux's abstract socket namespace: one process binds it, and
+    the kernel frees it when that process's socket closes, at the latest when the process
+    dies. It is no file."""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind("\0" + name)
+    except OSError:  # another worker of the run on this node holds it
+        sock.close()
+        held = False
+    else:
+        held = True
+    if not held:
+        # Outside the handler: an error in the caller's block must not carry the bind's.
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        sock.close()
+
+
+@contextlib.contextmanager
+def _file_lock(name: str) -> Iterator[bool]:
+    """An flock'ed file in the temp folder (where there are no abstract sockets); removed by
+    its holder when it ends normally."""
     import fcntl
     import tempfile
 
-    path = Path(tempfile.gettempdir()) / f"resnetctl-system-metrics-{run_id}-{node_id[:16]}.lock"
+    path = Path(tempfile.gettempdir()) / f"{name}.lock"
     with open(path, "a+b") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -70,23 +70,34 @@ def build_model(
     spec: JobSpec, place: Placement, model: nn.Module | None, num_classes: int
 ) -> nn.Module:
     """The spec's network (or the injected `model`) on the worker's device, wrapped for DDP."""
-    if model is None:
-        from resnetctl.models import create_model
-
-        name = spec.model.name
-        assert name is not None, "ModelSpec resolves its name during validation"
-        model = create_model(name, **spec.model.create_options(num_classes))
-        if spec.model.init is not None:
-            # Before DDP wraps it: every rank loads the same weights, and DDP's broadcast
-            # from rank 0 then changes nothing.
-            from resnetctl.train.init import initialise
-
-            initialise(model, spec.model.init)
-    model = maybe_sync_bn(spec, place, model)
+    model = network(spec, place, model, num_classes)
     model = model.to(place.device)
     if spec.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return wrap(place, model)
+
+
+def network(
+    spec: JobSpec, place: Placement, model: nn.Module | None, num_classes: int
+) -> nn.Module:
+    """The spec's network (or the injected `model`) as the worker trains it, still on the CPU:
+    initialised from `model.init` and with SyncBatchNorm where `train.sync_bn` asks for it."""
+    if model is not None:
+        return maybe_sync_bn(spec, place, model)
+    from resnetctl.models import create_model
+
+    name = spec.model.name
+    assert name is not None, "ModelSpec resolves its name during validation"
+    model = maybe_sync_bn(spec, place, create_model(name, **spec.model.create_options(num_classes)))
+    if spec.model.init is not None:
+        # After the SyncBN conversion, which makes new BN modules without the hooks that keep
+        # frozen layers in eval mode (SyncBN's state dict keys are BN's, so the weights load
+        # alike); before DDP wraps it: every rank loads the same weights, and DDP's broadcast
+        # from rank 0 then changes nothing.
+        from resnetctl.train.init import initialise
+
+        initialise(model, spec.model.init)
+    return model
 
 
 def maybe_sync_bn(spec: JobSpec, place: Placement, model: nn.Module) -> nn.Module:

@@ -7,6 +7,7 @@ that does not fit fail with the names that differ rather than train from a half-
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,18 +40,41 @@ def _kind(init: ModelInit) -> str:
     return "torchvision" if path.is_file() else "run"
 
 
-def _checkpoint_weights(directory: Path) -> dict[str, torch.Tensor]:
-    from resnetctl.train.checkpoint import load_checkpoint
+def _source_spec(meta: Mapping[str, Any]) -> Any:
+    """The job spec a checkpoint's `meta.json` carries (None when absent or of another
+    resnetctl version): it says which metric ranked the source run's checkpoints."""
+    from pydantic import ValidationError
 
-    state, _ = load_checkpoint(directory)
-    weights = state.get("model") if isinstance(state, dict) else None
-    if not isinstance(weights, dict):
+    from resnetctl.spec import JobSpec
+
+    raw = meta.get("spec")
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return JobSpec.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def _checkpoint_weights(directory: Path, spec: Any = None) -> tuple[dict[str, torch.Tensor], str]:
+    """The weights of a checkpoint that its run's ranking metric judged, as eval, export and
+    predict load them: the EMA's for a `*_ema` metric, else the model's; and which they are."""
+    from resnetctl.train.checkpoint import load_checkpoint, ranked_weights
+
+    state, meta = load_checkpoint(directory)
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise InitError(f"{directory}: the checkpoint holds no model state")
-    return weights
+    spec = spec or _source_spec(meta)
+    weights = ranked_weights(state, spec.checkpoint.metric) if spec is not None else state["model"]
+    which = "EMA weights" if weights is not state["model"] else "model weights"
+    if spec is not None:
+        which += f", ranked by {spec.checkpoint.metric}"
+    return weights, f"{directory} ({which})"
 
 
-def load_init_weights(init: ModelInit) -> dict[str, torch.Tensor]:
-    """The state dict `init.source` names (on the CPU)."""
+def load_init_weights(init: ModelInit) -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict `init.source` names (on the CPU), and what it is: the file, or the
+    checkpoint and whether its weights are the model's or its EMA's."""
     kind = _kind(init)
     path = Path(init.source).expanduser()
     if kind == "torchvision":
@@ -61,16 +85,24 @@ def load_init_weights(init: ModelInit) -> dict[str, torch.Tensor]:
             state = state["state_dict"]
         if not isinstance(state, Mapping):
             raise InitError(f"{path}: not a state dict ({type(state).__name__})")
-        return dict(state)
+        return dict(state), str(path)
     if kind == "checkpoint":
         return _checkpoint_weights(path)
     from resnetctl.inference.source import ModelSourceError, locate_checkpoint
+    from resnetctl.train.checkpoint import META_FILE
 
     try:
         checkpoint, _ = locate_checkpoint(init.source)
+        meta_file = checkpoint / META_FILE
+        meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+        spec = _source_spec(meta)
+        if spec is not None:
+            # Ranked again by the run's own metric (as `resnetctl eval RUN` does), not the
+            # default one.
+            checkpoint, _ = locate_checkpoint(init.source, spec=spec)
     except ModelSourceError as exc:
         raise InitError(f"model.init.source: {exc}") from None
-    return _checkpoint_weights(checkpoint)
+    return _checkpoint_weights(checkpoint, spec)
 
 
 def _stay_in_eval(module: nn.Module, args: Any) -> None:
@@ -102,7 +134,7 @@ def freeze(model: nn.Module, parts: list[str]) -> list[str]:
 def initialise(model: nn.Module, init: ModelInit) -> nn.Module:
     """Load `init`'s weights into `model` (replacing or keeping the head as asked) and freeze
     the parts it names. Every tensor but a replaced head must match by name and shape."""
-    weights = load_init_weights(init)
+    weights, origin = load_init_weights(init)
     own = model.state_dict()
     head_differs = any(
         key in weights and key in own and weights[key].shape != own[key].shape for key in HEAD
@@ -132,8 +164,8 @@ def initialise(model: nn.Module, init: ModelInit) -> nn.Module:
     model.load_state_dict(weights, strict=False)
     frozen = freeze(model, list(init.freeze))
     log.info(
-        "initialised from %s (head %s, %d frozen tensors)",
-        init.source,
+        "initialised from %s: head %s, %d frozen tensors",
+        origin,
         "replaced" if replace else "kept",
         len(frozen),
     )

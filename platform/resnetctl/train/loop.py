@@ -174,8 +174,6 @@ def step_checkpoint_name(epoch: int, step: int) -> str:
     return f"epoch_{epoch:04d}_step_{step:09d}"
 
 
-
-
 def should_checkpoint(spec: JobSpec, epoch: int, last: bool) -> bool:
     """Checkpoints every `checkpoint.every_n_epochs` epochs and always after the last one."""
     return last or epoch % spec.checkpoint.every_n_epochs == 0
@@ -292,6 +290,8 @@ def step_checkpoint_writer(session: Session) -> Any:
         return time.monotonic() - started
 
     return write
+
+
 def step_reporter(session: Session, ledger: Any = None, rank: int = 0) -> StepCallback:
     """Where `train.log_every_n_steps` metrics go: with the run's ledger, rank 0 sends them to
     the control actor with its finished step (`launch.control`: no report, no meeting of the

@@ -122,9 +122,13 @@ class Runner:
         self.ema = None if train.ema is None else WeightsEMA(unwrap(self.model), train.ema)
         self.mixer = build_mixer(train.mix, unwrap(self.model), num_classes)
         if train.compile:
-            # In place (`nn.Module.compile`): state_dict keys, DDP's wrapper and `unwrap` stay as
-            # they are, and deep copies (the EMA, the final evaluation) come out eager.
-            unwrap(self.model).compile()
+            # The DDP wrapper, as PyTorch documents torch.compile with DDP: Dynamo then meets
+            # DDP's forward, and its DDPOptimizer cuts the graph at the gradient buckets so that
+            # their all-reduce overlaps the backward. In place (`nn.Module.compile`): state_dict
+            # keys, DDP's wrapper and `unwrap` stay as they are, the network inside (which
+            # validation runs) and its deep copies (the EMA, the final evaluation) stay eager.
+            # In one process there is no wrapper: the network itself is compiled.
+            self.model.compile()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=train.precision == "fp16")
         self.criterion = nn.CrossEntropyLoss(label_smoothing=train.label_smoothing)
         # Validation loss without smoothing, so it compares across recipes.

@@ -20,7 +20,14 @@ from resnetctl.host import usable_cpus
 from resnetctl.spec import JobSpec, SpecError
 from resnetctl.spec.errors import SpecIssue
 from resnetctl.spec.loader import load_spec_text, parse_overrides, with_values
-from resnetctl.spec.metrics import EPOCH_METRICS, default_mode
+from resnetctl.spec.metrics import (
+    EPOCH_METRICS,
+    default_mode,
+    internal_name,
+    public_name,
+    warn_old_name,
+)
+from resnetctl.spec.yaml_lines import UnreadableFile, read_text
 from resnetctl.tune.record import SCHEDULERS, SweepError, SweepRecord, trial_label
 from resnetctl.tune.space import (
     SHORTCUTS,
@@ -56,7 +63,7 @@ class SweepRequest:
     samples: int = 1
     max_concurrent: int | None = None
     scheduler: str = "asha"
-    metric: str = "val_top1_error"
+    metric: str = "val_top1_error_pct"
     mode: str | None = None
     grace_period: int = 1
     reduction_factor: float = 2.0
@@ -93,7 +100,7 @@ def plan_sweep(request: SweepRequest) -> SweepRecord:
         base=base,
         base_source=source,
         space=space,
-        metric=request.metric,
+        metric=internal_name(request.metric),  # what the trials report
         mode=mode,
         scheduler=request.scheduler,
         samples=request.samples,
@@ -114,10 +121,10 @@ def _base_text(request: SweepRequest) -> tuple[str, str]:
     """The base spec's text and its name in messages (the file, or the packaged default)."""
     if request.file is None:
         return default_spec_text(), "<default spec>"
-    if not request.file.is_file():
-        what = "is a directory, not a file" if request.file.is_dir() else "no such file"
-        raise SpecError.single(str(request.file), what)
-    return request.file.read_text(encoding="utf-8"), str(request.file)
+    try:
+        return read_text(request.file), str(request.file)
+    except UnreadableFile as exc:
+        raise SpecError.single(str(request.file), str(exc)) from None
 
 
 def _search_space(base: JobSpec, text: str, request: SweepRequest) -> tuple[SearchSpace, list[str]]:
@@ -172,12 +179,14 @@ def _written_shortcut(text: str, overrides: Sequence[str]) -> str | None:
 
 
 def _check_objective(request: SweepRequest) -> str:
-    """The metric must be one trials report; returns the mode (min or max)."""
-    if request.metric not in EPOCH_METRICS:
+    """The metric must be one trials report (by its public name; the internal one is accepted
+    with a deprecation warning); returns the mode (min or max)."""
+    if internal_name(request.metric) not in EPOCH_METRICS:
+        known = ", ".join(public_name(m) for m in EPOCH_METRICS)
         raise SpecError.single(
-            "--metric",
-            f"trials do not report {request.metric!r}; use one of {', '.join(EPOCH_METRICS)}",
+            "--metric", f"trials do not report {request.metric!r}; use one of {known}"
         )
+    warn_old_name(request.metric, "--metric")
     mode = request.mode or default_mode(request.metric)
     if mode not in ("min", "max"):
         raise SpecError.single("--mode", f"expected min or max, got {mode!r}")

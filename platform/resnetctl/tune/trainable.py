@@ -112,7 +112,7 @@ def run_trial(config: dict[str, Any], *, sweep: dict[str, Any]) -> None:
             "control": control,
         },
         callbacks=[
-            EpochMetricsCallback(run.uri, run.run_id, run.logged_epochs()),
+            EpochMetricsCallback(run.uri, run.run_id),
             epoch_reports_to_tune_class()(),
         ],
     )

@@ -161,8 +161,7 @@ def make_plan(options: PackOptions) -> PackPlan:
         empty = [c for c, n in scan.count_per_class().items() if n == 0]
         if empty:
             raise DataError(
-                f"class folder(s) without a usable image in {prefix}: "
-                + ", ".join(empty[:10])
+                f"class folder(s) without a usable image in {prefix}: " + ", ".join(empty[:10])
             )
         order = np.random.default_rng([options.seed, split_id]).permutation(len(scan.files))
         number = 0

@@ -19,9 +19,6 @@ Validation reads the share in order and pads its last batch, as for image folder
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,7 @@ import numpy as np
 
 from resnetctl.data.imagefolder import DataError, Split
 from resnetctl.data.readers import ReaderFactory, derive_seed, webdataset_reader
+from resnetctl.data.scratch import ScratchFile
 from resnetctl.data.shards.cache import cache_folder, local_copies
 from resnetctl.data.shards.manifest import ShardEntry, ShardLayout
 
@@ -46,9 +44,7 @@ class Piece:
     stop: int
 
 
-def share_pieces(
-    shards: tuple[ShardEntry, ...], shard_id: int, num_shards: int
-) -> list[Piece]:
+def share_pieces(shards: tuple[ShardEntry, ...], shard_id: int, num_shards: int) -> list[Piece]:
     """The pieces of shards holding rank `shard_id`'s share of the samples."""
     total = sum(s.images for s in shards)
     start, end = total * shard_id // num_shards, total * (shard_id + 1) // num_shards
@@ -96,7 +92,7 @@ class ShardSplit:
         self.buffer = max(1, min(buffer, share))
         self.stage = bool(getattr(source, "stage", True)) and not layout.root.is_local
         self._files: tuple[list[str], list[str]] | None = None
-        self._tmpdir: Path | None = None
+        self._index_files: list[ScratchFile] = []
 
     def reader(self, epoch: int, reader_seed: int) -> ReaderFactory:
         """The webdataset reader of this epoch: the share's shards in this epoch's order."""
@@ -125,13 +121,13 @@ class ShardSplit:
             folder = cache_folder(self.layout.manifest.digest)
             copies = local_copies(root, [(p.shard.index, None) for p in self.pieces], folder)
             index_texts = [path.read_text() for path in copies]
-        self._tmpdir = Path(tempfile.mkdtemp(prefix="resnetctl-shards-"))
-        weakref.finalize(self, shutil.rmtree, self._tmpdir, True)
         indexes = []
-        for number, (piece, text) in enumerate(zip(self.pieces, index_texts, strict=True)):
-            path = self._tmpdir / f"{number:06d}.idx"
-            path.write_text(cut_index(text, piece, str(root / piece.shard.index)))
-            indexes.append(str(path))
+        self._index_files = []
+        for piece, text in zip(self.pieces, index_texts, strict=True):
+            scratch = ScratchFile("resnetctl-shard-index")
+            self._index_files.append(scratch)  # kept open as long as the reader may read it
+            cut = cut_index(text, piece, str(root / piece.shard.index))
+            indexes.append(str(scratch.write(cut.encode())))
         if self.stage:
             folder = cache_folder(self.layout.manifest.digest)
             wanted = [(p.shard.tar, p.shard.sha256) for p in self.pieces]
@@ -149,8 +145,6 @@ def cut_index(text: str, piece: Piece, where: str) -> str:
     if not version.startswith("v1.") or not count.isdigit() or int(count) != len(lines):
         raise DataError(f"{where}: not a DALI index of {len(lines)} samples ({header!r})")
     if len(lines) != piece.shard.images:
-        raise DataError(
-            f"{where}: {len(lines)} samples, the manifest says {piece.shard.images}"
-        )
+        raise DataError(f"{where}: {len(lines)} samples, the manifest says {piece.shard.images}")
     kept = lines[piece.first : piece.stop]
     return f"{version} {len(kept)}\n" + "".join(line + "\n" for line in kept)
