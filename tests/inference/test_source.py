@@ -10,6 +10,7 @@ import torch
 
 from resnetctl.inference.source import ModelSourceError, as_module, load_model
 from resnetctl.storage import RunRecord
+from resnetctl.storage.checkpoints import write_manifest
 
 
 def test_a_checkpoint_carries_its_spec_and_class_names(colour_run: tuple[Path, Path]) -> None:
@@ -38,6 +39,7 @@ def test_a_run_name_picks_the_best_checkpoint(
         meta = json.loads((target / "meta.json").read_text())
         meta.update(epoch=epoch, metrics={**meta["metrics"], "val_top1_error": error})
         (target / "meta.json").write_text(json.dumps(meta))
+        write_manifest(target)  # the edited meta.json is the checkpoint's now
     RunRecord("colours-1", "colours", "", "").save(storage)
     loaded = load_model("colours-1", storage=storage)
     assert loaded.checkpoint == (run / "epoch_0001").resolve()
@@ -62,6 +64,7 @@ def test_a_checkpoint_ranked_by_its_ema_loads_the_ema_weights(
     meta["spec"]["train"]["ema"] = {"decay": 0.9}
     meta["spec"]["checkpoint"]["metric"] = "val_top1_error_ema"
     (target / "meta.json").write_text(json.dumps(meta))
+    write_manifest(target)
 
     weights = load_model(str(target)).model.state_dict()
     assert torch.equal(weights["fc.weight"], ema["fc.weight"])
@@ -69,8 +72,22 @@ def test_a_checkpoint_ranked_by_its_ema_loads_the_ema_weights(
 
     meta["spec"]["checkpoint"]["metric"] = "val_top1_error"
     (target / "meta.json").write_text(json.dumps(meta))
+    write_manifest(target)
     weights = load_model(str(target)).model.state_dict()
     assert torch.equal(weights["fc.weight"], state["model"]["fc.weight"])
+
+
+def test_an_incomplete_checkpoint_is_named_with_what_it_lacks(
+    colour_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    _, checkpoint = colour_run
+    target = tmp_path / "epoch_0002"
+    shutil.copytree(checkpoint, target)
+    (target / "state.pt").write_bytes((target / "state.pt").read_bytes()[:100])  # cut short
+    with pytest.raises(ModelSourceError, match="incomplete checkpoint.*state.pt has 100 bytes"):
+        load_model(str(target))
 
 
 def test_unknown_model_names_what_was_looked_for(tmp_path: Path) -> None:

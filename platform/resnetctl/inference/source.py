@@ -172,6 +172,10 @@ def locate_checkpoint(
     path = Path(target).expanduser()
     if is_checkpoint(path):
         return path.resolve(), _run_record(path.resolve())
+    if (path / CHECKPOINT_META).is_file():
+        from resnetctl.storage.checkpoints import completeness
+
+        raise ModelSourceError(f"{target}: incomplete checkpoint: {completeness(path).reason}")
     folder = path if path.is_dir() else storage / target
     if not folder.is_dir():
         known = sorted(p.name for p in storage.iterdir() if p.is_dir()) if storage.is_dir() else []
