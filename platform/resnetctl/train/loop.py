@@ -225,7 +225,13 @@ def _meta(runner: Runner, metrics: dict[str, Any]) -> dict[str, Any]:
             if progress is None
             else {"epoch": progress.epoch, "steps_done": progress.steps_done}
         ),
-        "metrics": {k: v for k, v in metrics.items() if k != DATASET_REPORT_KEY},
+        # A step checkpoint's ranked metric is Ray Train's placeholder, not a measurement.
+        "metrics": {
+            k: v
+            for k, v in metrics.items()
+            if k != DATASET_REPORT_KEY
+            and not (CHECKPOINT_STEP_KEY in metrics and k == runner.spec.checkpoint.metric)
+        },
         "model": runner.spec.model.name,
         "job": runner.spec.name,
         "world_size": runner.placement.world_size,
@@ -265,6 +271,9 @@ def _report(
     session.report(metrics, str(folder), name)
 
 
+_WORST_SCORE = 1e300
+
+
 def step_checkpoint_writer(session: Session) -> Any:
     """The `CheckpointWriter` of `StepCheckpoints`: a checkpoint from the middle of an epoch,
     reported with its step and reason; returns the seconds it took on this rank."""
@@ -273,12 +282,15 @@ def step_checkpoint_writer(session: Session) -> Any:
         started = time.monotonic()
         progress = runner.progress
         epoch = progress.epoch if progress is not None else runner.epoch
-        # The ranked metric is NaN (no validation here): Ray Train ranks the checkpoint last
-        # and keeps it only while it is the latest.
+        # No validation here: the ranked metric is the worst finite value, so that Ray Train
+        # ranks the checkpoint last and keeps it only while it is the latest. Not NaN or inf:
+        # Ray's saved checkpoint list (JSON) turns those into null, and a resumed run's
+        # controller then fails ranking it.
+        worst = _WORST_SCORE if runner.spec.checkpoint.mode == "min" else -_WORST_SCORE
         metrics: dict[str, Any] = {
             CHECKPOINT_STEP_KEY: runner.step,
             CHECKPOINT_REASON_KEY: cause.reason,
-            runner.spec.checkpoint.metric: math.nan,
+            runner.spec.checkpoint.metric: worst,
         }
         if cause.notice:
             metrics[NOTICE_KEY] = 1
