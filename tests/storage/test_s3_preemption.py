@@ -100,6 +100,15 @@ def _partial_checkpoints(cluster: S3Cluster, prefix: str) -> list[str]:
     )
 
 
+def _complete_checkpoints(cluster: S3Cluster, prefix: str) -> list[str]:
+    """Checkpoint folders under `prefix` in the bucket whose manifest is written."""
+    return sorted(
+        key.rpartition("/")[0]
+        for key in cluster.s3.keys(cluster.bucket, prefix)
+        if key.endswith("/manifest.json")
+    )
+
+
 def _uploader_pid(log: Path) -> int:
     """The pid of the worker waiting before a manifest (rank 0: only it writes checkpoints)."""
     waits = re.findall(
@@ -148,10 +157,11 @@ def test_faults_with_and_without_notice_cost_a_handful_of_steps_and_change_nothi
         return len(_history(client, found.info.run_id, "step_train_loss")) if found else 0
 
     # 1. In epoch 1, after the first complete step checkpoint: rank 0 killed mid-upload.
-    assert wait_for(lambda: steps_logged() > EVERY + 2, timeout=420)
+    assert wait_for(lambda: steps_logged() > 2, timeout=420)
     run_name = run().data.tags["resnetctl.run_name"]
     log = Path(tempfile.gettempdir()) / "resnetctl-logs" / run_name / "resnetctl.log"
     prefix = f"runs/{run_name}/"
+    assert wait_for(lambda: _complete_checkpoints(s3_cluster, prefix), timeout=300, interval=0.2)
     assert wait_for(lambda: _partial_checkpoints(s3_cluster, prefix), timeout=120, interval=0.2)
     (partial,) = _partial_checkpoints(s3_cluster, prefix)
     os.kill(_uploader_pid(log), signal.SIGKILL)
@@ -166,11 +176,12 @@ def test_faults_with_and_without_notice_cost_a_handful_of_steps_and_change_nothi
     from resnetctl.storage import best_checkpoint, latest_checkpoint
 
     with caplog.at_level(logging.WARNING):
-        chosen = [
-            best_checkpoint(f"{storage}/{run_name}", "val_top1_error", "min"),
-            latest_checkpoint(f"{storage}/{run_name}"),
-        ]
-    assert all(c is not None and partial not in str(c) for c in chosen)
+        # In epoch 1 no checkpoint is validated yet: no best, and the latest complete one.
+        chosen = best_checkpoint(f"{storage}/{run_name}", "val_top1_error", "min") or (
+            latest_checkpoint(f"{storage}/{run_name}")
+        )
+    assert chosen is not None and partial not in str(chosen)
+    assert "_step_" in str(chosen)
     assert partial in caplog.text
 
     # 2. In epoch 2: the worker node drained with a 30 s deadline, replaced, killed at it.
@@ -215,7 +226,7 @@ def test_faults_with_and_without_notice_cost_a_handful_of_steps_and_change_nothi
     redone = [value for _, value in _history(client, finished.info.run_id, "steps_redone")]
     drain_cost = redone[-1] - redone[-2]
     assert drain_cost <= 5, (redone, err[-3000:])
-    assert re.search(r"^checkpoint at step \d+: notice: ", err, re.M), err[-3000:]
+    assert re.search(r"^checkpoint at step \d+: .*notice: node ", err, re.M), err[-3000:]
     assert re.search(r"^checkpoint at step \d+: .*deadline is near", err, re.M), err[-3000:]
     print(
         f"steps redone: {redone}; restart seconds: "
