@@ -27,12 +27,15 @@ install: $(STAMP)
 quickstart: $(STAMP)
 	$(BIN)/resnetctl submit jobs/quickstart.yaml
 
+# The fast tier spread over one process per core (pytest-xdist), then the slow tier in one
+# process: its tests start Ray clusters and time faults, and must not share the cores.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -m "not slow" -n auto --durations=10
+	$(BIN)/python -m pytest -q -m "slow or last" --durations=15
 
 # The fast tier for contributors: every test that starts no Ray and trains no deep net.
 check: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" --durations=10
+	$(BIN)/python -m pytest -q -m "not slow" -n auto --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff check platform tests benchmarks

@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 JOBS = ROOT / "jobs"
 USER_RAY_DIR = Path.home() / ".ray"
 RAY_TOKEN_VARIABLES = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE")
+#: The suite's temp folder, for pytest-xdist workers to share their controller's.
+SUITE_TMPDIR_VARIABLE = "RESNETCTL_SUITE_TMPDIR"
 
 
 def ray_folder_state(folder: Path = USER_RAY_DIR) -> dict[str, str] | None:
@@ -43,11 +45,17 @@ def ray_folder_state(folder: Path = USER_RAY_DIR) -> dict[str, str] | None:
 def pytest_configure(config: pytest.Config) -> None:
     # Taken before any test (or fixture) runs; compared by the last test of the session.
     config.stash[_HOME_RAY] = ray_folder_state()
+    if is_xdist_worker(config):
+        # A pytest-xdist worker shares its controller's temp folder and Ray token (inherited in
+        # the environment): the controller checks and removes them when every worker is done.
+        config.stash[_SUITE_TMPDIR] = Path(os.environ[SUITE_TMPDIR_VARIABLE])
+        return
     # Short, under /tmp: Ray's Unix sockets live below it and their paths must stay short.
     temp = Path(tempfile.mkdtemp(prefix="rsuite-", dir="/tmp"))
     config.stash[_SAVED_TMPDIR] = os.environ.get("TMPDIR")
     config.stash[_SUITE_TMPDIR] = temp
     os.environ["TMPDIR"] = str(temp)
+    os.environ[SUITE_TMPDIR_VARIABLE] = str(temp)
     tempfile.tempdir = None  # gettempdir() reads TMPDIR again
     # A token of the suite's own for every Ray it starts or talks to: set before any fixture
     # (also module- and session-scoped ones) and inherited by every subprocess.
@@ -60,11 +68,43 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
 
 
+def is_xdist_worker(config: pytest.Config) -> bool:
+    """Whether this process is a pytest-xdist worker (its controller runs the session)."""
+    return hasattr(config, "workerinput")
+
+
+def runs_in_parallel(config: pytest.Config) -> bool:
+    """Whether the tests are spread over pytest-xdist workers (this is their controller or one
+    of them): no test then runs after every other, so the controller checks what a `last`
+    test checks, at the session's end (`pytest_sessionfinish`)."""
+    return is_xdist_worker(config) or bool(getattr(config.option, "numprocesses", None))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    session.config.stash[_PASSED] = exitstatus == 0
+    config = session.config
+    if runs_in_parallel(config) and not is_xdist_worker(config):
+        from tests.test_home_untouched import home_ray_changes
+        from tests.test_temp_untouched import left_behind
+
+        folder = config.stash[_SUITE_TMPDIR]
+        problems = [
+            *(
+                [f"left in the suite's temp folder {folder}: {left_behind(folder)}"]
+                if left_behind(folder)
+                else []
+            ),
+            *home_ray_changes(config.stash[_HOME_RAY]),
+        ]
+        if problems:
+            print("\n" + "\n".join(f"session check failed: {p}" for p in problems))
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            exitstatus = session.exitstatus
+    config.stash[_PASSED] = exitstatus == 0
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if is_xdist_worker(config):
+        return  # the controller's folder and token
     for name, value in config.stash.get(_SAVED_ENV, {}).items():
         if value is None:
             os.environ.pop(name, None)
@@ -90,6 +130,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Tests marked `last` check what the whole session did: run them after everything else.
     items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+    if runs_in_parallel(config):
+        checked = pytest.mark.skip(reason="in parallel, the controller checks this at the end")
+        for item in items:
+            if item.get_closest_marker("last") is not None:
+                item.add_marker(checked)
 
 
 _HOME_RAY = pytest.StashKey[dict[str, str] | None]()
