@@ -88,7 +88,7 @@ def load_init_weights(init: ModelInit) -> tuple[dict[str, torch.Tensor], str]:
         return dict(state), str(path)
     if kind == "checkpoint":
         return _checkpoint_weights(path)
-    from resnetctl.inference.source import ModelSourceError, locate_checkpoint
+    from resnetctl.storage.model_source import ModelSourceError, locate_checkpoint
     from resnetctl.train.checkpoint import META_FILE
 
     try:
