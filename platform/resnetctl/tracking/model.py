@@ -50,9 +50,10 @@ def best_model(spec: JobSpec, checkpoint: Path) -> BestModel:
     """The network of the checkpoint directory `checkpoint`, in eval mode, with its epoch and
     its score by `spec.checkpoint.metric` (read from its meta.json)."""
     from resnetctl.models import create_model
-    from resnetctl.train.checkpoint import load_checkpoint, ranked_weights
+    from resnetctl.spec.metrics import ranked_weights
+    from resnetctl.storage.checkpoints import load_state
 
-    state, meta = load_checkpoint(checkpoint)
+    state, meta = load_state(checkpoint)
     metric = spec.checkpoint.metric
     weights = ranked_weights(state, metric)
     options = spec.model.create_options(int(weights["fc.weight"].shape[0]))
