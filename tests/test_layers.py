@@ -13,9 +13,9 @@ A package is the first level under resnetctl (`train`, `storage`, ...); a module
 - no circle spans two packages: the first run of a package's modules must not need itself
   back through another package;
 - a circle between modules of one package is declared where it is made: a comment
-  `# import-circle: <why>` on one of the import statements closing it (the comment is also
-  read on the continuation lines of a parenthesised import). A declaration that closes no
-  circle fails too, so that it does not outlive the reason.
+  `# import-circle: <why>` on one of the import statements closing it, or on a comment line
+  right above that statement (also read on the continuation lines of a parenthesised import).
+  A declaration that closes no circle fails too, so that it does not outlive the reason.
 
 `python tests/test_layers.py` prints every circle, the declared ones with their reasons.
 """
@@ -118,8 +118,11 @@ def read_imports(root: Path = ROOT) -> tuple[set[str], list[Import]]:
         lines = text.splitlines()
         for node in import_nodes(ast.parse(text, filename=str(path))):
             reason = None
-            for number in range(node.lineno, (node.end_lineno or node.lineno) + 1):
-                if match := DECLARED.search(lines[number - 1]):
+            above = None  # a comment line right above the statement
+            if node.lineno > 1 and lines[node.lineno - 2].lstrip().startswith("#"):
+                above = node.lineno - 1
+            for number in (above, *range(node.lineno, (node.end_lineno or node.lineno) + 1)):
+                if number and (match := DECLARED.search(lines[number - 1])):
                     reason = match.group(1).strip()
             for target in targets(node, module, path.name == "__init__.py", modules):
                 if target != module:
@@ -286,6 +289,8 @@ def test_the_reader_counts_imports_in_functions_relative_ones_and_skips_type_che
     )
     (package / "high" / "top.py").write_text("from ..low import base\nfrom . import side\n")
     (package / "high" / "side.py").write_text("def f():\n    from .top import x\n")
+    (package / "other" / "a.py").write_text("# import-circle: said above\nfrom . import b\n")
+    (package / "other" / "b.py").write_text("from .a import c\n")
     _, imports = read_imports(package)
     edges = {(item.source, item.target, item.reason) for item in imports}
     assert edges == {
@@ -293,6 +298,8 @@ def test_the_reader_counts_imports_in_functions_relative_ones_and_skips_type_che
         ("resnetctl.high.top", "resnetctl.low.base", None),
         ("resnetctl.high.top", "resnetctl.high.side", None),
         ("resnetctl.high.side", "resnetctl.high.top", None),
+        ("resnetctl.other.a", "resnetctl.other.b", "said above"),
+        ("resnetctl.other.b", "resnetctl.other.a", None),
     }
     [circle] = package_circles(imports)
     assert circle.splitlines()[0] == "high -> low -> high"

@@ -4,10 +4,12 @@ an input example and pinned requirements, then registered (see `tracking.registr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -34,6 +36,20 @@ def requirements() -> list[str]:
             continue
         pins.append(f"{name}=={version.split('+')[0]}")
     return pins
+
+
+@contextlib.contextmanager
+def _working_directory(path: str) -> Iterator[None]:
+    try:
+        previous: str | None = os.getcwd()
+    except FileNotFoundError:
+        previous = None
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        if previous is not None and os.path.isdir(previous):
+            os.chdir(previous)
 
 
 @dataclass(frozen=True)
@@ -92,8 +108,6 @@ def log_pytorch_model(
     import mlflow.pytorch
     import numpy as np
     import torch
-
-    from resnetctl.tracking.run import _working_directory
 
     # Zeros: the example is stored with the model as JSON, where they take the least room.
     example = np.zeros((2, 3, crop, crop), dtype=np.float32)
