@@ -25,6 +25,7 @@ from typing import Any
 from torch import nn
 
 from resnetctl.spec import JobSpec
+from resnetctl.spec.loader import checkpoint_spec
 from resnetctl.storage import CHECKPOINT_META, is_checkpoint
 
 # Finding a checkpoint in run storage is run storage's part; MODEL's other forms are here.
@@ -86,19 +87,6 @@ def _spec_of_run(uri: str, run_id: str) -> JobSpec | None:
     return load_spec_text(text, f"run {run_id}: {SPEC_ARTIFACT}")
 
 
-def _spec_of_meta(meta: dict[str, Any]) -> JobSpec | None:
-    from pydantic import ValidationError
-
-    raw = meta.get("spec")
-    if not isinstance(raw, dict):
-        return None
-    try:
-        return JobSpec.model_validate(raw)
-    except ValidationError:
-        # A spec of another resnetctl version: the MLflow run's copy is the next best source.
-        return None
-
-
 def data_classes(spec: JobSpec | None) -> tuple[str, ...] | None:
     """The class folder names of the spec's data source (None if it cannot be prepared)."""
     if spec is None:
@@ -157,7 +145,7 @@ def load_model(
     checkpoint, record = locate_checkpoint(target, storage)
     uri = (record.mlflow_uri if record is not None else None) or tracking_uri
     run_id = record.mlflow_run_id if record is not None else None
-    spec = _spec_of_meta(_read_meta(checkpoint))
+    spec = checkpoint_spec(_read_meta(checkpoint))
     if spec is None and uri and run_id:
         spec = _spec_of_run(uri, run_id)
     if spec is not None and not is_checkpoint(Path(target).expanduser()):
@@ -178,7 +166,7 @@ def _from_checkpoint(
     from resnetctl.train.checkpoint import load_checkpoint, ranked_weights
 
     state, meta = load_checkpoint(checkpoint)
-    spec = spec or _spec_of_meta(meta)
+    spec = spec or checkpoint_spec(meta)
     if spec is None and uri and run_id:
         spec = _spec_of_run(uri, run_id)
     weights = None
