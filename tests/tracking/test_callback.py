@@ -12,9 +12,9 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from resnetctl.launch.progress import EPOCH_EVENT, WORKER_ERROR_EVENT
 from resnetctl.tracking import names
 from resnetctl.tracking.callback import EpochMetricsCallback
+from resnetctl.tracking.events import EPOCH_EVENT, WORKER_ERROR_EVENT
 from tests.train._helpers import FakeSession
 
 

@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from resnetctl.cli.common import (
+    BatchSizeOption,
     JsonOption,
     StorageOption,
     err,
@@ -79,9 +80,7 @@ def analyze(
     tracking_uri: TrackingUriOption = None,
     spec_file: SpecOption = None,
     max_images: MaxImagesOption = None,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, metavar="N", help="Images per forward pass.")
-    ] = 128,
+    batch_size: BatchSizeOption = 128,
     out_dir: OutOption = None,
     log: LogOption = True,
     storage: StorageOption = None,

@@ -24,6 +24,10 @@ EXIT_JOB_FAILED = 1
 EXIT_USAGE = 2
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+#: The default differs by command (what its forward passes hold in memory).
+BatchSizeOption = Annotated[
+    int, typer.Option("--batch-size", min=1, metavar="N", help="Images per forward pass.")
+]
 SetOption = Annotated[
     list[str] | None,
     typer.Option(

@@ -27,6 +27,17 @@ def _data() -> None:
     """Inspect data sets (image folders in ImageNet's layout) and pack them into shards."""
 
 
+def _print_files(console: Console, what: str, files: list[dict[str, str]]) -> None:
+    """`N file(s) <what>:`, then the path and reason of the first `_MAX_ROWS`."""
+    if not files:
+        return
+    console.print(f"[yellow]{len(files)} file(s) {what}:[/yellow]")
+    for item in files[:_MAX_ROWS]:
+        console.print(f"  {item['path']}: {item['reason']}", markup=False, highlight=False)
+    if len(files) > _MAX_ROWS:
+        console.print(f"  ... {len(files) - _MAX_ROWS} more (see --json)")
+
+
 def _render(report: InspectReport, console: Console) -> None:
     splits = Table(title=f"{escape(report.root)}: {len(report.classes)} classes")
     for column in ("split", "folder", "classes", "images", "unreadable"):
@@ -59,13 +70,7 @@ def _render(report: InspectReport, console: Console) -> None:
             f"min {h['min']} x {w['min']}, median {h['median']:g} x {w['median']:g}, "
             f"max {h['max']} x {w['max']}"
         )
-    unreadable = [u for s in report.splits for u in s.unreadable]
-    if unreadable:
-        console.print(f"[yellow]{len(unreadable)} file(s) skipped:[/yellow]")
-        for u in unreadable[:_MAX_ROWS]:
-            console.print(f"  {u['path']}: {u['reason']}", markup=False, highlight=False)
-        if len(unreadable) > _MAX_ROWS:
-            console.print(f"  ... {len(unreadable) - _MAX_ROWS} more (see --json)")
+    _print_files(console, "skipped", [u for s in report.splits for u in s.unreadable])
     for problem in report.problems:
         console.print(f"[red]problem:[/red] {escape(problem)}", highlight=False)
 
@@ -305,10 +310,4 @@ def _render_pack(result: PackResult, console: Console) -> None:
             + (f", {summary['shards_already_done']} already done" if result.reused else ""),
             highlight=False,
         )
-    skipped = summary["skipped"]
-    if skipped:
-        console.print(f"[yellow]{len(skipped)} file(s) left out:[/yellow]")
-        for item in skipped[:_MAX_ROWS]:
-            console.print(f"  {item['path']}: {item['reason']}", markup=False, highlight=False)
-        if len(skipped) > _MAX_ROWS:
-            console.print(f"  ... {len(skipped) - _MAX_ROWS} more (see --json)")
+    _print_files(console, "left out", summary["skipped"])

@@ -15,6 +15,7 @@ from rich.table import Table
 from resnetctl.cli._model_arg import AllowPickleOption, ModelArg, TrackingOption, load
 from resnetctl.cli.common import (
     EXIT_JOB_FAILED,
+    BatchSizeOption,
     JsonOption,
     err,
     fail,
@@ -71,9 +72,7 @@ def eval_(
         float,
         typer.Option("--cpus-per-worker", min=0.01, max=256, metavar="N", help="CPUs per worker."),
     ] = 1.0,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, metavar="N", help="Images per forward pass.")
-    ] = 32,
+    batch_size: BatchSizeOption = 32,
     address: EvalAddressOption = None,
     log: Annotated[
         bool, typer.Option("--log/--no-log", help="Log eval_* metrics to the model's MLflow run.")

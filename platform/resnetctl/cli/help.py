@@ -56,17 +56,22 @@ def _tidy_text(command: Any) -> None:
         command.short_help = escape(command.short_help)
 
 
-class Command(TyperCommand):
-    """A resnetctl command (see the module's docstring)."""
+class _Tidied:
+    """Help text as written and parameters tidied, for a command and a group alike (put first
+    among the bases, before Typer's class)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _tidy_text(self)
 
     def get_params(self, ctx: Any) -> list[Any]:
-        params = super().get_params(ctx)
+        params = super().get_params(ctx)  # type: ignore[misc]
         _tidy(params)
         return params
+
+
+class Command(_Tidied, TyperCommand):
+    """A resnetctl command (see the module's docstring)."""
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
@@ -78,17 +83,8 @@ class Command(TyperCommand):
         return pieces
 
 
-class Group(TyperGroup):
+class Group(_Tidied, TyperGroup):
     """A resnetctl command group (see the module's docstring)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _tidy_text(self)
-
-    def get_params(self, ctx: Any) -> list[Any]:
-        params = super().get_params(ctx)
-        _tidy(params)
-        return params
 
 
 def use_everywhere(app: typer.Typer) -> None:

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from resnetctl.cli._model_arg import AllowPickleOption, ModelArg, TrackingOption, load
-from resnetctl.cli.common import JsonOption, err, fail, out, print_json
+from resnetctl.cli.common import BatchSizeOption, JsonOption, err, fail, out, print_json
 from resnetctl.cli.image_progress import ImageBars
 
 
@@ -23,9 +23,7 @@ def predict(
     top: Annotated[
         int, typer.Option("--top", "-k", min=1, metavar="K", help="Classes per image.")
     ] = 5,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, metavar="N", help="Images per forward pass.")
-    ] = 32,
+    batch_size: BatchSizeOption = 32,
     tracking_uri: TrackingOption = None,
     allow_pickle: AllowPickleOption = False,
     json_: JsonOption = False,

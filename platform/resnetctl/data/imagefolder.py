@@ -333,6 +333,7 @@ def layout_for_folder(
     cache = cache_root() if cache is None else cache
     scans = {}
     if isinstance(root, str) and _is_uri(root):
+        # import-circle: a bucket's split is scanned with this module's rules and types
         from resnetctl.data.objectstore import scan_bucket_split
         from resnetctl.storage import StoragePath
 

@@ -24,9 +24,17 @@ from typing import Any
 
 from torch import nn
 
-from resnetctl.inference.paths import ModelSourceError, storage_root_here
 from resnetctl.spec import JobSpec
+from resnetctl.spec.loader import checkpoint_spec
 from resnetctl.storage import CHECKPOINT_META, is_checkpoint
+
+# Finding a checkpoint in run storage is run storage's part; MODEL's other forms are here.
+from resnetctl.storage.model_source import (
+    ModelSourceError,
+    locate_checkpoint,
+    pick_checkpoint,
+    storage_root_here,
+)
 
 SPEC_ARTIFACT = "spec/resolved.yaml"
 RUN_NAME_TAG = "resnetctl.run_name"
@@ -50,34 +58,6 @@ class LoadedModel:
         if self.classes is not None and 0 <= index < len(self.classes):
             return self.classes[index]
         return str(index)
-
-
-# ------------------------------------------------------------------------------------------
-# Run records and checkpoints: every call into the run-storage layer is here. A run kept in
-# an object store is read through a local copy of its folder's checkpoints; eval, export and
-# predict need the run's folder on this machine.
-
-
-def _run_record(folder: Path) -> Any:
-    """The `RunRecord` of the run directory holding `folder` (itself or a parent), or None."""
-    from resnetctl.storage import RECORD, RunRecord
-
-    for parent in (folder, *folder.parents):
-        if (parent / RECORD).is_file():
-            return RunRecord.load(parent.parent, parent.name)
-    return None
-
-
-def _pick_checkpoint(folder: Path, spec: JobSpec | None) -> Path | None:
-    from resnetctl.storage import best_checkpoint, latest_checkpoint
-
-    metric = spec.checkpoint.metric if spec is not None else "val_top1_error"
-    mode = (spec.checkpoint.mode if spec is not None else None) or "min"
-    found = best_checkpoint(folder, metric, mode) or latest_checkpoint(folder)
-    return Path(found) if found is not None else None
-
-
-# ------------------------------------------------------------------------------------------
 
 
 def default_tracking_uri() -> str:
@@ -105,19 +85,6 @@ def _spec_of_run(uri: str, run_id: str) -> JobSpec | None:
     except (MlflowException, OSError):
         return None
     return load_spec_text(text, f"run {run_id}: {SPEC_ARTIFACT}")
-
-
-def _spec_of_meta(meta: dict[str, Any]) -> JobSpec | None:
-    from pydantic import ValidationError
-
-    raw = meta.get("spec")
-    if not isinstance(raw, dict):
-        return None
-    try:
-        return JobSpec.model_validate(raw)
-    except ValidationError:
-        # A spec of another resnetctl version: the MLflow run's copy is the next best source.
-        return None
 
 
 def data_classes(spec: JobSpec | None) -> tuple[str, ...] | None:
@@ -160,37 +127,6 @@ def build_network(
     return model
 
 
-def locate_checkpoint(
-    target: str, storage: Path | None = None, spec: JobSpec | None = None
-) -> tuple[Path, Any]:
-    """The checkpoint directory `target` names (a checkpoint directory; a run directory or run
-    name under the storage root: its best checkpoint by `spec`'s ranking metric, else its
-    latest) and the run's record (None for a checkpoint outside any run).
-
-    Raises ModelSourceError naming what is missing."""
-    storage = storage or storage_root_here()
-    path = Path(target).expanduser()
-    if is_checkpoint(path):
-        return path.resolve(), _run_record(path.resolve())
-    if (path / CHECKPOINT_META).is_file():
-        from resnetctl.storage.checkpoints import completeness
-
-        raise ModelSourceError(f"{target}: incomplete checkpoint: {completeness(path).reason}")
-    folder = path if path.is_dir() else storage / target
-    if not folder.is_dir():
-        known = sorted(p.name for p in storage.iterdir() if p.is_dir()) if storage.is_dir() else []
-        hint = f"; known runs: {', '.join(known[-5:])}" if known else ""
-        raise ModelSourceError(
-            f"{target!r} is not a checkpoint directory, a run directory, a run name under "
-            f"{storage}, or a models:/ URI{hint}"
-        )
-    folder = folder.resolve()
-    checkpoint = _pick_checkpoint(folder, spec)
-    if checkpoint is None:
-        raise ModelSourceError(f"run {target!r} ({folder}) has no checkpoint")
-    return checkpoint, _run_record(folder)
-
-
 def load_model(
     target: str,
     *,
@@ -209,7 +145,7 @@ def load_model(
     checkpoint, record = locate_checkpoint(target, storage)
     uri = (record.mlflow_uri if record is not None else None) or tracking_uri
     run_id = record.mlflow_run_id if record is not None else None
-    spec = _spec_of_meta(_read_meta(checkpoint))
+    spec = checkpoint_spec(_read_meta(checkpoint))
     if spec is None and uri and run_id:
         spec = _spec_of_run(uri, run_id)
     if spec is not None and not is_checkpoint(Path(target).expanduser()):
@@ -230,7 +166,7 @@ def _from_checkpoint(
     from resnetctl.train.checkpoint import load_checkpoint, ranked_weights
 
     state, meta = load_checkpoint(checkpoint)
-    spec = spec or _spec_of_meta(meta)
+    spec = spec or checkpoint_spec(meta)
     if spec is None and uri and run_id:
         spec = _spec_of_run(uri, run_id)
     weights = None
@@ -346,6 +282,6 @@ def _classes_of_run_checkpoints(uri: str, run_id: str) -> tuple[str, ...] | None
     folder = storage_root_here() / name if name else None
     if folder is None or not folder.is_dir():
         return None
-    checkpoint = _pick_checkpoint(folder, None)
+    checkpoint = pick_checkpoint(folder, None)
     classes = _read_meta(checkpoint).get("classes") if checkpoint else None
     return tuple(classes) if classes else None

@@ -20,13 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-#: The `kind` of the controller's events (`tracking.callback`, `launch.hang`): an epoch every
-#: rank finished, workers that failed, and a line to show as it is (`line`: the verdict on a
-#: hang, a notice and the checkpoint it caused, a restart and what it cost). Step events from
-#: rank 0 have no kind.
-EPOCH_EVENT = "epoch"
-WORKER_ERROR_EVENT = "worker_error"
-NOTE_EVENT = "note"
+from resnetctl.tracking.events import EPOCH_EVENT, NOTE_EVENT, WORKER_ERROR_EVENT
 
 
 def progress_queue(maxsize: int = 256) -> Any:

@@ -118,8 +118,8 @@ def register_model(
 def _attach_the_paper() -> None:
     # The builder modules attach themselves on import; importing them here makes the registry
     # whole whichever module a caller imported first.
-    import resnetctl.models.cifar  # noqa: F401
-    import resnetctl.models.imagenet  # noqa: F401
+    # import-circle: the paper's builder modules import this one to attach themselves to it
+    from resnetctl.models import cifar, imagenet  # noqa: F401
 
 
 def _resolve(name: str) -> _Entry:

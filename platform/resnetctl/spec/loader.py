@@ -181,6 +181,19 @@ def _validate(data: dict[str, Any], source: _Source, unset: Sequence[SpecIssue] 
     return spec
 
 
+def checkpoint_spec(meta: Mapping[str, Any]) -> JobSpec | None:
+    """The job spec a checkpoint's `meta.json` carries, or None when it has none or one of
+    another resnetctl version (the run's MLflow copy is then the next best source). It says
+    which metric ranked the run's checkpoints."""
+    raw = meta.get("spec")
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return JobSpec.model_validate(raw)
+    except ValidationError:
+        return None
+
+
 def dump_spec(spec: JobSpec) -> str:
     """The fully resolved spec as YAML, which `load_spec` accepts back unchanged."""
     return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

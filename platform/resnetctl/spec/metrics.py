@@ -144,3 +144,14 @@ RankedMetric = Annotated[
     PlainSerializer(public_name, return_type=str),
     WithJsonSchema({"type": "string", "enum": [public_name(m) for m in RANKED_METRICS]}),
 ]
+
+
+def ranked_weights(state: dict[str, Any], metric: str) -> dict[str, Any]:
+    """The weights a checkpoint's state was ranked by: its EMA's for a `*_ema` metric, else the
+    model's. Whatever reads a best checkpoint back (the logged model, eval, export, predict,
+    fine-tuning) must take these, or it serves weights other than the ones that won the
+    ranking."""
+    ema = state.get("ema")
+    if metric in EMA_METRICS and isinstance(ema, dict) and isinstance(ema.get("module"), dict):
+        return ema["module"]
+    return state["model"]

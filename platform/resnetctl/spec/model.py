@@ -59,7 +59,7 @@ class ModelInit(StrictModel):
     def _absolute_source(cls, data: Any) -> Any:
         # An empty source stays empty for `min_length` to refuse (it would resolve to the cwd).
         if isinstance(data, dict) and isinstance(data.get("source"), str) and data["source"]:
-            from resnetctl.inference.paths import absolute_source
+            from resnetctl.storage.model_source import absolute_source
 
             return {**data, "source": absolute_source(data["source"])}
         return data

@@ -35,6 +35,7 @@ from resnetctl.spec.metrics import (
     URGENT_KEY,
 )
 from resnetctl.tracking.datasets import DATASET_REPORT_KEY, log_datasets
+from resnetctl.tracking.events import EPOCH_EVENT, NOTE_EVENT, WORKER_ERROR_EVENT
 from resnetctl.tracking.labels import NUM_CLASSES_PARAM
 from resnetctl.tracking.names import to_mlflow
 
@@ -159,8 +160,6 @@ class EpochMetricsCallback(UserCallback):
             self._note(f"checkpoint at step {step}: {reason}")
 
     def _note(self, text: str) -> None:
-        from resnetctl.launch.progress import NOTE_EVENT
-
         log.warning("%s", text)
         self._put({"kind": NOTE_EVENT, "line": text})
 
@@ -173,16 +172,12 @@ class EpochMetricsCallback(UserCallback):
     def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]) -> None:
         """Called by Ray Train when workers failed: the driver says so on the terminal (the
         traceback is in the job's log) before the group restarts or the run fails."""
-        from resnetctl.launch.progress import WORKER_ERROR_EVENT
-
         if worker_exceptions:
             ranks = sorted(worker_exceptions)
             error = _describe(worker_exceptions[ranks[0]])
             self._put({"kind": WORKER_ERROR_EVENT, "ranks": ranks, "error": error})
 
     def _announce(self, epoch: int, metrics: dict[str, Any]) -> None:
-        from resnetctl.launch.progress import EPOCH_EVENT
-
         event = {"kind": EPOCH_EVENT, "epoch": epoch}
         event.update((key, float(metrics[key])) for key in EPOCH_METRICS if key in metrics)
         self._put(event)

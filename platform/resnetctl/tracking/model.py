@@ -4,10 +4,12 @@ an input example and pinned requirements, then registered (see `tracking.registr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -36,6 +38,20 @@ def requirements() -> list[str]:
     return pins
 
 
+@contextlib.contextmanager
+def _working_directory(path: str) -> Iterator[None]:
+    try:
+        previous: str | None = os.getcwd()
+    except FileNotFoundError:
+        previous = None
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        if previous is not None and os.path.isdir(previous):
+            os.chdir(previous)
+
+
 @dataclass(frozen=True)
 class BestModel:
     """The network of a run's best checkpoint and where it ranked."""
@@ -50,9 +66,10 @@ def best_model(spec: JobSpec, checkpoint: Path) -> BestModel:
     """The network of the checkpoint directory `checkpoint`, in eval mode, with its epoch and
     its score by `spec.checkpoint.metric` (read from its meta.json)."""
     from resnetctl.models import create_model
-    from resnetctl.train.checkpoint import load_checkpoint, ranked_weights
+    from resnetctl.spec.metrics import ranked_weights
+    from resnetctl.storage.checkpoints import load_state
 
-    state, meta = load_checkpoint(checkpoint)
+    state, meta = load_state(checkpoint)
     metric = spec.checkpoint.metric
     weights = ranked_weights(state, metric)
     options = spec.model.create_options(int(weights["fc.weight"].shape[0]))
@@ -91,8 +108,6 @@ def log_pytorch_model(
     import mlflow.pytorch
     import numpy as np
     import torch
-
-    from resnetctl.tracking.run import _working_directory
 
     # Zeros: the example is stored with the model as JSON, where they take the least room.
     example = np.zeros((2, 3, crop, crop), dtype=np.float32)

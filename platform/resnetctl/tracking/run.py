@@ -3,13 +3,11 @@ controller. Exactly one process writes at a time, so concurrent writers never ra
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 import platform
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,20 +68,6 @@ def prepare_store(uri: str) -> None:
 
     environment_tags()
     MlflowClient(uri).search_experiments(max_results=1)
-
-
-@contextlib.contextmanager
-def _working_directory(path: str) -> Iterator[None]:
-    try:
-        previous: str | None = os.getcwd()
-    except FileNotFoundError:
-        previous = None
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        if previous is not None and os.path.isdir(previous):
-            os.chdir(previous)
 
 
 class JobRun:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from resnetctl.spec.metrics import EMA_METRICS
+from resnetctl.spec.metrics import ranked_weights
 from resnetctl.storage.checkpoints import FORMAT_VERSION, is_complete, load_state, write_manifest
 from resnetctl.storage.checkpoints import MANIFEST as MANIFEST_FILE
 from resnetctl.storage.checkpoints import META as META_FILE
@@ -125,13 +125,3 @@ def load_checkpoint(
 def read_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """Only the `meta.json` of a checkpoint (cheap: no tensors)."""
     return json.loads((Path(directory) / META_FILE).read_text())
-
-
-def ranked_weights(state: dict[str, Any], metric: str) -> dict[str, Any]:
-    """The weights a checkpoint was ranked by: its EMA's for a `*_ema` metric, else the
-    model's. Whatever reads a best checkpoint back (the logged model, eval, export, predict)
-    must take these, or it serves weights other than the ones that won the ranking."""
-    ema = state.get("ema")
-    if metric in EMA_METRICS and isinstance(ema, dict) and isinstance(ema.get("module"), dict):
-        return ema["module"]
-    return state["model"]

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from resnetctl.spec.loader import checkpoint_spec
 from resnetctl.spec.model import ModelInit
 
 log = logging.getLogger(__name__)
@@ -40,22 +41,6 @@ def _kind(init: ModelInit) -> str:
     return "torchvision" if path.is_file() else "run"
 
 
-def _source_spec(meta: Mapping[str, Any]) -> Any:
-    """The job spec a checkpoint's `meta.json` carries (None when absent or of another
-    resnetctl version): it says which metric ranked the source run's checkpoints."""
-    from pydantic import ValidationError
-
-    from resnetctl.spec import JobSpec
-
-    raw = meta.get("spec")
-    if not isinstance(raw, dict):
-        return None
-    try:
-        return JobSpec.model_validate(raw)
-    except ValidationError:
-        return None
-
-
 def _checkpoint_weights(directory: Path, spec: Any = None) -> tuple[dict[str, torch.Tensor], str]:
     """The weights of a checkpoint that its run's ranking metric judged, as eval, export and
     predict load them: the EMA's for a `*_ema` metric, else the model's; and which they are."""
@@ -64,7 +49,7 @@ def _checkpoint_weights(directory: Path, spec: Any = None) -> tuple[dict[str, to
     state, meta = load_checkpoint(directory)
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise InitError(f"{directory}: the checkpoint holds no model state")
-    spec = spec or _source_spec(meta)
+    spec = spec or checkpoint_spec(meta)
     weights = ranked_weights(state, spec.checkpoint.metric) if spec is not None else state["model"]
     which = "EMA weights" if weights is not state["model"] else "model weights"
     if spec is not None:
@@ -88,14 +73,14 @@ def load_init_weights(init: ModelInit) -> tuple[dict[str, torch.Tensor], str]:
         return dict(state), str(path)
     if kind == "checkpoint":
         return _checkpoint_weights(path)
-    from resnetctl.inference.source import ModelSourceError, locate_checkpoint
+    from resnetctl.storage.model_source import ModelSourceError, locate_checkpoint
     from resnetctl.train.checkpoint import META_FILE
 
     try:
         checkpoint, _ = locate_checkpoint(init.source)
         meta_file = checkpoint / META_FILE
         meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
-        spec = _source_spec(meta)
+        spec = checkpoint_spec(meta)
         if spec is not None:
             # Ranked again by the run's own metric (as `resnetctl eval RUN` does), not the
             # default one.
