@@ -117,7 +117,7 @@ def test_two_worker_run_is_tracked_and_resumes_at_the_next_epoch(
     log_file = Path(result["storage_path"]) / "resnetctl.log"
     assert result["log_file"] == str(log_file)
     log = log_file.read_text()
-    assert "Reporting training result 3" in log and "Checkpoint successfully created" in log
+    assert "Reporting training result 3" in log and "checkpoint epoch_0003 uploaded in" in log
     assert "Creating initial MLflow database tables" in log
     (run,) = mlflow_runs(workdir)
     assert run.info.run_id == result["mlflow_run_id"] and run.info.status == "FINISHED"
