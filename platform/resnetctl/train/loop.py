@@ -229,7 +229,7 @@ def _meta(runner: Runner, metrics: dict[str, Any]) -> dict[str, Any]:
         "model": runner.spec.model.name,
         "job": runner.spec.name,
         "world_size": runner.placement.world_size,
-        "global_batch": runner.spec.train.global_batch(runner.placement.world_size),
+        "global_batch": runner.split.global_batch,
         # What `resnetctl eval|export|predict` need without the MLflow run: the network's
         # options, the input pipeline and the names of the classes the outputs stand for.
         "spec": runner.spec.model_dump(mode="json"),
