@@ -114,11 +114,11 @@ def restore_training_state(runner: Runner, state: dict[str, Any]) -> None:
     runner.step = step
     if state.get("nonfinite"):
         runner.nonfinite.load_state_dict(state["nonfinite"])
-    runner.lr_ramp = _lr_ramp(runner, state, progress.global_batch, step)
     runner.resume_position = None
     if resized is not None:
         runner.step += resized.steps_done
         runner.resume_position = resized
+    runner.lr_ramp = _lr_ramp(runner, state, progress.global_batch, runner.step)
     if position is not None:
         ranks = state.get("ranks") or []
         mine = ranks[place.rank] if len(ranks) == place.world_size else None
