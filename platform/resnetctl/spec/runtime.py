@@ -9,7 +9,6 @@ from pydantic import Discriminator, Field, Tag, model_validator
 from resnetctl.spec.base import StrictModel
 from resnetctl.spec.metrics import RankedMetric, default_mode
 
-
 ElasticPolicy = Literal["keep_global_batch", "scale_lr"]
 
 
