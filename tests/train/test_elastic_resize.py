@@ -103,7 +103,8 @@ def test_keep_global_batch_continues_at_the_same_step_with_the_plans_batch_and_r
     assert runner.steps_per_epoch == 3 and runner.total_steps == 3 * EPOCHS
     after = _steps([m for m, _, _ in resumed.reports])
     # It continues after step 5: no step trained again, none skipped.
-    assert resumed.reports[0][0] == {"restored_step": 5}
+    restore = {"restored_step": 5, "workers": 1, "global_batch": 16, "peak_lr": 0.1}
+    assert resumed.reports[0][0] == restore
     assert sorted(after) == list(range(6, 3 * EPOCHS + 1))
     for step, metrics in after.items():
         assert metrics["workers"] == 1 and whole[step]["workers"] == 2
@@ -122,7 +123,8 @@ def test_scale_lr_continues_at_the_same_images_and_ramps_to_the_new_rate(tmp_pat
     # One worker keeps 8 images a step: 6 steps an epoch. Epoch 1 (6 steps) and the first two
     # steps of epoch 2 (32 images = 4 steps of 8) were trained: it continues after step 10.
     assert runner.split.global_batch == 8 and runner.steps_per_epoch == 6
-    assert resumed.reports[0][0] == {"restored_step": 10}
+    restore = {"restored_step": 10, "workers": 1, "global_batch": 8, "peak_lr": 0.05}
+    assert resumed.reports[0][0] == restore
     after = _steps([m for m, _, _ in resumed.reports])
     alone = _steps([m for m, _, _ in reference.reports])
     assert sorted(after) == list(range(11, 6 * EPOCHS + 1))

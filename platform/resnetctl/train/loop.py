@@ -367,7 +367,14 @@ def run_training(
 
 def _report_restore(runner: Runner, session: Session, ledger: Any) -> None:
     """Every rank reports the restore once; rank 0 adds what the restart cost (with a ledger)."""
-    metrics: dict[str, Any] = {RESTORE_KEY: runner.step}
+    # With the group's size and what it trains with: an elastic run's resize is a restore
+    # with another number of workers (`tracking.callback` tags it).
+    metrics: dict[str, Any] = {
+        RESTORE_KEY: runner.step,
+        "workers": runner.placement.world_size,
+        "global_batch": runner.split.global_batch,
+        "peak_lr": runner.split.peak_lr,
+    }
     if ledger is not None:
         try:
             cost = ledger.restored(runner.step)
