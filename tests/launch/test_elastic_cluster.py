@@ -96,10 +96,22 @@ def run_of(client, name: str):  # noqa: ANN001, ANN201 - an MlflowClient, a Run 
     return runs[0] if runs else None
 
 
-def steps_at(client, run_id: str, workers: int) -> list[int]:  # noqa: ANN001
-    """The global steps logged with `workers` workers, in order."""
+def steps_at(client, run_id: str, workers: int, after: float = 0.0) -> list[int]:  # noqa: ANN001
+    """The global steps logged with `workers` workers (finished after Unix time `after`), in
+    order."""
     return sorted(
-        m.step for m in client.get_metric_history(run_id, "workers") if m.value == workers
+        m.step
+        for m in client.get_metric_history(run_id, "workers")
+        if m.value == workers and m.timestamp / 1000 > after
+    )
+
+
+def first_time(client, run_id: str, workers: int, after: float) -> float:  # noqa: ANN001
+    """When the first step with `workers` workers finished after Unix time `after`."""
+    return min(
+        m.timestamp / 1000
+        for m in client.get_metric_history(run_id, "workers")
+        if m.value == workers and m.timestamp / 1000 > after
     )
 
 
@@ -141,20 +153,20 @@ def test_an_elastic_run_shrinks_on_a_lost_node_grows_back_and_keeps_the_plan(
     assert wait_for(lambda: reached(40, 2), 600, interval=1), job.stderr.read_text()[-4000:]
     run_id = run[0].info.run_id
     nodes.kill_worker("worker2")
-    killed_at = time.monotonic()
+    killed_at = time.time()
     killed_after = max(steps_at(client, run_id, 2))
     # One worker goes on: no replacement has been started yet.
     assert wait_for(lambda: steps_at(client, run_id, 1), 300, interval=1), (
         job.stderr.read_text()[-4000:]
     )
-    shrunk_seconds = time.monotonic() - killed_at
+    shrunk_seconds = first_time(client, run_id, 1, killed_at) - killed_at
     first_alone = min(steps_at(client, run_id, 1))
     assert wait_for(lambda: reached(first_alone + 10, 1), 300, interval=1)
     nodes.add_worker("worker3")
-    joined_at = time.monotonic()
-    grown = lambda: [s for s in steps_at(client, run_id, 2) if s > first_alone]  # noqa: E731
+    joined_at = time.time()
+    grown = lambda: steps_at(client, run_id, 2, after=joined_at)  # noqa: E731
     assert wait_for(grown, 300, interval=1), job.stderr.read_text()[-4000:]
-    grown_seconds = time.monotonic() - joined_at
+    grown_seconds = first_time(client, run_id, 2, joined_at) - joined_at
     code, out, err = job.wait(timeout=900)
     shaken_seconds = time.monotonic() - started
     assert code == 0, err[-4000:]
@@ -199,5 +211,15 @@ def test_an_elastic_run_shrinks_on_a_lost_node_grows_back_and_keeps_the_plan(
         "shaken_val_error_pct": final.data.metrics["val_top1_error_pct"],
     }
     print(f"elastic fault cost: {json.dumps(report)}")
-    # Losing a node costs a restart, not the run: well under the steady run's length again.
-    assert shaken_seconds - steady_seconds < steady_seconds, report
+    for line in err.splitlines():  # the terminal's account of the faults, for the record
+        if any(word in line for word in ("failed", "resized", "restarted")):
+            print(f"  {line}")
+    log = Path(storage, json.loads(out)["job_id"], "resnetctl.log")
+    for line in log.read_text().splitlines() if log.exists() else []:  # Ray Train's decisions
+        if any(word in line for word in ("Deciding", "Detected", "restored the checkpoint")):
+            print(f"  log: {line[:200]}")
+    # Losing a node costs a restart, not the run. The budget: Ray Train 2.60 first retries with
+    # as many workers as before while the node is not yet marked dead, until its worker-group
+    # start timeout (60 s); then two restarts (about 20 s each here) and the slower steps of the
+    # one-worker stretch.
+    assert shaken_seconds - steady_seconds < 240, report
