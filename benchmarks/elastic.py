@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -119,6 +120,12 @@ def main() -> None:
     print(f"load before: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="elastic-bench-") as temp:
         work = Path(temp)
+        # A Ray token of this cluster's own, inherited by its nodes and the submits: the
+        # user's ~/.ray is neither needed nor touched.
+        token = work / "auth_token"
+        token.write_text(secrets.token_hex(32))
+        os.environ.pop("RAY_AUTH_TOKEN", None)
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
         server = Processes(work)
         try:
             mlflow = start_mlflow(server, work, str(work / "artifacts"))

@@ -20,6 +20,9 @@ from tests.train._dist import run_distributed
 from tests.train._helpers import FakeSession, job_spec
 from tests.train.test_exact_resume import StopAt
 
+# Two DDP runs and two single-process ones, real DALI loaders: 8 s a test here.
+pytestmark = pytest.mark.slow
+
 EPOCHS = 3
 
 
