@@ -230,3 +230,44 @@ def test_dry_run_on_packed_shards_plans_from_the_manifest(cli, image_folder, tmp
     missing = cli("submit", job, *common, "--set", f"data.source.root={tmp_path}")
     assert missing.code == 2
     assert f"data.source.root: {tmp_path}/manifest.json does not exist" in missing.stderr
+
+
+def test_dry_run_of_an_elastic_range_prints_the_plan_at_both_ends(cli, tmp_path: Path) -> None:
+    job = tmp_path / "elastic.yaml"
+    job.write_text(
+        (JOBS / "quickstart.yaml").read_text().replace("workers: 2", "workers: {min: 1, max: 2}")
+    )
+    outcome = cli("submit", str(job), "--dry-run")
+    assert outcome.code == 0, outcome.stderr
+    assert "1-2 x cpu (elastic: keep_global_batch)" in outcome.stdout
+    # The quickstart's 64 images a step at lr 0.2 x 64 / 128, at both ends of the range.
+    assert "at 2 workers" in outcome.stdout and "at 1 worker " in outcome.stdout
+    assert "32 per worker x 1 accumulation = 64 global, peak lr 0.1" in outcome.stdout
+    assert "32 per worker x 2 accumulation = 64 global, peak lr 0.1" in outcome.stdout
+    scale_lr = ["--set", "resources.elastic_policy=scale_lr"]
+    refused = cli("submit", str(job), "--dry-run", *scale_lr)
+    # The quickstart warms up over 20 iterations: another amount of data at each count.
+    assert refused.code == 2 and "give train.warmup.length in epochs" in refused.stderr
+    in_epochs = ["--set", "train.warmup.unit=epoch", "--set", "train.warmup.length=1"]
+    scaled = cli("submit", str(job), "--dry-run", "--json", *scale_lr, *in_epochs)
+    assert scaled.code == 0, scaled.stderr
+    ends = json.loads(scaled.stdout)["plan"]["ends"]
+    assert [(e["workers"], e["global_batch"], e["peak_lr"]) for e in ends] == [
+        (2, 64, 0.1),
+        (1, 32, 0.05),
+    ]
+
+
+def test_dry_run_refuses_a_range_with_counts_that_cannot_split_the_batch(
+    cli, tmp_path: Path
+) -> None:
+    job = tmp_path / "elastic.yaml"
+    job.write_text(
+        (JOBS / "quickstart.yaml").read_text().replace("workers: 2", "workers: {min: 3, max: 4}")
+    )
+    outcome = cli("submit", str(job), "--dry-run")
+    assert outcome.code == 2
+    line = next(n for n, text in enumerate(job.read_text().splitlines(), 1) if "min: 3" in text)
+    assert f"{job}:{line}: resources.workers:" in outcome.stderr
+    assert "global batch 64 has no whole split" in outcome.stderr
+    assert "at 3 workers" in outcome.stderr

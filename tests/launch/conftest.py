@@ -195,8 +195,9 @@ def mlflow_up(url: str, logs: Path) -> None:
     assert wait_for(lambda: _mlflow_answers(url), 120), (logs / "mlflow.log").read_text()[-3000:]
 
 
-def ray_head_argv(gcs_port: int, dashboard_port: int, *extra: str) -> list[str]:
-    """`ray start --head --block` with one CPU, every port on 127.0.0.1 and free."""
+def ray_head_argv(gcs_port: int, dashboard_port: int, *extra: str, cpus: int = 1) -> list[str]:
+    """`ray start --head --block` with `cpus` CPUs (one by default), every port on 127.0.0.1
+    and free."""
     return [
         str(Path(sys.executable).parent / "ray"),
         "start",
@@ -206,7 +207,7 @@ def ray_head_argv(gcs_port: int, dashboard_port: int, *extra: str) -> list[str]:
         f"--port={gcs_port}",
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dashboard_port}",
-        "--num-cpus=1",
+        f"--num-cpus={cpus}",
         f"--ray-client-server-port={free_port()}",
         f"--dashboard-agent-listen-port={free_port()}",
         *extra,
@@ -294,11 +295,14 @@ def ray_list(gcs: str, what: str, *filters: str) -> list[dict]:
 
 
 @contextmanager
-def two_node_cluster(logs: Path, env: dict[str, str] | None = None) -> Iterator[RayNodes]:
-    """`ray start --head` and one `ray start --address` worker node ("worker"), one CPU each,
-    every port on 127.0.0.1 and free, each node with its own session and temp dir, `env` (on
-    top of this process's environment) given to both; every process is killed by process group
-    and the temp dirs removed afterwards, also when a test fails."""
+def two_node_cluster(
+    logs: Path, env: dict[str, str] | None = None, head_cpus: int = 1
+) -> Iterator[RayNodes]:
+    """`ray start --head` and one `ray start --address` worker node ("worker"), one CPU each
+    (the head `head_cpus`: 0 keeps training workers off it), every port on 127.0.0.1 and free,
+    each node with its own session and temp dir, `env` (on top of this process's environment)
+    given to both; every process is killed by process group and the temp dirs removed
+    afterwards, also when a test fails."""
     import shutil
 
     bin_dir = Path(sys.executable).parent
@@ -323,7 +327,11 @@ def two_node_cluster(logs: Path, env: dict[str, str] | None = None) -> Iterator[
     )
     try:
         nodes.processes.start(
-            "head", ray_head_argv(gcs_port, dash_port, f"--temp-dir={nodes.temp_dirs[0]}"), node_env
+            "head",
+            ray_head_argv(
+                gcs_port, dash_port, f"--temp-dir={nodes.temp_dirs[0]}", cpus=head_cpus
+            ),
+            node_env,
         )
         assert wait_for(lambda: http_up(f"{nodes.dashboard}/api/version"), 90), (
             logs / "head.log"

@@ -30,3 +30,17 @@ def test_a_restored_checkpoint_is_named_by_its_bucket_uri() -> None:
     in_bucket = ray.train.Checkpoint("bucket/runs/r/epoch_0002", filesystem=s3)
     assert checkpoint_uri(in_bucket) == "s3://bucket/runs/r/epoch_0002"
     assert checkpoint_uri(ray.train.Checkpoint("/runs/r/epoch_0002")) == "/runs/r/epoch_0002"
+
+
+def test_a_worker_range_is_ray_trains_elastic_scaling(tmp_path: Path) -> None:
+    elastic = ["resources.workers={min: 1, max: 2}", "resources.resize_check_s=5"]
+    spec = load_spec(JOBS / "quickstart.yaml", elastic)
+    trainer = build_trainer(spec, run_name="r", storage_path=tmp_path, loop_config={})
+    scaling = trainer.scaling_config
+    assert scaling.num_workers == (1, 2) and scaling.elasticity_enabled
+    assert (scaling.min_workers, scaling.max_workers) == (1, 2)
+    assert scaling.elastic_resize_monitor_interval_s == 5
+    fixed = build_trainer(
+        load_spec(JOBS / "quickstart.yaml"), run_name="r", storage_path=tmp_path, loop_config={}
+    ).scaling_config
+    assert fixed.num_workers == 2 and not fixed.elasticity_enabled

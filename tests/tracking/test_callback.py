@@ -227,3 +227,37 @@ def test_epochs_trained_again_after_a_restore_replace_the_discarded_ones(
     assert sorted(m.value for m in raw) == sorted([discarded, reported[3]])
     assert max(raw, key=lambda m: m.timestamp).value == reported[3]
     assert JobRun(sqlite_store, run_id).logged_epochs() == {1, 2, 3, 4}
+
+
+def test_a_restore_with_another_number_of_workers_is_tagged_as_a_resize(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    queue = FakeQueue()
+    callback = EpochMetricsCallback(uri, run_id, progress=queue)
+
+    def restore(step: int, workers: int) -> list[dict[str, Any]]:
+        report = {"restored_step": step, "workers": workers, "global_batch": 64, "peak_lr": 0.1}
+        return [dict(report) for _ in range(workers)]  # every rank reports
+
+    callback.after_report(None, [_report(1, 0), _report(1, 1)], None)  # two workers
+    callback.after_report(None, restore(30, 1), None)  # a node lost: one left
+    callback.after_report(None, [_report(2, 0)], None)
+    callback.after_report(None, restore(50, 1), None)  # a restart at the same size
+    callback.after_report(None, restore(70, 2), None)  # grown back to two
+    run = client.get_run(run_id).data
+    assert run.tags["resnetctl.resize.1"] == (
+        "step 30: 2 -> 1 workers (64 images per step, peak lr 0.1)"
+    )
+    assert run.tags["resnetctl.resize.2"].startswith("step 70: 1 -> 2 workers")
+    assert "resnetctl.resize.3" not in run.tags
+    assert run.metrics["resizes"] == 2 and run.metrics["restarts"] == 3
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "resizes")] == [
+        (30, 1.0),
+        (70, 2.0),
+    ]
+    notes = [e["line"] for e in queue.items if "line" in e and e["line"].startswith("resized")]
+    assert notes == [
+        "resized: " + run.tags["resnetctl.resize.1"],
+        "resized: " + run.tags["resnetctl.resize.2"],
+    ]

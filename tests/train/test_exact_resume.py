@@ -107,7 +107,7 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_undisturbed_runs_losses_and_weig
 
     resumed, again = _train(spec, tmp_path / "resumed", resume_from=last)
     # Without a ledger the steps' metrics go through the session, as under a bare host.
-    assert resumed.reports[0][0] == {"restored_step": 9}
+    assert resumed.reports[0][0]["restored_step"] == 9
     after = _losses(resumed)
     assert sorted(after) == list(range(10, total + 1))
     # The same batches, augmentation draws, mixup draws and weights: bit-equal losses.

@@ -72,7 +72,7 @@ def test_a_finished_checkpoint_trains_nothing(tmp_path: Path) -> None:
     first, _ = _run(tmp_path / "a", epochs=2, every=1)
     resumed, _ = _run(tmp_path / "b", epochs=2, resume_from=first.checkpoints[-1])
     assert resumed.epoch_reports == []
-    assert [m for m, _, _ in resumed.reports] == [{"restored_step": 6}]
+    assert [m["restored_step"] for m, _, _ in resumed.reports] == [6]
 
 
 def test_iteration_runs_report_a_partial_last_epoch_with_a_checkpoint(tmp_path: Path) -> None:

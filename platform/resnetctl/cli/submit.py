@@ -371,11 +371,17 @@ def _print_plan(spec: JobSpec, resolved_yaml: str, json_: bool, *, data: bool = 
         ]
     else:
         rows.append(("parameters, classes", elsewhere))
-    rows += [
-        ("workers", f"{plan.workers} x {plan.device}"),
-        ("batch", f"{plan.per_worker_batch} per worker, {plan.global_batch} global"),
-        ("peak learning rate", f"{plan.peak_lr:g}"),
-    ]
+    if plan.ends:
+        low, high = plan.ends[-1].workers, plan.ends[0].workers
+        rows.append(("workers", f"{low}-{high} x {plan.device} (elastic: {plan.elastic_policy})"))
+        for end in plan.ends:
+            rows.append((f"at {end.workers} worker{'s' if end.workers > 1 else ''}", _split(end)))
+    else:
+        rows += [
+            ("workers", f"{plan.workers} x {plan.device}"),
+            ("batch", f"{plan.per_worker_batch} per worker, {plan.global_batch} global"),
+            ("peak learning rate", f"{plan.peak_lr:g}"),
+        ]
     if plan.steps_per_epoch is not None and plan.total_steps is not None:
         rows += [
             ("images", f"{plan.train_images:,} train, {plan.val_images:,} val"),
@@ -393,6 +399,17 @@ def _print_plan(spec: JobSpec, resolved_yaml: str, json_: bool, *, data: bool = 
     for key, value in rows:
         table.add_row(key, value)
     out.print(table)
+
+
+def _split(end) -> str:  # type: ignore[no-untyped-def]
+    """One end of an elastic range: batch per worker, accumulation, global batch, peak lr."""
+    text = (
+        f"{end.per_worker_batch} per worker x {end.accumulation} accumulation = "
+        f"{end.global_batch} global, peak lr {end.peak_lr:g}"
+    )
+    if end.steps_per_epoch is not None:
+        text += f", {end.steps_per_epoch:,} steps/epoch"
+    return text
 
 
 def _first_image_size(layout) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]

@@ -90,7 +90,7 @@ def plan_placement(spec: JobSpec, config: ClusterConfig | str | os.PathLike[str]
     need = _Need(
         cpu=float(res.cpus_per_worker),
         gpu=float(res.gpus_per_worker) if res.use_gpu else 0.0,
-        workers=res.workers,
+        workers=res.max_workers,
     )
     base: dict[str, Any] = dict(
         job=spec.name,

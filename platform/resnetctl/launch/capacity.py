@@ -37,9 +37,10 @@ def wait_for_capacity(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Return once the cluster's nodes can hold every worker; raise `CapacityError` after
-    `timeout` seconds (default `resources.placement_timeout_s`). While waiting, the demand is
-    sent to the autoscaler through `request`."""
+    """Return once the cluster's nodes can hold every worker (an elastic run: its fewest,
+    `resources.workers.min`); raise `CapacityError` after `timeout` seconds (default
+    `resources.placement_timeout_s`). While waiting, the demand (an elastic run: its most
+    workers, so that it can grow) is sent to the autoscaler through `request`."""
     res = spec.resources
     bundle = res.worker_bundle()
     timeout = res.placement_timeout_s if timeout is None else timeout
@@ -47,12 +48,12 @@ def wait_for_capacity(
     asked = False
     while True:
         current = nodes()
-        if bundles_that_fit(bundle, current) >= res.workers:
+        if bundles_that_fit(bundle, current) >= res.min_workers:
             # The request stays until the job ends (the launcher withdraws it): withdrawn now,
             # the autoscaler could remove the new nodes before Train's placement group lands.
             return
         if request is not None and not asked:
-            request([dict(bundle)] * res.workers)
+            request([dict(bundle)] * res.max_workers)
             asked = True
         if clock() >= deadline:
             have = ", ".join(
@@ -60,7 +61,7 @@ def wait_for_capacity(
                 for n in current
             )
             raise CapacityError(
-                f"resources: the cluster cannot place {res.workers} workers of "
+                f"resources: the cluster cannot place {res.min_workers} workers of "
                 f"{dict(bundle)} within {timeout:g} s (resources.placement_timeout_s); "
                 f"its nodes offer [{have}]"
             )

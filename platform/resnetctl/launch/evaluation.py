@@ -102,7 +102,7 @@ def default_workers(address: str | None, spec: JobSpec, cpus_per_worker: float) 
     """Without `--workers`: one per GPU or per `cpus_per_worker` CPUs of this machine for an
     embedded Ray; on a cluster, the workers the job trained with."""
     if address:
-        return spec.resources.workers
+        return spec.resources.max_workers
     from resnetctl.host import usable_cpus
 
     gpus = _local_gpus()
@@ -215,8 +215,8 @@ def _start_workers(job: EvalJob, resources: Any) -> tuple[list[Any], Any]:
             num_gpus=resources.gpus_per_worker if resources.use_gpu else 0,
             # One shard per node where the nodes allow: each reads its own files.
             scheduling_strategy="SPREAD",
-        ).remote(shipped, rank, resources.workers, queue)
-        for rank in range(resources.workers)
+        ).remote(shipped, rank, resources.max_workers, queue)
+        for rank in range(resources.max_workers)
     ]
     return actors, queue
 

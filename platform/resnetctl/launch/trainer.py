@@ -37,7 +37,14 @@ def build_trainer(
             timeout_s=spec.failure.collective_timeout_s,
         ),
         scaling_config=ScalingConfig(
-            num_workers=res.workers, use_gpu=res.use_gpu, resources_per_worker=res.worker_bundle()
+            # A range is Ray Train's elastic `(min, max)`: it starts once `min` workers fit,
+            # restarts with the workers left when a node is lost, and every
+            # `resize_check_s` grows the group (a restart from the latest checkpoint) when
+            # room for more appeared.
+            num_workers=res.ray_num_workers,
+            use_gpu=res.use_gpu,
+            resources_per_worker=res.worker_bundle(),
+            **({"elastic_resize_monitor_interval_s": res.resize_check_s} if res.elastic else {}),
         ),
         run_config=RunConfig(
             name=run_name,

@@ -143,7 +143,7 @@ def _iterations_as_epochs(base: Path, overrides: list[str], notes: list[str]) ->
         layout = prepare_dataset(spec.data)
     except DataError as exc:
         raise SpecError.single("--data", str(exc)) from None
-    workers = spec.resources.workers
+    workers = spec.resources.max_workers
     steps = steps_per_epoch(
         layout.train_files,
         spec.train.per_worker_batch(workers),

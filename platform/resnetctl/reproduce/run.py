@@ -101,10 +101,10 @@ def _data_facts(spec: Any, cache: dict[str, tuple[int, int]]) -> tuple[int, int]
     from resnetctl.data import prepare_dataset
     from resnetctl.spec.steps import steps_per_epoch
 
-    key = spec.data.model_dump_json() + str(spec.train.per_worker_batch(spec.resources.workers))
+    key = spec.data.model_dump_json() + str(spec.train.per_worker_batch(spec.resources.max_workers))
     if key not in cache:
         layout = prepare_dataset(spec.data)
-        workers = spec.resources.workers
+        workers = spec.resources.max_workers
         cache[key] = (
             steps_per_epoch(
                 layout.train_files,

@@ -11,6 +11,7 @@ import math
 from typing import TYPE_CHECKING
 
 from resnetctl.spec.data import CifarPipeline, DigitsSource, SyntheticSource
+from resnetctl.spec.elastic import BatchSplit
 from resnetctl.spec.steps import steps_per_epoch, total_steps
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def batch_norm_problems(spec: JobSpec) -> list[Problem]:
     """One image per worker on 1x1 maps: training-mode BatchNorm needs more than one value per
     channel, and ImageNet ResNets halve the input five times (a 32 crop ends at 1x1)."""
     train = spec.train
-    if spec.model.family != "imagenet" or train.per_worker_batch(spec.resources.workers) > 1:
+    if spec.model.family != "imagenet" or min(s.per_worker_batch for s in _splits(spec)) > 1:
         return []
     side = spec.pipeline.crop
     for _ in range(5):
@@ -81,12 +82,29 @@ def count_problems(
     validation split too small to give every worker an image, fewer model outputs than
     classes, and schedule points beyond the run once steps per epoch are known."""
     problems: list[Problem] = []
+    for split in _splits(spec):
+        problems += _count_problems_at(spec, split, train_images, val_images, classes)
+        if problems:
+            break
+    return problems
+
+
+def _splits(spec: JobSpec) -> list[BatchSplit]:
+    """The splits a run may train with: its count, or both ends of its worker range."""
+    counts = sorted({spec.resources.max_workers, spec.resources.min_workers}, reverse=True)
+    return [spec.split(workers) for workers in counts]
+
+
+def _count_problems_at(
+    spec: JobSpec, split: BatchSplit, train_images: int, val_images: int, classes: int
+) -> list[Problem]:
+    problems: list[Problem] = []
     train = spec.train
-    workers = spec.resources.workers
+    workers = split.workers
     batch_field = (
         "global_batch_size" if train.global_batch_size is not None else ("batch_size_per_worker")
     )
-    per_worker = train.per_worker_batch(workers)
+    per_worker = split.per_worker_batch
     shard = train_images // workers
     if per_worker > shard:
         problems.append(
@@ -114,7 +132,7 @@ def count_problems(
             )
         )
     if per_worker <= shard:
-        per_epoch = steps_per_epoch(train_images, per_worker, workers, train.accumulation_steps)
+        per_epoch = steps_per_epoch(train_images, per_worker, workers, split.accumulation)
         problems += _schedule_problems(spec, per_epoch)
     return problems
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, PrivateAttr, model_validator
 
 from resnetctl.spec.base import StrictModel
 from resnetctl.spec.data import CifarPipeline, DataSpec, ImageNetPipeline
+from resnetctl.spec.elastic import BatchSplit, batch_split, unsplittable_counts
 from resnetctl.spec.feasibility import (
     batch_norm_problems,
     count_problems,
@@ -21,7 +22,7 @@ from resnetctl.spec.model import ModelSpec, resolve_identity
 from resnetctl.spec.runtime import CheckpointSpec, FailureSpec, ResourcesSpec
 from resnetctl.spec.search import SearchSection
 from resnetctl.spec.tracking import TrackingSpec
-from resnetctl.spec.train import TrainSpec
+from resnetctl.spec.train import StepSchedule, TrainSpec
 
 # The input each model family was trained with in the paper.
 FAMILY_PIPELINES = {"imagenet": ImageNetPipeline, "cifar": CifarPipeline}
@@ -83,7 +84,7 @@ class JobSpec(StrictModel):
 
     @model_validator(mode="after")
     def _cross_section(self) -> JobSpec:
-        workers = self.resources.workers
+        workers = self.resources.max_workers
         train = self.train
         if train.global_batch_size is not None and train.global_batch_size % workers:
             raise ValueError(
@@ -96,6 +97,9 @@ class JobSpec(StrictModel):
                 f"train.global_batch_size {train.global_batch_size} is not divisible by "
                 f"resources.workers x train.accumulation_steps ({micro})"
             )
+        elastic_problem = _elastic_problem(self)
+        if elastic_problem:
+            raise ValueError(elastic_problem)
         if self.checkpoint.metric in EMA_METRICS and train.ema is None:
             metric = public_name(self.checkpoint.metric)
             raise ValueError(f"checkpoint.metric {metric} needs train.ema")
@@ -122,11 +126,55 @@ class JobSpec(StrictModel):
             raise ValueError(problems[0][1])
         return self
 
+    def split(self, workers: int | None = None) -> BatchSplit:
+        """Per-worker batch, accumulation, global batch and peak lr at `workers` (default: the
+        plan's count, `resources.max_workers`); see `resnetctl.spec.elastic`."""
+        count = self.resources.max_workers if workers is None else workers
+        return batch_split(self.train, self.resources, count)
+
     @property
     def pipeline(self) -> ImageNetPipeline | CifarPipeline:
         """The resolved input pipeline."""
         assert self.data.pipeline is not None
         return self.data.pipeline
+
+
+def _elastic_problem(spec: JobSpec) -> str | None:
+    """What makes a worker range unusable: counts where the global batch has no whole split
+    (`keep_global_batch`), or lengths in iterations whose meaning would change with the global
+    batch (`scale_lr`)."""
+    res, train = spec.resources, spec.train
+    if not res.elastic:
+        return None
+    span = f"{{min: {res.min_workers}, max: {res.max_workers}}}"
+    if res.elastic_policy == "keep_global_batch":
+        missing = unsplittable_counts(train, res)
+        if missing:
+            split = spec.split()
+            counts = ", ".join(map(str, missing))
+            return (
+                f"resources.workers {span} with elastic_policy keep_global_batch: the global "
+                f"batch {split.global_batch} has no whole split into micro-batches of at most "
+                f"{split.per_worker_batch} images at {counts} worker"
+                f"{'s' if missing[-1] > 1 else ''}; pick a range whose every count divides "
+                f"{split.global_batch}, or elastic_policy scale_lr"
+            )
+        return None
+    in_iterations = []
+    if train.iterations is not None:
+        in_iterations.append("train.iterations")
+    if train.warmup.length and train.warmup.unit == "iteration":
+        in_iterations.append("train.warmup.length")
+    schedule = train.schedule
+    if isinstance(schedule, StepSchedule) and schedule.unit == "iteration":
+        in_iterations.append("train.schedule.milestones")
+    if in_iterations:
+        return (
+            f"resources.elastic_policy scale_lr changes the global batch with the workers "
+            f"({span}), so an iteration is another amount of data at each count: give "
+            f"{', '.join(in_iterations)} in epochs, or use keep_global_batch"
+        )
+    return None
 
 
 def _get(section: Any, key: str) -> Any:

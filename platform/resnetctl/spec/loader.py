@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 
 from resnetctl.spec.errors import SpecError, SpecIssue
 from resnetctl.spec.job import JobSpec
@@ -321,6 +321,10 @@ def _walk(loc: Path_) -> tuple[list[str | int], list[str] | None, Any]:
             clean.append(part)
             model, parent_fields = value_type, None
             continue
+        tagged_arm = _tagged_arm(model, part)
+        if tagged_arm is not None:  # a union told apart by a function: its tag is no field
+            model = tagged_arm
+            continue
         candidates = _models_in(model)
         if isinstance(part, str) and len(candidates) > 1:
             tagged = [m for m in candidates if _tag(m) == part]
@@ -337,6 +341,19 @@ def _walk(loc: Path_) -> tuple[list[str | int], list[str] | None, Any]:
         else:
             model = None
     return clean, parent_fields, model
+
+
+def _tagged_arm(annotation: Any, part: str | int) -> Any:
+    """The member of a union marked `Tag(part)` (pydantic puts the tag of a union told apart by
+    a function in the location), or None."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return None
+    for arg in typing.get_args(annotation):
+        if typing.get_origin(arg) is typing.Annotated:
+            inner, *marks = typing.get_args(arg)
+            if any(isinstance(m, Tag) and m.tag == part for m in marks):
+                return inner
+    return None
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:

@@ -23,12 +23,13 @@ def check_local(spec: JobSpec, *, cuda_devices: int | None = None, cpus: int | N
         cpus = host.usable_cpus()
     # The embedded Ray is one node of `cpus` CPUs and never grows: as many workers fit as
     # whole bundles of cpus_per_worker (the test `launch.capacity` applies once it started).
-    if int(cpus // res.cpus_per_worker) < res.workers:
+    # An elastic run starts once its fewest workers fit.
+    if int(cpus // res.cpus_per_worker) < res.min_workers:
         issues.append(
             SpecIssue(
                 spec.where("resources", "workers"),
                 "resources.workers",
-                f"{res.workers} workers x {res.cpus_per_worker:g} CPUs (cpus_per_worker) do "
+                f"{res.min_workers} workers x {res.cpus_per_worker:g} CPUs (cpus_per_worker) do "
                 f"not fit the embedded Ray on this machine, which may use {cpus} CPUs; lower "
                 "resources.workers or resources.cpus_per_worker, or submit to a cluster "
                 "with --address",
@@ -39,7 +40,7 @@ def check_local(spec: JobSpec, *, cuda_devices: int | None = None, cpus: int | N
             import torch
 
             cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        needed = spec.resources.workers * spec.resources.gpus_per_worker
+        needed = spec.resources.min_workers * spec.resources.gpus_per_worker
         if cuda_devices < needed:
             issues.append(
                 SpecIssue(

@@ -47,12 +47,16 @@ FINAL_EVAL_METRICS: tuple[str, ...] = (
 LOGGED_METRICS: tuple[str, ...] = EPOCH_METRICS + EMA_METRICS + FINAL_EVAL_METRICS
 # Reported every `train.log_every_n_steps` optimiser steps, without a checkpoint, and logged
 # with the global step (not the epoch) as MLflow step: loss and rate of that step, throughput
-# since the previous step report, and the gradient norm when `train.grad_clip_norm` is set.
+# since the previous step report, and the gradient norm when `train.grad_clip_norm` is set;
+# the worker count and images per optimiser step the step was trained with (they change when
+# an elastic run resizes).
 STEP_METRICS: tuple[str, ...] = (
     "step_train_loss",
     "step_lr",
     "step_images_per_second",
     "step_grad_norm",
+    "workers",
+    "step_global_batch",
 )
 # The key that marks a step report (epoch reports carry `epoch` instead).
 STEP_REPORT_KEY = "global_step"

@@ -2,18 +2,80 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from resnetctl.spec.base import StrictModel
 from resnetctl.spec.metrics import RankedMetric, default_mode
+
+ElasticPolicy = Literal["keep_global_batch", "scale_lr"]
+
+
+class WorkerRange(StrictModel):
+    """An elastic worker count: the run starts once `min` workers fit, grows to `max` when
+    room appears and goes on with the workers left (at least `min`) when a node is lost."""
+
+    min: int = Field(ge=1, le=4096, description="Fewest workers the run trains with.")
+    max: int = Field(ge=1, le=4096, description="Most workers; the plan is made for these.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WorkerRange:
+        if self.min >= self.max:
+            raise ValueError(
+                f"resources.workers.min {self.min} is not below max {self.max}: write "
+                f"`workers: {self.max}` for a fixed count"
+            )
+        return self
+
+
+def _workers_form(value: Any) -> str:
+    # One form per input shape, so a bad value gets that form's error alone, not one per form.
+    return "range" if isinstance(value, dict | WorkerRange) else "count"
+
+
+Workers = Annotated[
+    Annotated[Annotated[int, Field(ge=1, le=4096)], Tag("count")]
+    | Annotated[WorkerRange, Tag("range")],
+    Discriminator(_workers_form),
+]
 
 
 class ResourcesSpec(StrictModel):
     """Workers and what each one holds. One DDP process per worker."""
 
-    workers: int = Field(1, ge=1, le=4096, description="Number of DDP workers (processes).")
+    workers: Workers = Field(
+        1,
+        description="Number of DDP workers (processes), or an elastic range `{min: M, max: N}`: "
+        "the run starts with at least M, grows to N when room appears and loses workers "
+        "(down to M) with a lost node instead of waiting; each resize restarts the group from "
+        "the latest checkpoint. The plan (global batch, lr, schedule) is the one at N; "
+        "`elastic_policy` says what changes at fewer workers.",
+    )
+    elastic_policy: ElasticPolicy = Field(
+        "keep_global_batch",
+        description="With a worker range, what a resize keeps. `keep_global_batch`: the global "
+        "batch, lr and schedule of the plan at `max`, at every count: the per-worker batch "
+        "and train.accumulation_steps change so that per-worker batch x workers x accumulation "
+        "is the global batch (counts with no whole split are refused). `scale_lr`: the "
+        "per-worker batch and accumulation stay, the global batch and peak lr scale with the "
+        "workers (Goyal et al.'s linear rule), the lr ramped over `resize_warmup_steps` after "
+        "a resize.",
+    )
+    resize_warmup_steps: int = Field(
+        100,
+        ge=0,
+        le=100_000,
+        description="`scale_lr` only: optimiser steps over which the lr moves linearly from the "
+        "old worker count's rate to the new one's after a resize (0: at once).",
+    )
+    resize_check_s: float = Field(
+        60.0,
+        gt=0.0,
+        le=3600.0,
+        description="With a worker range: seconds between Ray Train's checks for room to grow "
+        "the group (`elastic_resize_monitor_interval_s`).",
+    )
     use_gpu: bool = Field(
         False, description="Give each worker GPUs and use NCCL; else gloo on CPU."
     )
@@ -40,14 +102,34 @@ class ResourcesSpec(StrictModel):
     def _gpu_consistency(self) -> ResourcesSpec:
         if self.use_gpu and self.gpus_per_worker <= 0:
             raise ValueError("gpus_per_worker must be > 0 when use_gpu is true")
-        if self.use_gpu and self.workers > 1 and self.gpus_per_worker < 1:
+        if self.use_gpu and self.max_workers > 1 and self.gpus_per_worker < 1:
             # Ray packs fractional GPU bundles onto one device, and NCCL refuses two ranks
             # on the same GPU ("Duplicate GPU detected").
             raise ValueError(
                 f"resources.gpus_per_worker {self.gpus_per_worker:g} puts several of the "
-                f"{self.workers} workers on one GPU, which NCCL refuses; use 1 GPU per worker"
+                f"{self.max_workers} workers on one GPU, which NCCL refuses; use 1 GPU per worker"
             )
         return self
+
+    @property
+    def elastic(self) -> bool:
+        """Whether the worker count is a range."""
+        return isinstance(self.workers, WorkerRange)
+
+    @property
+    def min_workers(self) -> int:
+        """The fewest workers the run trains with (the count itself when it is fixed)."""
+        return self.workers.min if isinstance(self.workers, WorkerRange) else self.workers
+
+    @property
+    def max_workers(self) -> int:
+        """The most workers, for which the plan is made (the count itself when fixed)."""
+        return self.workers.max if isinstance(self.workers, WorkerRange) else self.workers
+
+    @property
+    def ray_num_workers(self) -> int | tuple[int, int]:
+        """`ScalingConfig.num_workers`: a count, or Ray Train's elastic `(min, max)`."""
+        return (self.min_workers, self.max_workers) if self.elastic else self.max_workers
 
     @property
     def device(self) -> Literal["gpu", "cpu"]:

@@ -73,6 +73,12 @@ RECIPE_FEATURES = [
     "  after normalisation. Both in training only.",
     "- **`train.compile`**: `torch.compile` of each worker's model; see docs/benchmarks.md for",
     "  when it pays off on CPU.",
+    "- **Elastic workers** (`resources.workers: {min: M, max: N}`): the run starts once M",
+    "  workers fit, goes on with fewer (down to M) when a node is lost and grows back to N;",
+    "  the plan is made at N. `resources.elastic_policy: keep_global_batch` (the default) keeps",
+    "  its global batch, rate and schedule at every count, changing the per-worker batch and",
+    "  the accumulation; `scale_lr` keeps the per-worker batch and scales batch and rate. See",
+    "  docs/cluster.md, 'Elastic runs'.",
     "",
 ]
 

@@ -43,7 +43,9 @@ def smoke_spec(
 
     use_gpu = bool(res["use_gpu"]) and cuda_devices > 0
     limit = cuda_devices if use_gpu else CPU_WORKERS
-    workers = max(1, min(res["workers"], limit, cpus))
+    # An elastic range shrinks to a fixed count: the smoke run checks the job, not resizes.
+    top = res["workers"]["max"] if isinstance(res["workers"], dict) else res["workers"]
+    workers = max(1, min(top, limit, cpus))
     res.update(workers=workers, use_gpu=use_gpu, cpus_per_worker=1.0, gpus_per_worker=1.0)
 
     size = data["data"]["pipeline"]["crop"]

@@ -333,7 +333,11 @@ class TrainSpec(StrictModel):
 
     def scaled_lr(self, workers: int) -> float:
         """The peak rate after the linear scaling rule."""
+        return self.lr_for_batch(self.global_batch(workers))
+
+    def lr_for_batch(self, global_batch: int) -> float:
+        """The peak rate of a global batch by the linear scaling rule (Goyal et al.)."""
         if self.lr_reference_batch is None:
             # JobSpec fills it from the pipeline; a bare TrainSpec has no pipeline to ask.
             raise ValueError("lr_reference_batch is unset: validate the TrainSpec inside a JobSpec")
-        return self.base_lr * self.global_batch(workers) / self.lr_reference_batch
+        return self.base_lr * global_batch / self.lr_reference_batch

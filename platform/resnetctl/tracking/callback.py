@@ -55,6 +55,9 @@ class EpochMetricsCallback(UserCallback):
         self._last_time = 0
         # Fault counts, cumulative over the run (read back from MLflow on a `--resume`).
         self._faults: dict[str, float] | None = None
+        # The worker group's size at its last report (every rank reports): an elastic run's
+        # restore with another size is a resize.
+        self._workers: int | None = None
 
     def after_report(
         self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any
@@ -65,8 +68,11 @@ class EpochMetricsCallback(UserCallback):
 
         if metrics and STEP_REPORT_KEY in metrics[0]:
             return  # per-step metrics go to MLflow from the run's control actor
+        before, self._workers = self._workers, len(metrics) or self._workers
         if metrics and RESTORE_KEY in metrics[0]:
             self._log_restore(metrics[0])
+            if before is not None and before != len(metrics):
+                self._log_resize(int(metrics[0][RESTORE_KEY]), before, metrics[0])
             return
         if metrics and CHECKPOINT_STEP_KEY in metrics[0]:
             self._log_step_checkpoint(metrics[0])
@@ -115,6 +121,7 @@ class EpochMetricsCallback(UserCallback):
             logged = self._client.get_run(self.run_id).data.metrics
             self._faults = {k: float(logged.get(k, 0.0)) for k in ("preemptions", "restarts")}
             self._faults["steps_redone"] = float(logged.get("steps_redone", 0.0))
+            self._faults["resizes"] = float(logged.get("resizes", 0.0))
         return self._faults
 
     def _log_faults(self, step: int, values: dict[str, float], tags: dict[str, str]) -> None:
@@ -144,6 +151,21 @@ class EpochMetricsCallback(UserCallback):
             )
         self._log_faults(step, values, {"resnetctl.last_restart": text})
         self._note(text)
+
+    def _log_resize(self, step: int, before: int, report: dict[str, Any]) -> None:
+        """An elastic run's group restarted with another number of workers: a tag per resize
+        (`resnetctl.resize.<n>`) saying when, from and to how many, and what it trains with."""
+        faults = self._fault_counts()
+        faults["resizes"] = faults.get("resizes", 0.0) + 1
+        after = int(report.get("workers", self._workers or 0))
+        text = f"step {step}: {before} -> {after} workers"
+        if "global_batch" in report and "peak_lr" in report:
+            text += (
+                f" ({report['global_batch']} images per step, peak lr {report['peak_lr']:.6g})"
+            )
+        number = int(faults["resizes"])
+        self._log_faults(step, {"resizes": faults["resizes"]}, {f"resnetctl.resize.{number}": text})
+        self._note(f"resized: {text}")
 
     def _log_step_checkpoint(self, report: dict[str, Any]) -> None:
         """A checkpoint from the middle of an epoch: count a notice, tell the terminal about

@@ -32,7 +32,7 @@ def visible_tags(spec: JobSpec) -> dict[str, str]:
         "depth": model.depth,
         "shortcut": shortcut,
         "data": data_name(spec.data.source),
-        "workers": spec.resources.workers,
+        "workers": _workers_tag(spec.resources),
         "device": spec.resources.device,
     }
     return {key: str(tags[key]) for key in VISIBLE_TAGS if tags[key] is not None}
@@ -125,7 +125,14 @@ def run_params(spec: JobSpec) -> dict[str, str]:
     if not spec.resources.use_gpu:
         flat.pop("resources.gpus_per_worker", None)
     params = {key: str(value) for key, value in flat.items() if not _unset(value)}
-    workers = spec.resources.workers
-    params[EFFECTIVE_LR_PARAM] = f"{spec.train.scaled_lr(workers):.6g}"
-    params[GLOBAL_BATCH_PARAM] = str(spec.train.global_batch(workers))
+    plan = spec.split()  # at resources.max_workers; an elastic run logs its resizes apart
+    params[EFFECTIVE_LR_PARAM] = f"{plan.peak_lr:.6g}"
+    params[GLOBAL_BATCH_PARAM] = str(plan.global_batch)
     return params
+
+
+def _workers_tag(resources: Any) -> str:
+    """`4`, or `2-4` for an elastic range."""
+    if resources.elastic:
+        return f"{resources.min_workers}-{resources.max_workers}"
+    return str(resources.max_workers)

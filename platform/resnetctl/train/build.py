@@ -39,7 +39,7 @@ def build_loaders(spec: JobSpec, place: Placement) -> Loaders:
     data_device = resolve_device(spec.data.device, place.device.type == "cuda")
     on_gpu = data_device == "gpu"
     common: dict[str, Any] = {
-        "batch_size": spec.train.per_worker_batch(place.world_size),
+        "batch_size": spec.split(place.world_size).per_worker_batch,
         "shard_id": place.rank,
         "num_shards": place.world_size,
         "device": data_device,

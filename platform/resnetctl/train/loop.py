@@ -235,7 +235,7 @@ def _meta(runner: Runner, metrics: dict[str, Any]) -> dict[str, Any]:
         "model": runner.spec.model.name,
         "job": runner.spec.name,
         "world_size": runner.placement.world_size,
-        "global_batch": runner.spec.train.global_batch(runner.placement.world_size),
+        "global_batch": runner.split.global_batch,
         # What `resnetctl eval|export|predict` need without the MLflow run: the network's
         # options, the input pipeline and the names of the classes the outputs stand for.
         "spec": runner.spec.model_dump(mode="json"),
@@ -379,7 +379,14 @@ def run_training(
 
 def _report_restore(runner: Runner, session: Session, ledger: Any) -> None:
     """Every rank reports the restore once; rank 0 adds what the restart cost (with a ledger)."""
-    metrics: dict[str, Any] = {RESTORE_KEY: runner.step}
+    # With the group's size and what it trains with: an elastic run's resize is a restore
+    # with another number of workers (`tracking.callback` tags it).
+    metrics: dict[str, Any] = {
+        RESTORE_KEY: runner.step,
+        "workers": runner.placement.world_size,
+        "global_batch": runner.split.global_batch,
+        "peak_lr": runner.split.peak_lr,
+    }
     if ledger is not None:
         try:
             cost = ledger.restored(runner.step)

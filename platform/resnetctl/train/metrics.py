@@ -101,9 +101,10 @@ class StepMetrics:
     of N, so every rank decides alike (a report is a collective under Ray Train) and a resumed
     run reports at the same steps as an uninterrupted one."""
 
-    def __init__(self, train: Any, world_size: int, step: int) -> None:
+    def __init__(self, train: Any, global_batch: int, step: int, workers: int = 1) -> None:
         self.every: int | None = train.log_every_n_steps
-        self.global_batch = train.global_batch(world_size)
+        self.global_batch = global_batch
+        self.workers = workers
         self.since_step = step
         self.timer = Throughput()
 
@@ -122,6 +123,10 @@ class StepMetrics:
             "step_train_loss": loss,
             "step_lr": lr,
             "step_images_per_second": self.timer.images_per_second(images),
+            # What an elastic run trains with at this step: the worker count and images per
+            # optimiser step, beside the rate.
+            "workers": self.workers,
+            "step_global_batch": self.global_batch,
         }
         if grad_norm is not None:
             metrics["step_grad_norm"] = float(grad_norm)

@@ -34,6 +34,7 @@ from resnetctl.train.nonfinite import NonFiniteLossError, NonFiniteTracker
 from resnetctl.train.optim import build_optimizer, set_lr, skips_on_device
 from resnetctl.train.placement import ModelWrapper, Placement, all_reduce, seed_everything
 from resnetctl.train.position import EpochProgress, SavedPosition, start_epoch
+from resnetctl.train.resize import LRRamp, plan_steps_per_epoch
 from resnetctl.train.schedules import LRSchedule, build_schedule
 from resnetctl.train.state import restore_training_state, training_state
 from resnetctl.train.timing import EpochTiming
@@ -84,6 +85,11 @@ class Runner:
         self.progress: EpochProgress | None = None
         self.resume_position: SavedPosition | None = None
         self.grad_norm: torch.Tensor | None = None  # before clipping, of the last step
+        # Batch, accumulation and peak rate at this world size (`spec.elastic`).
+        self.split = spec.split(self.placement.world_size)
+        # After a resize that changed the global batch (`scale_lr`): the lr moves from the old
+        # count's rate to this one's over some steps (`LRRamp`); None otherwise.
+        self.lr_ramp: LRRamp | None = None
         self.ten_crop = False  # validation batches are N x 10 x C x H x W
         # The 10-crop loader of `train.final_eval`: injected (tests) or built when first used.
         self.final_eval_loader = final_eval_loader
@@ -113,10 +119,15 @@ class Runner:
         self.val_loader: Loader = val_loader
         self.model = build_model(self.spec, self.placement, model, num_classes)
         self.steps_per_epoch = agreed_steps_per_epoch(
-            self.train_loader, train.accumulation_steps, self.device
+            self.train_loader, self.split.accumulation, self.device
         )
+        planned = plan_steps_per_epoch(self.spec, self._layout)
+        if planned is not None:
+            # The same global batch at every count: an epoch is the plan's steps, so that the
+            # schedule, step for step, is the plan's whatever the count.
+            self.steps_per_epoch = min(self.steps_per_epoch, planned)
         self.total_steps = total_steps(train, self.steps_per_epoch)
-        self.peak_lr = train.scaled_lr(self.placement.world_size)
+        self.peak_lr = self.split.peak_lr
         self.optimizer = build_optimizer(unwrap(self.model), train.optimizer, self.peak_lr)
         self.schedule: LRSchedule = build_schedule(train, self.peak_lr, self.steps_per_epoch)
         self.ema = None if train.ema is None else WeightsEMA(unwrap(self.model), train.ema)
@@ -160,7 +171,8 @@ class Runner:
 
     def lr(self) -> float:
         """The rate of the next optimiser step."""
-        return self.schedule.lr(self.step)
+        rate = self.schedule.lr(self.step)
+        return rate if self.lr_ramp is None else rate * self.lr_ramp.factor(self.step)
 
     # ------------------------------------------------------------------------------ train
 
@@ -270,7 +282,7 @@ class Runner:
         saved, self.resume_position = self.resume_position, None
         if saved is not None and saved.epoch != epoch:
             saved = None
-        micro = self.spec.train.accumulation_steps
+        micro = self.split.accumulation
         iterator = start_epoch(self.train_loader, epoch, micro, saved)
         meter, timing = EpochMeter(self.device), EpochTiming()
         done = 0
@@ -282,9 +294,11 @@ class Runner:
         progress = EpochProgress(epoch, done, iterator, meter, timing)
         self.progress = progress
         timer = Throughput()
-        step_metrics = StepMetrics(self.spec.train, self.placement.world_size, self.step)
+        global_batch = self.split.global_batch
+        step_metrics = StepMetrics(
+            self.spec.train, global_batch, self.step, self.placement.world_size
+        )
         steps = min(self.steps_per_epoch, self.total_steps - (self.step - done))
-        global_batch = self.spec.train.global_batch(self.placement.world_size)
         lr = self.lr()
         for i in range(done + 1, steps + 1):
             with timing.waiting():

@@ -279,7 +279,7 @@ def _check_data(specs: Sequence[JobSpec]) -> int:
                 raise SpecError.single(where, str(exc), "data.source") from None
         length, unit = spec.train.length
         if unit == "iteration":
-            workers = spec.resources.workers
+            workers = spec.resources.max_workers
             per_epoch = steps_per_epoch(
                 layouts[key].train_files,
                 spec.train.per_worker_batch(workers),
@@ -299,7 +299,7 @@ def _check_capacity(specs: Sequence[JobSpec], requested: int | None) -> int:
     if os.environ.get("RAY_ADDRESS"):
         return requested or 0
     cpus = usable_cpus()
-    need = max(s.resources.workers * s.resources.cpus_per_worker for s in specs)
+    need = max(s.resources.max_workers * s.resources.cpus_per_worker for s in specs)
     if need > cpus:
         raise SpecError.single(
             "resources.workers",

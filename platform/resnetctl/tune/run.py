@@ -80,11 +80,11 @@ def _cluster_capacity(record: SweepRecord) -> int:
 
     spec = record.trial_spec(record.space.first_config())
     cpus = ray.cluster_resources().get("CPU", 1.0)
-    need = spec.resources.workers * spec.resources.cpus_per_worker
+    need = spec.resources.max_workers * spec.resources.cpus_per_worker
     fits = int(cpus // need)
     if spec.resources.use_gpu:
         gpus = ray.cluster_resources().get("GPU", 0.0)
-        fits = min(fits, int(gpus // (spec.resources.workers * spec.resources.gpus_per_worker)))
+        fits = min(fits, int(gpus // (spec.resources.max_workers * spec.resources.gpus_per_worker)))
     return max(1, fits)
 
 
