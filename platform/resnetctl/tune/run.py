@@ -59,6 +59,21 @@ def run_sweep(record: SweepRecord, *, resume: bool = False, console: Any = None)
     finally:
         if owns_ray:
             embedded.stop()
+        _clear_trials_staging(record)
+
+
+def _clear_trials_staging(record: SweepRecord) -> None:
+    """Remove the checkpoint staging folders that trials' workers on this machine left when
+    they were stopped in the middle of a checkpoint (a trial's run name is its id)."""
+    from resnetctl.storage import StorageError
+    from resnetctl.train.upload import clear_stale_staging
+
+    try:
+        trials = [folder.name for folder in record.train_storage.iterdir()]
+    except (OSError, StorageError):
+        return
+    for trial in trials:
+        clear_stale_staging(trial)
 
 
 def _open_parent(record: SweepRecord, resume: bool) -> Any:
