@@ -156,6 +156,11 @@ def test_the_guides_fake_cluster_scales_up_for_a_job_and_down_when_idle(tmp_path
         deadline = time.time() + IDLE_S + 60
         while sample(driver.returncode) > HEAD_ONLY and time.time() < deadline:
             time.sleep(1)
+        # A removed node leaves Ray's node table a moment before its raylet process exits:
+        # sample on until the processes are gone too (or the deadline says they stay).
+        while timeline[-1]["raylets"] > HEAD_ONLY and time.time() < deadline + 20:
+            time.sleep(1)
+            sample(driver.returncode)
         (tmp_path / "timeline.json").write_text(json.dumps(timeline, indent=1))
 
         cluster.note_folders()  # removed by kill_all below, whatever the stop command leaves
