@@ -105,10 +105,14 @@ def notice_to_checkpoint(
         while True:
             if process.poll() is not None:
                 raise SystemExit(f"{workdir.name}: the job ended before the notice")
-            if client is None and (workdir / "mlflow.db").exists():
-                client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-            if client is not None and _steps_logged(client) >= after_steps:
-                break
+            try:
+                # The job creates the store's tables: a client opened meanwhile would race it.
+                if client is None and (workdir / "mlflow.db").exists():
+                    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+                if client is not None and _steps_logged(client) >= after_steps:
+                    break
+            except Exception:  # noqa: BLE001 - the store is not ready yet: look again
+                client = None
             time.sleep(0.2)
         before = _complete_step_checkpoints(storage)
         sent = time.monotonic()
