@@ -14,6 +14,7 @@ from resnetctl.spec import JobSpec
 from resnetctl.train.loop import run_training
 from resnetctl.train.runner import Placement
 from tests.analysis.conftest import mlflow_template  # noqa: F401  (a fixture, shared)
+from tests.storage.conftest import bucket, s3_server  # noqa: F401  (fixtures, shared)
 from tests.train._helpers import FakeSession
 
 SIZE = 16

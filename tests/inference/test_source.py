@@ -102,3 +102,50 @@ def test_a_pt2_model_is_used_through_its_module() -> None:
     x = torch.randn(2, 3)
     assert torch.allclose(module(x), model(x))
     assert as_module(model) is model
+
+
+def test_a_run_in_a_bucket_loads_its_best_complete_checkpoint_and_skips_a_partial_one(
+    colour_run: tuple[Path, Path],
+    tmp_path: Path,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What `resnetctl eval RUN` (and export, predict) loads when the runs are kept in a bucket:
+    the best complete checkpoint, chosen from the bucket's manifests, never one whose upload
+    did not finish (the best-ranked one here), which is named in a warning."""
+    import logging
+    import shutil
+
+    from resnetctl.storage import StoragePath
+    from resnetctl.storage.checkpoints import MANIFEST
+
+    _, checkpoint = colour_run
+    root = StoragePath.of(f"s3://{bucket}/runs")
+    for epoch, error in ((1, 10.0), (2, 50.0), (3, 5.0)):
+        local = tmp_path / f"epoch_{epoch:04d}"
+        shutil.copytree(checkpoint, local)
+        meta = json.loads((local / "meta.json").read_text())
+        meta.update(epoch=epoch, metrics={**meta["metrics"], "val_top1_error": error})
+        (local / "meta.json").write_text(json.dumps(meta))
+        write_manifest(local)
+        for file in local.iterdir():
+            if epoch == 3 and file.name == MANIFEST:
+                continue  # its worker died before the manifest, which goes last
+            (root / "colours-1" / local.name / file.name).write_bytes(file.read_bytes())
+    RunRecord("colours-1", "colours", "", "").save(root)
+    monkeypatch.setenv("RESNETCTL_STORAGE", str(root))
+
+    with caplog.at_level(logging.WARNING):
+        loaded = load_model("colours-1")
+    assert str(loaded.checkpoint) == f"{root}/colours-1/epoch_0001"
+    assert loaded.epoch == 1 and loaded.classes == ("blue", "red")
+    assert f"{root}/colours-1/epoch_0003" in caplog.text and "incomplete" in caplog.text
+    state = torch.load(checkpoint / "state.pt", weights_only=True)["model"]
+    assert torch.equal(loaded.model.state_dict()["fc.weight"], state["fc.weight"])
+    # The run's URI names it as well; the partial checkpoint named itself is refused.
+    assert load_model(f"{root}/colours-1").epoch == 1
+    with pytest.raises(ModelSourceError, match="epoch_0003: incomplete checkpoint"):
+        load_model(f"{root}/colours-1/epoch_0003")
+    with pytest.raises(ModelSourceError, match="not a checkpoint or run folder"):
+        load_model("colours-2")

@@ -172,16 +172,16 @@ def test_faults_with_and_without_notice_cost_a_handful_of_steps_and_change_nothi
     (row,) = [r for r in json.loads(listed.stdout) if r["run"] == run_name]
     assert f"s3://{s3_cluster.bucket}/{partial}" in listed.stderr and "incomplete" in listed.stderr
     assert row["last_checkpoint_step"] < int(partial.rsplit("_", 1)[1])
-    # What eval, export and predict pick from a run's folder: its best, else its latest.
-    from resnetctl.storage import best_checkpoint, latest_checkpoint
+    # What `eval RUN` (export, predict) loads from the run in the bucket: its best, else its
+    # latest complete checkpoint.
+    from resnetctl.inference.source import load_model
+    from resnetctl.storage import StoragePath
 
     with caplog.at_level(logging.WARNING):
         # In epoch 1 no checkpoint is validated yet: no best, and the latest complete one.
-        chosen = best_checkpoint(f"{storage}/{run_name}", "val_top1_error", "min") or (
-            latest_checkpoint(f"{storage}/{run_name}")
-        )
-    assert chosen is not None and partial not in str(chosen)
-    assert "_step_" in str(chosen)
+        loaded = load_model(run_name, storage=StoragePath.of(storage))
+    chosen = str(loaded.checkpoint)
+    assert partial not in chosen and "_step_" in chosen and chosen.startswith(storage)
     assert partial in caplog.text
 
     # 2. In epoch 2: the worker node drained with a 30 s deadline, replaced, killed at it.

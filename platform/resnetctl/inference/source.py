@@ -26,7 +26,7 @@ from torch import nn
 
 from resnetctl.spec import JobSpec
 from resnetctl.spec.loader import checkpoint_spec
-from resnetctl.storage import CHECKPOINT_META, is_checkpoint
+from resnetctl.storage import CHECKPOINT_META, StoragePath, is_checkpoint, is_uri
 
 # Finding a checkpoint in run storage is run storage's part; MODEL's other forms are here.
 from resnetctl.storage.model_source import (
@@ -50,7 +50,7 @@ class LoadedModel:
     origin: str
     run_id: str | None = None
     tracking_uri: str | None = None
-    checkpoint: Path | None = None
+    checkpoint: Path | StoragePath | None = None
     epoch: int | None = None
 
     def class_name(self, index: int) -> str:
@@ -131,7 +131,7 @@ def load_model(
     target: str,
     *,
     tracking_uri: str | None = None,
-    storage: Path | None = None,
+    storage: Path | StoragePath | None = None,
     allow_pickle: bool = False,
 ) -> LoadedModel:
     """Resolve MODEL (see the module docstring) to its network in eval mode. An MLflow model
@@ -148,22 +148,24 @@ def load_model(
     spec = checkpoint_spec(_read_meta(checkpoint))
     if spec is None and uri and run_id:
         spec = _spec_of_run(uri, run_id)
-    if spec is not None and not is_checkpoint(Path(target).expanduser()):
+    if spec is not None and not is_checkpoint(
+        target if is_uri(target) else Path(target).expanduser()
+    ):
         # Ranked again now that the run's own metric is known.
         checkpoint, _ = locate_checkpoint(target, storage, spec)
     return _from_checkpoint(checkpoint, spec, run_id, uri if run_id else None)
 
 
-def _read_meta(checkpoint: Path) -> dict[str, Any]:
-
-    meta_file = checkpoint / CHECKPOINT_META
+def _read_meta(checkpoint: Path | StoragePath) -> dict[str, Any]:
+    meta_file = StoragePath.of(checkpoint) / CHECKPOINT_META
     return json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
 
 
 def _from_checkpoint(
-    checkpoint: Path, spec: JobSpec | None, run_id: str | None, uri: str | None
+    checkpoint: Path | StoragePath, spec: JobSpec | None, run_id: str | None, uri: str | None
 ) -> LoadedModel:
-    from resnetctl.train.checkpoint import load_checkpoint, ranked_weights
+    from resnetctl.storage import load_checkpoint
+    from resnetctl.train.checkpoint import ranked_weights
 
     state, meta = load_checkpoint(checkpoint)
     spec = spec or checkpoint_spec(meta)
