@@ -213,3 +213,22 @@ def test_without_a_token_the_embedded_ray_gets_one_that_never_reaches_home(
     embedded.start()
     assert "RAY_AUTH_TOKEN" not in fake_ray[-1]["env"]
     embedded.stop()
+
+
+def test_an_ended_rays_session_folder_and_its_links_go_and_nothing_else(tmp_path: Any) -> None:
+    from pathlib import Path
+
+    ray_temp = Path(tmp_path) / "ray"
+    ours, other = ray_temp / "session_2026_ours", ray_temp / "session_2026_other"
+    for session in (ours, other):
+        (session / "logs").mkdir(parents=True)
+        (session / "logs" / "raylet.out").write_text("log")
+    (ray_temp / "session_latest").symlink_to(ours)
+    (ray_temp / "prom_metrics_service_discovery.json").symlink_to(ours / "metrics.json")
+    (ray_temp / "other_link").symlink_to(other)
+    embedded.remove_session(ours)
+    assert sorted(p.name for p in ray_temp.iterdir()) == ["other_link", "session_2026_other"]
+    assert (other / "logs" / "raylet.out").read_text() == "log"
+    embedded.remove_session(other)  # the last one: Ray's temp folder goes too
+    assert not ray_temp.exists()
+    embedded.remove_session(other)  # twice: nothing left to remove, no error

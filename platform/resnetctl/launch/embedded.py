@@ -127,10 +127,45 @@ def stop() -> None:
     import ray
 
     left = multiprocessing_folders()
+    session = session_folder()
     ray.shutdown()
     for folder in left:
         shutil.rmtree(folder, ignore_errors=True)
+    if session is not None and not os.environ.get(KEEP_SESSION_VARIABLE):
+        remove_session(session)
     _restore_environment()
+
+
+#: Set (to anything) to keep the embedded Ray's session folder (Ray's own logs) after a run.
+KEEP_SESSION_VARIABLE = "RESNETCTL_KEEP_RAY_SESSION"
+
+
+def session_folder() -> Path | None:
+    """The session folder of the Ray this process started (`<temp>/ray/session_...`), or
+    None."""
+    try:
+        from ray._private import worker
+
+        node = worker.global_worker.node
+        return Path(node.get_session_dir_path()) if node is not None else None
+    except Exception:  # noqa: BLE001 - an internal of Ray's: without it, nothing is removed
+        return None
+
+
+def remove_session(folder: Path) -> None:
+    """Remove an ended Ray's session folder and the links Ray made to it beside it
+    (`session_latest`, the Prometheus discovery file), then Ray's temp folder if that left it
+    empty. Each embedded run's Ray writes one (2 MB of its daemons' logs, which the run's own
+    log already holds): kept, they pile up in the temp folder run after run."""
+    shutil.rmtree(folder, ignore_errors=True)
+    parent = folder.parent
+    for link in parent.iterdir() if parent.is_dir() else ():
+        if link.is_symlink() and Path(os.readlink(link)).is_relative_to(folder):
+            link.unlink(missing_ok=True)
+    try:
+        parent.rmdir()  # only when empty: other Rays' sessions stay
+    except OSError:
+        pass
 
 
 def multiprocessing_folders(root: int | None = None) -> set[Path]:
