@@ -14,7 +14,8 @@ ModelArg = Annotated[
     typer.Argument(
         metavar="MODEL",
         help="A run name under the storage root ($RESNETCTL_STORAGE, default .resnetctl/runs; "
-        "its best checkpoint), a run or checkpoint directory, or an MLflow model URI "
+        "its best checkpoint), a run or checkpoint directory or its bucket URI (s3://, gs://), "
+        "or an MLflow model URI "
         "(models:/NAME@alias, models:/m-..., runs:/ID/model).",
         show_default=False,
     ),
