@@ -6,12 +6,18 @@ the one worker left without waiting for a replacement, grows back to two workers
 node joins, and finishes. With `keep_global_batch` every optimiser step, on either count, trains
 the plan's 64 images at the plan's rate (read back from the per-step metrics in MLflow), and the
 run ends at the quickstart's accuracy. What the fault cost (steps trained again, seconds) is
-counted and compared with the undisturbed run."""
+counted and compared with the undisturbed run.
+
+On the same cluster, a one-worker run whose worker process is killed until one node has lost
+it twice: that node is excluded from the rest of the run (`failure.exclude_node_after`)."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +31,7 @@ from tests.launch.conftest import (
     Processes,
     RayNodes,
     mlflow_up,
+    ray_list,
     start_mlflow,
     two_node_cluster,
 )
@@ -156,9 +163,9 @@ def test_an_elastic_run_shrinks_on_a_lost_node_grows_back_and_keeps_the_plan(
     killed_at = time.time()
     killed_after = max(steps_at(client, run_id, 2))
     # One worker goes on: no replacement has been started yet.
-    assert wait_for(lambda: steps_at(client, run_id, 1), 300, interval=1), (
-        job.stderr.read_text()[-4000:]
-    )
+    assert wait_for(lambda: steps_at(client, run_id, 1), 300, interval=1), job.stderr.read_text()[
+        -4000:
+    ]
     shrunk_seconds = first_time(client, run_id, 1, killed_at) - killed_at
     first_alone = min(steps_at(client, run_id, 1))
     assert wait_for(lambda: reached(first_alone + 10, 1), 300, interval=1)
@@ -223,3 +230,114 @@ def test_an_elastic_run_shrinks_on_a_lost_node_grows_back_and_keeps_the_plan(
     # start timeout (60 s); then two restarts (about 20 s each here) and the slower steps of the
     # one-worker stretch.
     assert shaken_seconds - steady_seconds < 240, report
+
+
+def train_workers(cluster: ElasticCluster) -> list[dict]:
+    """The alive Ray Train workers of the cluster, as `ray list actors` reports them."""
+    return ray_list(cluster.nodes.gcs, "actors", "state=ALIVE", "class_name=RayTrainWorker")
+
+
+def test_a_node_whose_worker_dies_twice_is_excluded_from_the_rest_of_the_run(
+    elastic_cluster: ElasticCluster, submit, workdir: Path
+) -> None:
+    """One worker, two one-CPU nodes: the worker's process is SIGKILLed wherever it runs until
+    one node has lost it twice. That node is named (log, terminal, MLflow) and no worker of
+    the run starts on it again although it has room; the run finishes, every step trained
+    again after a restart has the loss it had the first time (the resume is exact), and what
+    the kills cost is counted."""
+    from mlflow import MlflowClient
+
+    nodes = elastic_cluster.nodes
+    client = MlflowClient(elastic_cluster.mlflow)
+    storage = str(elastic_cluster.logs / "storage-badnode")
+    elastic_quickstart(elastic_cluster, workdir, "badnode")
+    job = yaml.safe_load((workdir / "badnode.yaml").read_text())
+    job["resources"]["workers"] = 1
+    job["resources"].pop("elastic_policy")
+    job["resources"].pop("resize_check_s")
+    (workdir / "badnode.yaml").write_text(yaml.safe_dump(job))
+    started = time.monotonic()
+    submitted = submit("badnode.yaml", "--json", "--address", nodes.dashboard, "--storage", storage)
+    run: list = []
+
+    def logged() -> int:
+        assert submitted.process.poll() is None, submitted.stderr.read_text()[-4000:]
+        if not run:
+            found = run_of(client, "badnode")
+            if found is None:
+                return 0
+            run.append(found)
+        return len(client.get_metric_history(run[0].info.run_id, "step_lr"))
+
+    kills: dict[str, int] = {}
+    killed_pids: set[int] = set()
+    kill_times: list[float] = []
+    fresh: list[dict] = []
+    seen = [0]  # steps logged at the last kill
+
+    def running() -> bool:
+        """The group runs: a worker not killed yet, and steps logged since the last kill."""
+        alive = train_workers(elastic_cluster)
+        fresh[:] = [a for a in alive if a["pid"] not in killed_pids]
+        # 8 steps: a step checkpoint (every 5) lies between two kills, so every restart
+        # restores one.
+        return bool(fresh) and logged() >= seen[0] + 8
+
+    while max(kills.values(), default=0) < 2:
+        assert wait_for(running, 300, interval=1), submitted.stderr.read_text()[-4000:]
+        victim = fresh[0]
+        os.kill(victim["pid"], signal.SIGKILL)
+        kill_times.append(time.time())
+        killed_pids.add(victim["pid"])
+        kills[victim["node_id"]] = kills.get(victim["node_id"], 0) + 1
+        seen[0] = logged()
+    bad = next(node for node, count in kills.items() if count == 2)
+
+    # From now on the run's workers start elsewhere only, though the bad node is free.
+    elsewhere: set[int] = set()
+    while submitted.process.poll() is None:
+        for actor in train_workers(elastic_cluster):
+            assert actor["node_id"] != bad, (actor, kills)
+            elsewhere.add(actor["pid"])
+        time.sleep(1)
+    code, out, err = submitted.wait(timeout=60)
+    seconds = time.monotonic() - started
+    assert code == 0, err[-4000:]
+    assert json.loads(out)["state"] == "SUCCEEDED"
+    assert elsewhere - killed_pids, "no worker was seen running after the exclusion"
+    assert any(node["node_id"] == bad for node in nodes.alive_nodes())  # still up, unused
+
+    # Named in the run's log, on the terminal and in MLflow.
+    said = re.search(rf"node {bad[:8]} \([\d.]+\) excluded from this run: .*", err)
+    assert said is not None, err[-4000:]
+    log = next(Path(storage).glob("badnode-*/resnetctl.log"))
+    assert f"node id {bad}" in log.read_text()
+    final = client.get_run(run[0].info.run_id)
+    assert final.data.tags["resnetctl.excluded_node.1"] == said.group(0)
+    assert final.data.metrics["excluded_nodes"] == 1
+    assert final.data.metrics["restarts"] == len(kill_times)
+
+    # Every step trained, those trained twice with the same loss (exact resume), and the cost.
+    losses: dict[int, list[float]] = {}
+    for m in client.get_metric_history(final.info.run_id, "step_train_loss"):
+        losses.setdefault(m.step, []).append(m.value)
+    assert sorted(losses) == list(range(1, TOTAL + 1))
+    for step, values in losses.items():
+        assert values == [values[0]] * len(values), (step, values)
+    redone = sum(len(values) - 1 for values in losses.values())
+    assert redone == final.data.metrics["steps_redone"]
+    # A step checkpoint every 5 steps; one still uploading when its worker died is not one.
+    assert redone <= len(kill_times) * 2 * 5, redone
+    assert final.data.metrics["val_top1_error_pct"] <= 3.0, final.data.metrics
+    restart = [m.value for m in client.get_metric_history(final.info.run_id, "restart_seconds")]
+    print(
+        "bad node: "
+        + json.dumps(
+            {
+                "kills": len(kill_times),
+                "steps_redone": redone,
+                "restart_seconds": [round(s, 1) for s in restart],
+                "run_seconds": round(seconds),
+            }
+        )
+    )

@@ -271,6 +271,7 @@ def _fit(
 
     The first interrupt (Ctrl-C, SIGTERM) asks the workers to checkpoint and end
     (`launch.stopping`); once they have, KeyboardInterrupt goes on to stop the run as before."""
+    from resnetctl.launch.badnodes import BadNodeCallback
     from resnetctl.launch.collectives import ray_barrier_timeout
     from resnetctl.launch.control import start_control
     from resnetctl.launch.hang import HangCallback
@@ -309,6 +310,12 @@ def _fit(
         callbacks=[
             EpochMetricsCallback(run.uri, run.run_id, progress_queue),
             HangCallback(control, spec.failure.collective_timeout_s, progress_queue),
+            BadNodeCallback(
+                spec.failure.exclude_node_after,
+                tracking_uri=run.uri,
+                run_id=run.run_id,
+                progress=progress_queue,
+            ),
         ],
     )
     outcome: dict[str, Any] = {}

@@ -222,6 +222,14 @@ class FailureSpec(StrictModel):
         "this many seconds plus the last checkpoint's write-and-upload time before the "
         "deadline; training then stops stepping until the node is gone.",
     )
+    exclude_node_after: int = Field(
+        2,
+        ge=0,
+        le=100,
+        description="A node on which the run's worker processes died (or stopped answering "
+        "Ray's health checks) in this many worker groups is not used again by the run; 0 never "
+        "excludes (docs/cluster.md, 'Bad nodes'). Errors the training code raises do not count.",
+    )
     collective_timeout_s: int = Field(
         600,
         ge=10,
