@@ -299,7 +299,12 @@ def step_checkpoint_writer(session: Session) -> Any:
         if runner.placement.rank == 0:
             log.info("checkpoint at step %d (epoch %d): %s", runner.step, epoch, cause.reason)
         _report(runner, session, metrics, True, step_checkpoint_name(epoch, runner.step))
-        return time.monotonic() - started
+        seconds = time.monotonic() - started
+        if runner.placement.rank == 0:
+            # What the checkpoint cost the training: the time until the next step (an async
+            # upload goes on beside it); benchmarks/checkpoints.py sums these.
+            log.info("checkpoint at step %d: training resumed after %.3f s", runner.step, seconds)
+        return seconds
 
     return write
 
