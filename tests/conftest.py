@@ -26,6 +26,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = ROOT / "jobs"
 USER_RAY_DIR = Path.home() / ".ray"
+#: The data cache resnetctl uses when $RESNETCTL_CACHE is not set (data.imagefolder.cache_root).
+USER_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "resnetctl"
 RAY_TOKEN_VARIABLES = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE")
 #: The suite's temp folder, for pytest-xdist workers to share their controller's.
 SUITE_TMPDIR_VARIABLE = "RESNETCTL_SUITE_TMPDIR"
@@ -42,9 +44,23 @@ def ray_folder_state(folder: Path = USER_RAY_DIR) -> dict[str, str] | None:
     }
 
 
+def cache_folder_state(folder: Path = USER_CACHE_DIR) -> dict[str, str] | None:
+    """Every file under `folder` with its size and modification time (a data cache can be
+    large: no digests); None when the folder is absent."""
+    if not folder.exists():
+        return None
+    state = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            info = path.stat()
+            state[str(path.relative_to(folder))] = f"{info.st_size}:{info.st_mtime_ns}"
+    return state
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Taken before any test (or fixture) runs; compared by the last test of the session.
     config.stash[_HOME_RAY] = ray_folder_state()
+    config.stash[_HOME_CACHE] = cache_folder_state()
     if is_xdist_worker(config):
         # A pytest-xdist worker shares its controller's temp folder and Ray token (inherited in
         # the environment): the controller checks and removes them when every worker is done.
@@ -83,7 +99,7 @@ def runs_in_parallel(config: pytest.Config) -> bool:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if runs_in_parallel(config) and not is_xdist_worker(config):
-        from tests.test_home_untouched import home_ray_changes
+        from tests.test_home_untouched import home_cache_changes, home_ray_changes
         from tests.test_temp_untouched import left_behind
 
         folder = config.stash[_SUITE_TMPDIR]
@@ -94,6 +110,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 else []
             ),
             *home_ray_changes(config.stash[_HOME_RAY]),
+            *home_cache_changes(config.stash[_HOME_CACHE]),
         ]
         if problems:
             print("\n" + "\n".join(f"session check failed: {p}" for p in problems))
@@ -138,6 +155,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 _HOME_RAY = pytest.StashKey[dict[str, str] | None]()
+_HOME_CACHE = pytest.StashKey[dict[str, str] | None]()
 _TOKEN_DIR = pytest.StashKey[Path]()
 _SAVED_ENV = pytest.StashKey[dict[str, str | None]]()
 _SUITE_TMPDIR = pytest.StashKey[Path]()
@@ -160,6 +178,26 @@ def ray_token() -> str:
 def home_ray_state_at_start(pytestconfig: pytest.Config) -> dict[str, str] | None:
     """`~/.ray` as it was before the session started (None: absent)."""
     return pytestconfig.stash[_HOME_RAY]
+
+
+@pytest.fixture(scope="session")
+def home_cache_state_at_start(pytestconfig: pytest.Config) -> dict[str, str] | None:
+    """resnetctl's default data cache (`~/.cache/resnetctl`) as it was before the session."""
+    return pytestconfig.stash[_HOME_CACHE]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _suite_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # Package- and module-scoped fixtures (a trained run, a cluster's data set) are set up
+    # before the function-scoped `_isolated`: they too read and write the suite's cache, never
+    # the user's (~/.cache/resnetctl).
+    saved = os.environ.get("RESNETCTL_CACHE")
+    os.environ["RESNETCTL_CACHE"] = str(tmp_path_factory.getbasetemp() / "cache")
+    yield
+    if saved is None:
+        os.environ.pop("RESNETCTL_CACHE", None)
+    else:
+        os.environ["RESNETCTL_CACHE"] = saved
 
 
 @pytest.fixture(autouse=True)
