@@ -29,6 +29,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ray.train.v2._internal.exceptions import (
+    WorkerHealthCheckFailedError,
+    WorkerHealthCheckTimeoutError,
+)
 from ray.train.v2._internal.execution.callback import ControllerCallback, WorkerGroupCallback
 
 from resnetctl.tracking.events import NOTE_EVENT
@@ -36,14 +40,14 @@ from resnetctl.tracking.events import NOTE_EVENT
 #: Ray's built-in label holding a node's id (`ray.util.placement_group.NODE_ID_LABEL_KEY`).
 NODE_ID_LABEL = "ray.io/node-id"
 
-#: Ray Train's names for a worker whose process died or stopped answering its health checks.
-PROCESS_FAILURES = ("WorkerHealthCheckFailedError", "WorkerHealthCheckTimeoutError")
+#: What Ray Train reports for a worker whose process died or stopped answering health checks.
+PROCESS_FAILURES = (WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError)
 
 
 def process_failed(error: BaseException | None) -> bool:
     """Whether a worker's poll error says its process (or its node) failed, rather than the
     training code raising."""
-    return error is not None and type(error).__name__ in PROCESS_FAILURES
+    return isinstance(error, PROCESS_FAILURES)
 
 
 @dataclass
