@@ -114,7 +114,9 @@ def check(nodes: RayNodes, temp_dir: Path, *args: str) -> str:
 def ray_logs(nodes: RayNodes, node_id: str) -> str:
     """The watcher's log as `ray logs` serves it from the node (docs/cluster.md's command)."""
     argv = [str(Path(sys.executable).parent / "ray"), "logs", LOG_NAME, "--node-id", node_id]
-    env = {**os.environ, **nodes.env}
+    # A cloud node runs one Ray, which `ray logs` finds by itself; this machine may run others
+    # (another test's, a user's), and then `ray logs` refuses to guess: the cluster is named.
+    env = {**os.environ, **nodes.env, "RAY_ADDRESS": nodes.gcs}
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
