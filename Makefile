@@ -28,7 +28,8 @@ quickstart: $(STAMP)
 	$(BIN)/resnetctl submit jobs/quickstart.yaml
 
 # The fast tier spread over one process per core (pytest-xdist), then the slow tier in one
-# process: its tests start Ray clusters and time faults, and must not share the cores.
+# process: its tests start Ray clusters and time faults, and must not share the cores (two
+# processes: 38 min instead of 47, cores 95 % busy; docs/benchmarks.md "The test suite").
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" -n auto --durations=10
 	$(BIN)/python -m pytest -q -m "slow or last" --durations=15
