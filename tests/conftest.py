@@ -23,11 +23,27 @@ from pathlib import Path
 
 import pytest
 
+# Before any test module, some of which import MLflow ahead of resnetctl (imports sorted by
+# group): the suite's process sets resnetctl's defaults (resnetctl.footprint) as every resnetctl
+# process does before MLflow is imported.
+import resnetctl  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = ROOT / "jobs"
 USER_RAY_DIR = Path.home() / ".ray"
-#: The data cache resnetctl uses when $RESNETCTL_CACHE is not set (data.imagefolder.cache_root).
-USER_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "resnetctl"
+_USER_CONFIG = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+_USER_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+#: The data cache resnetctl uses when $RESNETCTL_CACHE is not set (footprint.cache_root).
+USER_CACHE_DIR = _USER_CACHE / "resnetctl"
+#: Where MLflow and onnxruntime (their telemetry ids) and matplotlib (config, font cache) write by
+#: default: resnetctl turns the telemetry off and points matplotlib at its own cache
+#: (resnetctl.footprint).
+USER_LIBRARY_DIRS = (
+    _USER_CONFIG / "mlflow",
+    _USER_CACHE / "Microsoft",
+    _USER_CONFIG / "matplotlib",
+    _USER_CACHE / "matplotlib",
+)
 RAY_TOKEN_VARIABLES = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE")
 #: The suite's temp folder, for pytest-xdist workers to share their controller's.
 SUITE_TMPDIR_VARIABLE = "RESNETCTL_SUITE_TMPDIR"
@@ -57,10 +73,16 @@ def cache_folder_state(folder: Path = USER_CACHE_DIR) -> dict[str, str] | None:
     return state
 
 
+def library_folders_state() -> dict[str, dict[str, str] | None]:
+    """`cache_folder_state` of each of `USER_LIBRARY_DIRS`."""
+    return {str(folder): cache_folder_state(folder) for folder in USER_LIBRARY_DIRS}
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Taken before any test (or fixture) runs; compared by the last test of the session.
     config.stash[_HOME_RAY] = ray_folder_state()
     config.stash[_HOME_CACHE] = cache_folder_state()
+    config.stash[_HOME_LIBRARIES] = library_folders_state()
     if is_xdist_worker(config):
         # A pytest-xdist worker shares its controller's temp folder and Ray token (inherited in
         # the environment): the controller checks and removes them when every worker is done.
@@ -99,7 +121,11 @@ def runs_in_parallel(config: pytest.Config) -> bool:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if runs_in_parallel(config) and not is_xdist_worker(config):
-        from tests.test_home_untouched import home_cache_changes, home_ray_changes
+        from tests.test_home_untouched import (
+            home_cache_changes,
+            home_library_changes,
+            home_ray_changes,
+        )
         from tests.test_temp_untouched import left_behind
 
         folder = config.stash[_SUITE_TMPDIR]
@@ -111,6 +137,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             ),
             *home_ray_changes(config.stash[_HOME_RAY]),
             *home_cache_changes(config.stash[_HOME_CACHE]),
+            *home_library_changes(config.stash[_HOME_LIBRARIES]),
         ]
         if problems:
             print("\n" + "\n".join(f"session check failed: {p}" for p in problems))
@@ -156,6 +183,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 _HOME_RAY = pytest.StashKey[dict[str, str] | None]()
 _HOME_CACHE = pytest.StashKey[dict[str, str] | None]()
+_HOME_LIBRARIES = pytest.StashKey[dict[str, dict[str, str] | None]]()
 _TOKEN_DIR = pytest.StashKey[Path]()
 _SAVED_ENV = pytest.StashKey[dict[str, str | None]]()
 _SUITE_TMPDIR = pytest.StashKey[Path]()
@@ -184,6 +212,14 @@ def home_ray_state_at_start(pytestconfig: pytest.Config) -> dict[str, str] | Non
 def home_cache_state_at_start(pytestconfig: pytest.Config) -> dict[str, str] | None:
     """resnetctl's default data cache (`~/.cache/resnetctl`) as it was before the session."""
     return pytestconfig.stash[_HOME_CACHE]
+
+
+@pytest.fixture(scope="session")
+def home_library_state_at_start(
+    pytestconfig: pytest.Config,
+) -> dict[str, dict[str, str] | None]:
+    """USER_LIBRARY_DIRS as they were before the session."""
+    return pytestconfig.stash[_HOME_LIBRARIES]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,13 +1,14 @@
 """The suite leaves the user's `~/.ray` as it found it (absent stays absent): every Ray that a
 test starts or talks to uses the suite's own token from a temporary folder. So does it leave
 resnetctl's default data cache (`~/.cache/resnetctl`): every test and fixture, of any scope,
-uses the suite's cache ($RESNETCTL_CACHE, tests/conftest.py)."""
+uses the suite's cache ($RESNETCTL_CACHE, tests/conftest.py). And so do the libraries resnetctl
+runs: MLflow and onnxruntime keep no telemetry ids, matplotlib no font cache in the home."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.conftest import cache_folder_state, ray_folder_state
+from tests.conftest import cache_folder_state, library_folders_state, ray_folder_state
 
 
 def home_ray_changes(at_start: dict[str, str] | None) -> list[str]:
@@ -28,6 +29,25 @@ def home_cache_changes(at_start: dict[str, str] | None) -> list[str]:
         "~/.cache/resnetctl changed while the tests ran: a test or fixture used the user's data "
         "cache instead of $RESNETCTL_CACHE"
     ]
+
+
+def home_library_changes(at_start: dict[str, dict[str, str] | None]) -> list[str]:
+    """What is wrong with MLflow's, onnxruntime's and matplotlib's folders in the home now."""
+    now = library_folders_state()
+    return [
+        f"{folder} changed while the tests ran: a resnetctl process let MLflow, onnxruntime or "
+        "matplotlib write into the user's home (resnetctl.footprint)"
+        for folder, state in now.items()
+        if state != at_start.get(folder)
+    ]
+
+
+@pytest.mark.last
+def test_the_suite_left_the_libraries_folders_in_the_home_alone(
+    home_library_state_at_start: dict[str, dict[str, str] | None],
+) -> None:
+    changes = home_library_changes(home_library_state_at_start)
+    assert not changes, changes[0]
 
 
 @pytest.mark.last

@@ -42,17 +42,6 @@ def test_registry_covers_every_source_kind() -> None:
     assert set(PREPARERS) == kinds
 
 
-def test_cache_root_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("RESNETCTL_CACHE", str(tmp_path / "a"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert imf.cache_root() == tmp_path / "a"
-    assert imf.cache_root(tmp_path / "b") == tmp_path / "b"
-    monkeypatch.delenv("RESNETCTL_CACHE")
-    assert imf.cache_root() == tmp_path / "xdg" / "resnetctl"
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    assert imf.cache_root() == Path.home() / ".cache" / "resnetctl"
-
-
 def test_digits_all_images_ten_classes_disjoint_stratified() -> None:
     layout = prepare_dataset(DataSpec(source=DigitsSource(image_size=16, val_fraction=0.2)))
     assert layout.classes == tuple(str(d) for d in range(10))

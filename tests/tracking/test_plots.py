@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+import pytest
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from resnetctl.tracking.plots import draw_error_curves, plot_error_curves  # noqa: E402
+from resnetctl.tracking.plots import draw_error_curves, plot_error_curves, pyplot
 
 
-def test_training_error_is_thin_and_dashed_and_held_out_error_bold_and_solid() -> None:
+@pytest.fixture
+def plt() -> Any:
+    # When the test runs, not when it is collected: by then $RESNETCTL_CACHE is the suite's, where
+    # pyplot() puts matplotlib's font cache.
+    return pyplot()
+
+
+def test_training_error_is_thin_and_dashed_and_held_out_error_bold_and_solid(plt: Any) -> None:
     fig, ax = plt.subplots()
     series = {"train_top1_error": [(2, 30.0), (1, 50.0)], "val_top1_error": [(1, 55.0)]}
     draw_error_curves(ax, "ResNet-20", series, "C3", test_name="test")
@@ -25,7 +30,7 @@ def test_training_error_is_thin_and_dashed_and_held_out_error_bold_and_solid() -
     assert train.get_color() == test.get_color() == "C3"
 
 
-def test_a_missing_series_draws_nothing() -> None:
+def test_a_missing_series_draws_nothing(plt: Any) -> None:
     fig, ax = plt.subplots()
     draw_error_curves(ax, "plain-20", {"val_top1_error": [(1, 10.0)]}, "C0")
     labels = [line.get_label() for line in ax.get_lines()]
@@ -51,7 +56,7 @@ def _history(epochs: int = 4) -> dict[str, list[tuple[int, float]]]:
     }
 
 
-def test_a_runs_curves_are_titled_with_model_data_and_run_with_a_log_error_axis() -> None:
+def test_a_runs_curves_are_titled_with_model_data_and_run_with_a_log_error_axis(plt: Any) -> None:
     from resnetctl.spec import load_spec
     from resnetctl.tracking.plots import curves_figure, curves_title
     from tests.conftest import JOBS
@@ -68,7 +73,7 @@ def test_a_runs_curves_are_titled_with_model_data_and_run_with_a_log_error_axis(
     plt.close(fig)
 
 
-def test_a_run_without_val_loss_draws_the_train_loss_and_skips_zero_errors() -> None:
+def test_a_run_without_val_loss_draws_the_train_loss_and_skips_zero_errors(plt: Any) -> None:
     from resnetctl.tracking.plots import curves_figure
 
     history = _history(2)
@@ -81,7 +86,9 @@ def test_a_run_without_val_loss_draws_the_train_loss_and_skips_zero_errors() -> 
     plt.close(fig)
 
 
-def test_a_sweeps_comparison_has_one_colour_per_trial_on_a_log_axis(tmp_path: Path) -> None:
+def test_a_sweeps_comparison_has_one_colour_per_trial_on_a_log_axis(
+    tmp_path: Path, plt: Any
+) -> None:
     from resnetctl.tracking.plots import comparison_figure, sweep_comparison_png
 
     runs = {"resnet20-A": _history(), "plain20": _history(3)}

@@ -5,18 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from resnetctl.tracking.plots import Curve, draw_error_curves
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on workers or CI
-    import matplotlib.pyplot as plt
-
-    return plt
+from resnetctl.tracking.plots import Curve, draw_error_curves, pyplot
 
 
 def _style(label: str) -> str:
@@ -29,7 +19,7 @@ def plot_layer_responses(
 ) -> Path:
     """Fig. 7: the std of each 3x3 layer's response (after BN, before the nonlinearity), top in
     the network's layer order, bottom sorted in descending order; one line per network."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.0, 6.4), dpi=120)
     for index, (label, stds) in enumerate(series.items()):
         colour = f"C{index % 10}"
@@ -68,7 +58,7 @@ def plot_training_curves(
     `colour_by_depth` gives a plain net and the ResNet of its depth one colour (Fig. 6);
     otherwise every net has its own.
     """
-    plt = _pyplot()
+    plt = pyplot()
     count = max(1, len(panels))
     fig, axes = plt.subplots(
         1, count, figsize=(max(6.4, 5.2 * count), 4.2), dpi=120, sharey=True, squeeze=False

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from resnetctl.data.imagefolder import DatasetLayout, cache_root, layout_for_folder, publish_tree
+from resnetctl.data.imagefolder import DatasetLayout, layout_for_folder, publish_tree
+from resnetctl.footprint import cache_root
 from resnetctl.spec.data import DigitsSource
 
 #: Seed of the stratified train/val split; part of the cache key, so changing it re-writes.

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from resnetctl.data.imagecheck import check_image
+from resnetctl.footprint import cache_root
 
 if TYPE_CHECKING:
     from resnetctl.storage import StoragePath
@@ -108,18 +109,6 @@ class SplitScan:
         for _, cls in self.files:
             counts[cls] += 1
         return counts
-
-
-def cache_root(override: Path | None = None) -> Path:
-    """The cache folder: `override`, else `$RESNETCTL_CACHE`, `$XDG_CACHE_HOME/resnetctl` or
-    `~/.cache/resnetctl`."""
-    if override is not None:
-        return Path(override).expanduser()
-    if os.environ.get("RESNETCTL_CACHE"):
-        return Path(os.environ["RESNETCTL_CACHE"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "resnetctl"
-    return Path.home() / ".cache" / "resnetctl"
 
 
 def publish_tree(final: Path, write: Callable[[Path], None]) -> Path:

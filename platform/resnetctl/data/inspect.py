@@ -12,10 +12,10 @@ import numpy as np
 from resnetctl.data.imagefolder import (
     DataError,
     SplitScan,
-    cache_root,
     check_class_sets,
     scan_split,
 )
+from resnetctl.footprint import cache_root
 
 
 @dataclass

@@ -114,7 +114,7 @@ def scan_bucket_split(
 
 
 def _prelist_folder(source: object) -> None:
-    from resnetctl.data.imagefolder import cache_root
+    from resnetctl.footprint import cache_root
 
     base = StoragePath.of(source.root)  # type: ignore[attr-defined]
     for sub in (getattr(source, "train_dir", "train"), getattr(source, "val_dir", "val")):

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 from resnetctl.data.digits import prepare_digits
-from resnetctl.data.imagefolder import DataError, DatasetLayout, cache_root, layout_for_folder
+from resnetctl.data.imagefolder import DataError, DatasetLayout, layout_for_folder
 from resnetctl.data.shards.manifest import ShardLayout, prepare_shards
 from resnetctl.data.synthetic import prepare_synthetic
+from resnetctl.footprint import cache_root
 from resnetctl.spec.data import DataSpec, ImageFolderSource
 
 Preparer = Callable[[Any], DatasetLayout | ShardLayout]

@@ -76,7 +76,8 @@ class ProtocolResult:
 def folder_layout(path: Path) -> DatasetLayout:
     """The layout of `--data PATH`: an image folder with `val/` (its validation split) or a
     folder of class folders."""
-    from resnetctl.data.imagefolder import cache_root, layout_for_folder
+    from resnetctl.data.imagefolder import layout_for_folder
+    from resnetctl.footprint import cache_root
 
     path = Path(path).expanduser()
     split = "val" if (path / "val").is_dir() else "."

@@ -6,9 +6,12 @@ read its titles and scales; `save_figure` writes the PNG."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from resnetctl.footprint import matplotlib_config_dir
 
 Curve = Sequence[tuple[float, float]]
 
@@ -38,11 +41,7 @@ def plot_error_curves(
 ) -> Path:
     """Write a PNG with one colour per run: train_top1_error dashed, val_top1_error solid;
     errors are in percent, as the training loop reports them."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on workers or CI
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for index, (label, series) in enumerate(runs.items()):
         draw_error_curves(ax, label, series, f"C{index % 10}")
@@ -57,10 +56,13 @@ def plot_error_curves(
     return path
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot, drawing to files (no display on workers or CI), with its config and
+    font cache in resnetctl's cache folder rather than the user's home."""
+    os.environ.setdefault("MPLCONFIGDIR", str(matplotlib_config_dir()))
     import matplotlib
 
-    matplotlib.use("Agg")  # no display on workers or CI
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
@@ -98,7 +100,7 @@ def _plot_positive(ax: Any, points: Curve, *args: Any, **kwargs: Any) -> None:
 def curves_figure(series: Mapping[str, Curve], title: str) -> Any:
     """A run's figure: top-1 error (train dashed, val bold) beside the loss (train and, when
     logged, val), both on log axes, against epoch; titled `title`."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (error_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=100)
     for key, style, width, label in (
         ("train_top1_error", "--", 1.0, "train"),
@@ -131,7 +133,7 @@ def comparison_figure(
 ) -> Any:
     """A sweep's figure: every run's top-1 error in its own colour (train dashed, val bold) on
     one log-scale axis, titled `title`."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.2, 4.6), dpi=100)
     for index, (label, series) in enumerate(runs.items()):
         colour = f"C{index % 10}"
@@ -148,7 +150,7 @@ def comparison_figure(
 
 def save_figure(fig: Any, path: Path) -> Path:
     """Write `fig` as PNG at `path` (folders created) and release it."""
-    plt = _pyplot()
+    plt = pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)

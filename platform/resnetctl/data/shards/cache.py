@@ -21,7 +21,8 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from resnetctl.data.imagefolder import DataError, cache_root
+from resnetctl.data.imagefolder import DataError
+from resnetctl.footprint import cache_root
 from resnetctl.storage import StorageError, StoragePath
 from resnetctl.storage.location import DOWNLOAD_CHUNK
 

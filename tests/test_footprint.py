@@ -1,0 +1,79 @@
+"""resnetctl.footprint: one cache folder, and nothing of MLflow's or matplotlib's in the home."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from resnetctl import footprint
+
+# A user's shell, not CI's: MLflow turns its telemetry off by itself where any of these is set.
+_CI_MARKERS = ("CI", "PYTEST_CURRENT_TEST", "GITHUB_ACTIONS")
+
+_RUN_AND_PLOT = """
+import sys
+from pathlib import Path
+
+# As in every resnetctl process (the CLI, a job's driver, a Ray worker loading the training
+# loop), the package comes first: MLflow 3 writes its telemetry id when it is imported.
+import resnetctl  # noqa: F401
+import mlflow  # noqa: F401
+from resnetctl.tracking.plots import plot_error_curves
+
+out = Path(sys.argv[1])
+plot_error_curves({"a": {"val_top1_error": [(1, 50.0), (2, 40.0)]}}, out / "curves.png")
+if sys.argv[2] == "onnx":  # `resnetctl export`'s check of an ONNX file, in onnxruntime
+    import torch
+    from resnetctl.inference.export import example_input, export_model, max_abs_difference
+    from resnetctl.models import create_model
+
+    model = create_model("cifar_resnet8", num_classes=3).eval()
+    path = export_model(model, "onnx", out / "m.onnx", example_input(3, 16))
+    assert max_abs_difference(model, "onnx", path, example_input(3, 16)) < 1e-4
+"""
+
+
+def test_cache_root_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RESNETCTL_CACHE", str(tmp_path / "a"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert footprint.cache_root() == tmp_path / "a"
+    assert footprint.cache_root(tmp_path / "b") == tmp_path / "b"
+    monkeypatch.delenv("RESNETCTL_CACHE")
+    assert footprint.cache_root() == tmp_path / "xdg" / "resnetctl"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert footprint.cache_root() == Path.home() / ".cache" / "resnetctl"
+
+
+def test_a_users_telemetry_setting_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")
+    footprint.turn_off_telemetry()
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "false"
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY")
+    footprint.turn_off_telemetry()
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
+
+
+def test_mlflow_a_plot_and_onnxruntime_leave_nothing_in_an_empty_home(tmp_path: Path) -> None:
+    home, cache = tmp_path / "home", tmp_path / "cache"
+    home.mkdir()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in _CI_MARKERS
+        and not key.startswith("XDG_")
+        and key not in ("MPLCONFIGDIR", *footprint.TELEMETRY_OFF)
+    }
+    env.update(HOME=str(home), RESNETCTL_CACHE=str(cache))
+    onnx = "onnx" if importlib.util.find_spec("onnxruntime") else "no-onnx"
+    subprocess.run(
+        [sys.executable, "-c", _RUN_AND_PLOT, str(tmp_path), onnx], env=env, check=True, timeout=300
+    )
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == []
+    # matplotlib's font cache went to resnetctl's cache, where the next run finds it.
+    assert list((cache / "matplotlib").glob("fontlist-*.json"))
