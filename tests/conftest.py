@@ -23,18 +23,18 @@ from pathlib import Path
 
 import pytest
 
-# Before any test module, some of which import MLflow ahead of resnetctl (imports sorted by
-# group): the suite's process sets resnetctl's defaults (resnetctl.footprint) as every resnetctl
-# process does before MLflow is imported.
-import resnetctl  # noqa: F401
+# Imported before any test module, some of which import MLflow ahead of resnetctl (imports
+# sorted by group): the package's __init__ sets resnetctl's defaults in the suite's process, as
+# in every resnetctl process, before MLflow is imported (resnetctl.footprint).
+from resnetctl.footprint import cache_root
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = ROOT / "jobs"
 USER_RAY_DIR = Path.home() / ".ray"
 _USER_CONFIG = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
 _USER_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-#: The data cache resnetctl uses when $RESNETCTL_CACHE is not set (footprint.cache_root).
-USER_CACHE_DIR = _USER_CACHE / "resnetctl"
+#: The user's resnetctl cache: read before the session points $RESNETCTL_CACHE at its own.
+USER_CACHE_DIR = cache_root()
 #: Where MLflow and onnxruntime (their telemetry ids) and matplotlib (config, font cache) write by
 #: default: resnetctl turns the telemetry off and points matplotlib at its own cache
 #: (resnetctl.footprint).

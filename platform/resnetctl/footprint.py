@@ -35,6 +35,6 @@ def turn_off_telemetry() -> None:
 
 
 def matplotlib_config_dir() -> Path:
-    """matplotlib's config and font cache folder: `$MPLCONFIGDIR`, else `matplotlib` in the
-    cache folder (matplotlib's own default is ~/.config/matplotlib and ~/.cache/matplotlib)."""
-    return Path(os.environ.get("MPLCONFIGDIR") or cache_root() / "matplotlib")
+    """Where matplotlib keeps its config and font cache for resnetctl, unless $MPLCONFIGDIR
+    names another folder (its own default is ~/.config/matplotlib and ~/.cache/matplotlib)."""
+    return cache_root() / "matplotlib"
