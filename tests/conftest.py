@@ -47,6 +47,8 @@ USER_LIBRARY_DIRS = (
 RAY_TOKEN_VARIABLES = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE")
 #: The suite's temp folder, for pytest-xdist workers to share their controller's.
 SUITE_TMPDIR_VARIABLE = "RESNETCTL_SUITE_TMPDIR"
+#: TorchInductor's cache of the session (`TORCHINDUCTOR_CACHE_DIR`), in the suite's temp folder.
+SUITE_COMPILE_CACHE = "torchinductor"
 
 
 def ray_folder_state(folder: Path = USER_RAY_DIR) -> dict[str, str] | None:
@@ -95,6 +97,11 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["TMPDIR"] = str(temp)
     os.environ[SUITE_TMPDIR_VARIABLE] = str(temp)
     tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+    # TorchInductor's cache: the suite's own, in every process it starts. The package's import
+    # (in this process, before this hook) pointed it at the user's cache, which tests leave
+    # alone; tests/test_footprint.py checks that default in a process of its own.
+    config.stash[_SAVED_INDUCTOR] = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(temp / SUITE_COMPILE_CACHE)
     # A token of the suite's own for every Ray it starts or talks to: set before any fixture
     # (also module- and session-scoped ones) and inherited by every subprocess.
     folder = Path(tempfile.mkdtemp(prefix="resnetctl-ray-token-"))
@@ -149,7 +156,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if is_xdist_worker(config):
         return  # the controller's folder and token
-    for name, value in config.stash.get(_SAVED_ENV, {}).items():
+    saved_env = {
+        **config.stash.get(_SAVED_ENV, {}),
+        "TORCHINDUCTOR_CACHE_DIR": config.stash.get(_SAVED_INDUCTOR, None),
+    }
+    for name, value in saved_env.items():
         if value is None:
             os.environ.pop(name, None)
         else:
@@ -186,6 +197,7 @@ _HOME_CACHE = pytest.StashKey[dict[str, str] | None]()
 _HOME_LIBRARIES = pytest.StashKey[dict[str, dict[str, str] | None]]()
 _TOKEN_DIR = pytest.StashKey[Path]()
 _SAVED_ENV = pytest.StashKey[dict[str, str | None]]()
+_SAVED_INDUCTOR = pytest.StashKey[str | None]()
 _SUITE_TMPDIR = pytest.StashKey[Path]()
 _SAVED_TMPDIR = pytest.StashKey[str | None]()
 _PASSED = pytest.StashKey[bool]()

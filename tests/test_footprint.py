@@ -1,4 +1,5 @@
-"""resnetctl.footprint: one cache folder, and nothing of MLflow's or matplotlib's in the home."""
+"""resnetctl.footprint: one cache folder, nothing of MLflow's or matplotlib's in the home, and
+nothing of torch's compiler in the temp folder."""
 
 from __future__ import annotations
 
@@ -27,6 +28,13 @@ from resnetctl.tracking.plots import plot_error_curves
 
 out = Path(sys.argv[1])
 plot_error_curves({"a": {"val_top1_error": [(1, 50.0), (2, 40.0)]}}, out / "curves.png")
+# What every run does to log its model: a torch.export program (torch._dynamo is imported).
+import torch
+from resnetctl.models import create_model
+
+network = create_model("cifar_resnet8", num_classes=3).eval()
+batch = torch.export.Dim("batch", min=1, max=64)
+torch.export.export(network, (torch.zeros(2, 3, 16, 16),), dynamic_shapes=({0: batch},))
 if sys.argv[2] == "onnx":  # `resnetctl export`'s check of an ONNX file, in onnxruntime
     import torch
     from resnetctl.inference.export import example_input, export_model, max_abs_difference
@@ -58,22 +66,43 @@ def test_a_users_telemetry_setting_is_kept(monkeypatch: pytest.MonkeyPatch) -> N
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
 
 
-def test_mlflow_a_plot_and_onnxruntime_leave_nothing_in_an_empty_home(tmp_path: Path) -> None:
-    home, cache = tmp_path / "home", tmp_path / "cache"
+def test_a_users_compile_cache_is_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RESNETCTL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    monkeypatch.setenv("TORCHINDUCTOR_CPP_CACHE_PRECOMPILE_HEADERS", "1")
+    footprint.keep_compile_cache_out_of_temp()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
+    assert os.environ["TORCHINDUCTOR_CPP_CACHE_PRECOMPILE_HEADERS"] == "1"
+    for name in footprint.compile_cache_defaults():
+        monkeypatch.delenv(name)
+    footprint.keep_compile_cache_out_of_temp()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "torchinductor")
+    assert os.environ["TORCHINDUCTOR_CPP_CACHE_PRECOMPILE_HEADERS"] == "0"
+
+
+def test_mlflow_a_plot_an_export_and_onnxruntime_leave_nothing_in_home_or_temp(
+    tmp_path: Path,
+) -> None:
+    home, cache, temp = tmp_path / "home", tmp_path / "cache", tmp_path / "tmp"
     home.mkdir()
+    temp.mkdir()
     env = {
         key: value
         for key, value in os.environ.items()
         if key not in _CI_MARKERS
         and not key.startswith("XDG_")
         and key not in ("MPLCONFIGDIR", *footprint.TELEMETRY_OFF)
+        and not key.startswith("TORCHINDUCTOR_")
     }
-    env.update(HOME=str(home), RESNETCTL_CACHE=str(cache))
+    env.update(HOME=str(home), RESNETCTL_CACHE=str(cache), TMPDIR=str(temp))
     onnx = "onnx" if importlib.util.find_spec("onnxruntime") else "no-onnx"
     subprocess.run(
         [sys.executable, "-c", _RUN_AND_PLOT, str(tmp_path), onnx], env=env, check=True, timeout=300
     )
     assert (tmp_path / "curves.png").stat().st_size > 0
     assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == []
+    # torch's compiler keeps its cache in resnetctl's, not in the temp folder.
+    assert sorted(p.name for p in temp.iterdir()) == []
+    assert (cache / "torchinductor").is_dir()
     # matplotlib's font cache went to resnetctl's cache, where the next run finds it.
     assert list((cache / "matplotlib").glob("fontlist-*.json"))

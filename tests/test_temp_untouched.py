@@ -2,9 +2,10 @@
 CLI, Ray, Ray's workers, DALI's code generation, multiprocessing) uses the suite's own temp
 folder (`TMPDIR`, tests/conftest.py), so what is left there after the last test is what the
 code under test left. Allowed: pytest's own folder (`tmp_path`), Ray's session folders (`ray`)
-and file locks (`_ray_lockfiles`, Ray AIR's `filelock`), torch's compile cache
-(`torchinductor_USER`, made when `torch._dynamo` is imported), onnxruntime's telemetry session
-file (`.ses`, written when `onnxruntime` is imported) and the suite's Ray token.
+and file locks (`_ray_lockfiles`, Ray AIR's `filelock`), onnxruntime's telemetry session file
+(`.ses`, written when `onnxruntime` is imported), the suite's Ray token and the suite's
+TorchInductor cache (`torchinductor`, its `TORCHINDUCTOR_CACHE_DIR`). Not torch's default
+`torchinductor_USER`: resnetctl keeps that cache in its own folder (resnetctl.footprint).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import suite_temp_folder
+from tests.conftest import SUITE_COMPILE_CACHE, suite_temp_folder
 
-#: What the suite itself keeps in its temp folder, and what Ray, torch and onnxruntime keep.
+#: What the suite itself keeps in its temp folder, and what Ray and onnxruntime keep.
 ALLOWED = re.compile(
-    r"^(pytest-of-.*|ray|_ray_lockfiles|torchinductor_.*|\.ses|resnetctl-ray-token-.*)$"
+    rf"^(pytest-of-.*|ray|_ray_lockfiles|\.ses|resnetctl-ray-token-.*|{SUITE_COMPILE_CACHE})$"
 )
 
 
@@ -35,11 +36,13 @@ def test_the_allowance_is_narrow(tmp_path: Path) -> None:
         "resnetctl-system-metrics-run-node.lock",
         "resnetctl-ckpt-tiny-x",
         "tmpab12",
+        "torchinductor_root",  # torch's default compile cache
     ]
     for name in ours:
         (tmp_path / name).mkdir()
-    (tmp_path / "ray").mkdir()
-    assert "ray" not in left_behind(tmp_path) and len(left_behind(tmp_path)) == 6
+    for allowed in ("ray", SUITE_COMPILE_CACHE):
+        (tmp_path / allowed).mkdir()
+    assert left_behind(tmp_path) == sorted(ours)
 
 
 @pytest.mark.last

@@ -72,11 +72,13 @@ def _eager_then_compiled(rank: int, world: int) -> dict[str, Any]:
 def test_compiled_ddp_trains_like_eager_ddp(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Inductor's caches (its precompiled headers go to the temp folder whatever
-    # TORCHINDUCTOR_CACHE_DIR says) stay in the test's folder, not in the machine's temp folder.
+    # The ranks (which import resnetctl first) take resnetctl's defaults for TorchInductor, not
+    # the suite's: its cache in resnetctl's cache folder, nothing in the temp folder.
     (tmp_path / "tmp").mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    monkeypatch.setenv("RESNETCTL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.delenv("TORCHINDUCTOR_CPP_CACHE_PRECOMPILE_HEADERS", raising=False)
     # One rank may compile for minutes while the other waits in the first all-reduce.
     ranks = run_distributed(
         _eager_then_compiled, 2, tmp_path / "out", timeout=timedelta(minutes=15)
@@ -94,3 +96,6 @@ def test_compiled_ddp_trains_like_eager_ddp(
         torch.testing.assert_close(compiled["losses"], eager["losses"], rtol=1e-3, atol=1e-4)
     # ... and the ranks agree: the losses are averaged over both.
     assert ranks[0]["compiled"]["losses"] == ranks[1]["compiled"]["losses"]
+    # The compiled kernels are in resnetctl's cache, for the next run; the temp folder is empty.
+    assert list((tmp_path / "cache" / "torchinductor").rglob("*.so"))
+    assert sorted(p.name for p in (tmp_path / "tmp").iterdir()) == []
