@@ -65,6 +65,10 @@ SUITE_ONLY = (
     "RESNETCTL_IMAGENET",
     "RESNETCTL_CIFAR10",
     "VIRTUAL_ENV",
+    # The suite's compile cache, and the defaults resnetctl set in this process: a user's shell
+    # has neither, and resnetctl's processes set their own (resnetctl.footprint).
+    "TORCHINDUCTOR_CACHE_DIR",
+    "TORCHINDUCTOR_CPP_CACHE_PRECOMPILE_HEADERS",
 )
 SERVE_SECONDS = 180
 PAGE_SECONDS = 3600
