@@ -45,8 +45,8 @@ def compile_cache_defaults() -> dict[str, str]:
     `torch._dynamo` is imported (every run does, to log its model as a `torch.export` program)
     and fills on a compile. The precompiled headers go to that temp folder whatever
     `TORCHINDUCTOR_CACHE_DIR` says; without them a cold compile of ResNet-20's training step on
-    2 CPU cores took 48-49 s instead of 35-37 s, and the same network compiled again, from this
-    cache, 1.7 s (docs/benchmarks.md, `torch.compile`)."""
+    2 CPU cores took 47-60 s instead of 34-39 s, and the same network compiled again, from this
+    cache, under 2 s (docs/benchmarks.md, `torch.compile`)."""
     return {
         "TORCHINDUCTOR_CACHE_DIR": str(cache_root() / "torchinductor"),
         "TORCHINDUCTOR_CPP_CACHE_PRECOMPILE_HEADERS": "0",
