@@ -36,13 +36,10 @@ network = create_model("cifar_resnet8", num_classes=3).eval()
 batch = torch.export.Dim("batch", min=1, max=64)
 torch.export.export(network, (torch.zeros(2, 3, 16, 16),), dynamic_shapes=({0: batch},))
 if sys.argv[2] == "onnx":  # `resnetctl export`'s check of an ONNX file, in onnxruntime
-    import torch
     from resnetctl.inference.export import example_input, export_model, max_abs_difference
-    from resnetctl.models import create_model
 
-    model = create_model("cifar_resnet8", num_classes=3).eval()
-    path = export_model(model, "onnx", out / "m.onnx", example_input(3, 16))
-    assert max_abs_difference(model, "onnx", path, example_input(3, 16)) < 1e-4
+    path = export_model(network, "onnx", out / "m.onnx", example_input(3, 16))
+    assert max_abs_difference(network, "onnx", path, example_input(3, 16)) < 1e-4
 """
 
 
