@@ -77,6 +77,20 @@ def test_a_users_compile_cache_is_kept(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert os.environ["TORCHINDUCTOR_CPP_CACHE_PRECOMPILE_HEADERS"] == "0"
 
 
+def test_a_home_that_cannot_be_found_leaves_torchs_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("RESNETCTL_CACHE", "XDG_CACHE_HOME", *footprint.compile_cache_defaults()):
+        monkeypatch.delenv(name, raising=False)
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    footprint.keep_compile_cache_out_of_temp()
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+
+
 def test_mlflow_a_plot_an_export_and_onnxruntime_leave_nothing_in_home_or_temp(
     tmp_path: Path,
 ) -> None:

@@ -56,7 +56,13 @@ def compile_cache_defaults() -> dict[str, str]:
 def keep_compile_cache_out_of_temp() -> None:
     """Set `compile_cache_defaults()` where the environment does not say otherwise, before
     torch reads them (`torch._dynamo`'s import, TorchInductor's config)."""
-    for name, value in compile_cache_defaults().items():
+    try:
+        defaults = compile_cache_defaults()
+    except RuntimeError:
+        # No HOME and no passwd entry (a container run under an arbitrary uid): this runs on
+        # the package's import, which must not fail for a cache's sake; torch keeps its own.
+        return
+    for name, value in defaults.items():
         os.environ.setdefault(name, value)
 
 
