@@ -29,7 +29,9 @@ ARGS = (
     "--set",
     "train.log_every_n_steps=1",
 )
-STOPPED = re.compile(r"^checkpoint at step (\d+): the run was asked to stop", re.M)
+# The stop's reason, alone or after the scheduled one when the stop lands on a checkpoint step
+# ("checkpoint at step 40: every 10 steps; the run was asked to stop").
+STOPPED = re.compile(r"^checkpoint at step (\d+): (?:[^\n]*; )?the run was asked to stop", re.M)
 
 
 def _losses(workdir: Path, run_id: str) -> list[tuple[int, float]]:
