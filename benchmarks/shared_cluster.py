@@ -31,6 +31,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from startup_cpu import sample_cpu  # noqa: E402 (run as a script, this folder is on the path)
 from tests.launch.conftest import (  # noqa: E402 (the suite's loopback cluster)
     Processes,
     mlflow_up,
@@ -47,16 +48,8 @@ def _cpu_by_name(seen: dict[int, tuple[str, float]]) -> dict[str, float]:
 
 
 def _sample(seen: dict[int, tuple[str, float]]) -> float:
-    """Record the CPU seconds of every process under this one (dead ones keep their last
-    sample); returns the sum over every process seen so far."""
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            with proc.oneshot():
-                times = proc.cpu_times()
-                seen[proc.pid] = (proc.name(), times.user + times.system)
-        except psutil.Error:
-            pass
-    return sum(seconds for _, seconds in seen.values())
+    """`sample_cpu` of every process under this one (not this one: it only measures)."""
+    return sample_cpu(psutil.Process().children(recursive=True), seen)
 
 
 def _sampled_sleep(seconds: float, seen: dict[int, tuple[str, float]]) -> float:

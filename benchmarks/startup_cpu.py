@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 import psutil
@@ -29,14 +30,17 @@ ROOT = Path(__file__).resolve().parents[1]
 FIRST_STEP = "Wrapping provided model in DistributedDataParallel"
 
 
-def _sample(root: psutil.Process, seen: dict[int, tuple[str, float]]) -> None:
-    for proc in [root, *root.children(recursive=True)]:
+def sample_cpu(processes: Iterable[psutil.Process], seen: dict[int, tuple[str, float]]) -> float:
+    """Record the name and CPU seconds of each of `processes` in `seen` by PID (a process that
+    has ended keeps its last sample); returns the sum over every process seen so far."""
+    for proc in processes:
         try:
             with proc.oneshot():
                 times = proc.cpu_times()
                 seen[proc.pid] = (proc.name(), times.user + times.system)
         except psutil.Error:
             pass
+    return sum(cpu for _, cpu in seen.values())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
                     print("submit ended or timed out before its first step", file=sys.stderr)
                     return 1
-                _sample(root, seen)
+                sample_cpu([root, *root.children(recursive=True)], seen)
                 time.sleep(0.25)
             wall = time.monotonic() - start
         finally:
