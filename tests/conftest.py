@@ -97,10 +97,13 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["TMPDIR"] = str(temp)
     os.environ[SUITE_TMPDIR_VARIABLE] = str(temp)
     tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+    # What the session sets below, put back when it ends.
+    config.stash[_SAVED_ENV] = {
+        name: os.environ.get(name) for name in (*RAY_TOKEN_VARIABLES, "TORCHINDUCTOR_CACHE_DIR")
+    }
     # TorchInductor's cache: the suite's own, in every process it starts. The package's import
     # (in this process, before this hook) pointed it at the user's cache, which tests leave
     # alone; tests/test_footprint.py checks that default in a process of its own.
-    config.stash[_SAVED_INDUCTOR] = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(temp / SUITE_COMPILE_CACHE)
     # A token of the suite's own for every Ray it starts or talks to: set before any fixture
     # (also module- and session-scoped ones) and inherited by every subprocess.
@@ -108,7 +111,6 @@ def pytest_configure(config: pytest.Config) -> None:
     token = folder / "auth_token"
     token.write_text(secrets.token_hex(32))
     config.stash[_TOKEN_DIR] = folder
-    config.stash[_SAVED_ENV] = {name: os.environ.get(name) for name in RAY_TOKEN_VARIABLES}
     os.environ.pop("RAY_AUTH_TOKEN", None)  # it would win over the path
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
 
@@ -156,11 +158,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if is_xdist_worker(config):
         return  # the controller's folder and token
-    saved_env = {
-        **config.stash.get(_SAVED_ENV, {}),
-        "TORCHINDUCTOR_CACHE_DIR": config.stash.get(_SAVED_INDUCTOR, None),
-    }
-    for name, value in saved_env.items():
+    for name, value in config.stash.get(_SAVED_ENV, {}).items():
         if value is None:
             os.environ.pop(name, None)
         else:
@@ -197,7 +195,6 @@ _HOME_CACHE = pytest.StashKey[dict[str, str] | None]()
 _HOME_LIBRARIES = pytest.StashKey[dict[str, dict[str, str] | None]]()
 _TOKEN_DIR = pytest.StashKey[Path]()
 _SAVED_ENV = pytest.StashKey[dict[str, str | None]]()
-_SAVED_INDUCTOR = pytest.StashKey[str | None]()
 _SUITE_TMPDIR = pytest.StashKey[Path]()
 _SAVED_TMPDIR = pytest.StashKey[str | None]()
 _PASSED = pytest.StashKey[bool]()
