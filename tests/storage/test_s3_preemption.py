@@ -109,6 +109,17 @@ def _complete_checkpoints(cluster: S3Cluster, prefix: str) -> list[str]:
     )
 
 
+def _registered_checkpoints(cluster: S3Cluster, prefix: str) -> list[str]:
+    """Checkpoint folders under `prefix` Ray Train's controller has registered, from the
+    snapshot it writes to the run's folder: only these survive a restart. A manifest is
+    written before the controller's next poll of the workers takes the report."""
+    key = f"{prefix}checkpoint_manager_snapshot.json"
+    if key not in cluster.s3.keys(cluster.bucket, key):
+        return []
+    snapshot = json.loads(cluster.s3.read(cluster.bucket, key))
+    return sorted(f"{prefix}{r['checkpoint_dir_name']}" for r in snapshot["checkpoint_results"])
+
+
 def _uploader_pid(log: Path) -> int:
     """The pid of the worker waiting before a manifest (rank 0: only it writes checkpoints)."""
     waits = re.findall(
@@ -161,12 +172,23 @@ def test_faults_with_and_without_notice_cost_a_handful_of_steps_and_change_nothi
     run_name = run().data.tags["resnetctl.run_name"]
     log = Path(tempfile.gettempdir()) / "resnetctl-logs" / run_name / "resnetctl.log"
     prefix = f"runs/{run_name}/"
-    assert wait_for(lambda: _complete_checkpoints(s3_cluster, prefix), timeout=300, interval=0.2)
+    # Killed before the controller has taken the complete checkpoint's report, the worker
+    # would restart from the one before (here: from scratch), so the kill waits for both.
+    assert wait_for(lambda: _registered_checkpoints(s3_cluster, prefix), timeout=300, interval=0.2)
     assert wait_for(lambda: _partial_checkpoints(s3_cluster, prefix), timeout=120, interval=0.2)
     (partial,) = _partial_checkpoints(s3_cluster, prefix)
     os.kill(_uploader_pid(log), signal.SIGKILL)
     timings["worker killed"] = time.monotonic() - started
-    assert wait_for(lambda: "restarted from the checkpoint" in job.stderr.read_text(), 300)
+    registered = _registered_checkpoints(s3_cluster, prefix)
+    assert registered and set(registered) <= set(_complete_checkpoints(s3_cluster, prefix))
+    assert "_step_" in registered[-1], registered  # in epoch 1: a step checkpoint
+    restored = int(registered[-1].rsplit("_", 1)[1])
+    assert restored < int(partial.rsplit("_", 1)[1])
+    assert wait_for(lambda: "restarted from the checkpoint" in job.stderr.read_text(), 300), (
+        job.stderr.read_text()[-3000:]
+    )
+    # From the last checkpoint the controller registered, not the half-uploaded one.
+    assert f"restarted from the checkpoint at step {restored}" in job.stderr.read_text()
     # While the run goes on: the half-uploaded checkpoint is skipped, with a warning naming it.
     listed = resnetctl("list", "--storage", storage, "--json", cwd=workdir)
     (row,) = [r for r in json.loads(listed.stdout) if r["run"] == run_name]
