@@ -5,8 +5,8 @@ exactly what an undisturbed run trains.
 1. No notice: rank 0's worker is SIGKILLed while its checkpoint uploads to the bucket (uploads
    slowed on purpose, `RESNETCTL_FAULT_UPLOAD_DELAY_S`). The half-uploaded checkpoint has no
    manifest: the restart, `resnetctl list` and `eval`'s choice of checkpoint skip it with a
-   warning naming it. The group restarts from the last complete checkpoint, in the middle of
-   an epoch.
+   warning naming it. The group restarts from the last complete checkpoint Ray Train's
+   controller has registered, in the middle of an epoch.
 2. A notice: the worker node is drained with `ray drain-node --deadline-remaining-seconds 30`
    in the middle of an epoch, a replacement node joins, and the drained node is killed (process
    group) at the deadline. The workers checkpoint at the notice, again just before the
